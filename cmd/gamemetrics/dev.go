@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
+)
+
+// devPorts are the default local ports of each function.
+var devPorts = map[string]int{"ingest": 8081, "process": 8082, "recommend": 8083, "notify": 8084, "retain": 8085, "report": 8086}
+
+// demoGame is what dev remembers about its demo game between runs. Only the
+// local dev data directory holds plain keys.
+type demoGame struct {
+	ID       string `json:"id"`
+	WriteKey string `json:"write_key"`
+	ReadKey  string `json:"read_key"`
+}
+
+func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("dev", stderr)
+	dir := fs.String("dir", envOr(getenv, "GAMEMETRICS_DEV_DIR", ".gamemetrics"), "where the local stack keeps its data")
+	ports := map[string]*int{}
+	for _, name := range functions.Implemented() {
+		def, _ := strconv.Atoi(envOr(getenv, strings.ToUpper(name)+"_PORT", strconv.Itoa(devPorts[name])))
+		ports[name] = fs.Int(name+"-port", def, "port of "+name+" ($"+strings.ToUpper(name)+"_PORT)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := telemetry.NewLogger(stderr, envOr(getenv, "LOG_LEVEL", "warn"), "")
+	start := time.Now()
+	stack, err := devstack.Start(ctx, devstack.Config{Dir: *dir, Getenv: getenv, Log: log})
+	if err != nil {
+		return fmt.Errorf("local stack: %w", err)
+	}
+	defer stack.Close()
+
+	pool, err := store.Open(ctx, stack.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		return err
+	}
+	demo, err := ensureDemoGame(ctx, store.NewGames(pool), filepath.Join(*dir, "demo-game.json"))
+	if err != nil {
+		return err
+	}
+
+	env := stackEnv(stack, getenv)
+	deps := functions.NewDeps(env, log)
+	defer deps.Close()
+	var wg sync.WaitGroup
+	errc := make(chan error, len(ports))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, name := range functions.Implemented() {
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*ports[name])))
+		if err != nil {
+			return fmt.Errorf("%s: %w (set --%s-port)", name, err, name)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serveFunction(ctx, name, l, deps, log); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	printDev(stdout, stack, demo, *ports["ingest"], time.Since(start))
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping…")
+	wg.Wait()
+	close(errc)
+	var errs []error
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// stackEnv layers the stack's addresses over the process environment.
+func stackEnv(stack *devstack.Stack, getenv func(string) string) func(string) string {
+	return func(name string) string {
+		if v := stack.Getenv(name); v != "" {
+			return v
+		}
+		return getenv(name)
+	}
+}
+
+// ensureDemoGame reuses the demo game saved in path, or creates one.
+func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoGame, error) {
+	var d demoGame
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &d) == nil {
+		if g, err := games.ByWriteKey(ctx, d.WriteKey); err == nil && g.ID == d.ID {
+			return d, nil
+		}
+	}
+	g, keys, err := games.Create(ctx, "Demo Game", "UTC")
+	if err != nil {
+		return d, err
+	}
+	d = demoGame{ID: g.ID, WriteKey: keys.Write, ReadKey: keys.Read}
+	b, _ := json.MarshalIndent(d, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+func printDev(w io.Writer, s *devstack.Stack, d demoGame, ingestPort int, took time.Duration) {
+	ingest := fmt.Sprintf("http://127.0.0.1:%d/", ingestPort)
+	fmt.Fprintf(w, `
+GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays in the dev directory.
+
+  ingest       %s   (metrics: %smetrics)
+  PostgreSQL   %s
+  Redis        %s
+  Kafka        %s
+  S3           %s (bucket %s)
+
+Demo game %s
+  write key    %s
+  read key     %s
+
+Send an event:
+  curl -i %s \
+    -H 'Authorization: Bearer %s' \
+    -H 'Content-Type: application/json' \
+    -H 'ce-specversion: 1.0' -H "ce-id: $(date +%%s%%N)" -H 'ce-source: /my-game/client' \
+    -H 'ce-type: com.gamemetrics.session.start' -H 'ce-subject: player-1' \
+    -H 'ce-sessionid: s-1' -H "ce-time: $(date -u +%%Y-%%m-%%dT%%H:%%M:%%SZ)" \
+    -d '{"platform":"ios","app_version":"1.0.0","country":"US"}'
+
+See it in Kafka:
+  KAFKA_BROKERS=%s go run ./cmd/gamemetrics events tail -n 1
+
+`, took.Seconds(), ingest, ingest, s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
+		d.ID, d.WriteKey, d.ReadKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","))
+}

@@ -1,0 +1,91 @@
+// Command gamemetrics is the GameMetrics operator CLI: it migrates the
+// database, manages games and their keys, serves any function over HTTP,
+// and runs the whole platform locally with `gamemetrics dev`.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `gamemetrics — real-time game analytics
+
+Usage:
+  gamemetrics dev [--dir .gamemetrics] [--ingest-port 8081]
+        run the local stack, migrations, a demo game and every function
+  gamemetrics migrate
+        apply the embedded database migrations ($DATABASE_URL)
+  gamemetrics games create --name NAME [--timezone Area/City]
+        register a game; prints its id, write key and read key
+  gamemetrics games list
+  gamemetrics serve FUNCTION
+        serve one function (ingest, process, recommend, notify, retain, report)
+        on $PORT (default 8080) with /healthz, /readyz and /metrics
+  gamemetrics events tail [--topic gamemetrics.events] [-n 10]
+        print the newest records of a topic with their headers ($KAFKA_BROKERS)
+
+Configuration comes from the environment: DATABASE_URL, REDIS_URL,
+KAFKA_BROKERS (+ KAFKA_TLS, KAFKA_SASL_*), S3_ENDPOINT, S3_BUCKET, PORT,
+LOG_LEVEL, INGEST_RATE_LIMIT. See README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "gamemetrics:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is the whole program, so it can be tested without a process.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "dev":
+		return runDev(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, getenv, stdout)
+	case "games":
+		return runGames(ctx, rest, getenv, stdout, stderr)
+	case "serve":
+		return runServe(ctx, rest, getenv, stderr)
+	case "events":
+		return runEvents(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// newFlags returns a FlagSet that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// envOr returns getenv(name) or def.
+func envOr(getenv func(string) string, name, def string) string {
+	if v := strings.TrimSpace(getenv(name)); v != "" {
+		return v
+	}
+	return def
+}

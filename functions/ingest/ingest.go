@@ -1,0 +1,369 @@
+// Package ingest is the GameMetrics write path: game clients POST
+// CloudEvents (binary, structured or batch mode) with their game's write key;
+// ingest validates each against the event catalogue and answers 202 only once
+// every accepted event is acknowledged by all in-sync Kafka replicas.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/events"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
+)
+
+// Config tunes ingest. The zero value is not useful; start from DefaultConfig.
+type Config struct {
+	// RateLimit is the default events per second per game (a game's own
+	// rate_limit overrides it); 0 disables limiting.
+	RateLimit int64
+	// ProduceTimeout bounds the wait for Kafka acknowledgements. Past it the
+	// client gets 503 and should retry with the same event ids.
+	ProduceTimeout time.Duration
+	// RetryAfter is what a 503 tells clients to wait.
+	RetryAfter time.Duration
+	// KeyCacheTTL is how long a write key lookup is remembered.
+	KeyCacheTTL time.Duration
+}
+
+// DefaultConfig is what `gamemetrics serve ingest` uses unless told otherwise.
+func DefaultConfig() Config {
+	return Config{RateLimit: 100_000, ProduceTimeout: 10 * time.Second, RetryAfter: 5 * time.Second, KeyCacheTTL: 30 * time.Second}
+}
+
+// ConfigFromEnv reads INGEST_RATE_LIMIT and INGEST_PRODUCE_TIMEOUT over the defaults.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	if v := getenv("INGEST_RATE_LIMIT"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("INGEST_RATE_LIMIT=%q: want events per second per game (0 = unlimited)", v)
+		}
+		c.RateLimit = n
+	}
+	if v := getenv("INGEST_PRODUCE_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return c, fmt.Errorf("INGEST_PRODUCE_TIMEOUT=%q: want a duration such as 10s", v)
+		}
+		c.ProduceTimeout = d
+	}
+	return c, nil
+}
+
+// Ingest serves the ingest contract. Build it with New.
+type Ingest struct {
+	cfg       Config
+	keys      *store.KeyCache
+	producer  *kgo.Client
+	redis     *redis.Client
+	limiter   *cache.RateLimiter
+	validator *events.Validator
+	log       *slog.Logger
+	metrics   *metrics
+	now       func() time.Time
+}
+
+// New builds ingest from its dependencies. The producer must be built with
+// kafka.NewProducer (acks=all, idempotent) for 202 to mean durable.
+func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) *Ingest {
+	return &Ingest{
+		cfg:       cfg,
+		keys:      store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
+		producer:  producer,
+		redis:     rdb,
+		limiter:   cache.NewRateLimiter(rdb),
+		validator: events.NewValidator(),
+		log:       log,
+		metrics:   newMetrics(reg),
+		now:       time.Now,
+	}
+}
+
+// Response is the body of every ingest answer.
+type Response struct {
+	Accepted int        `json:"accepted"`
+	Rejected []Rejected `json:"rejected"`
+	// Error explains a refusal of the whole request (401, 413, 415, 429, 503).
+	Error string `json:"error,omitempty"`
+}
+
+// Rejected names one refused event of a request.
+type Rejected struct {
+	Index  int    `json:"index"`
+	ID     string `json:"id,omitempty"`
+	Reason string `json:"reason"`
+}
+
+func (in *Ingest) answer(w http.ResponseWriter, status int, resp Response) {
+	if resp.Rejected == nil {
+		resp.Rejected = []Rejected{}
+	}
+	in.metrics.requests.WithLabelValues(strconv.Itoa(status)).Inc()
+	function.WriteJSON(w, status, resp)
+}
+
+// ServeHTTP implements the ingest contract on POST /.
+func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := in.now()
+	defer func() { in.metrics.duration.Observe(time.Since(start).Seconds()) }()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		in.answer(w, http.StatusMethodNotAllowed, Response{Error: "POST CloudEvents to /"})
+		return
+	}
+	game, err := in.authenticate(r.Context(), r.Header.Get("Authorization"))
+	if err != nil {
+		var fe *function.Error
+		if errors.As(err, &fe) && fe.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="gamemetrics ingest"`)
+			in.answer(w, http.StatusUnauthorized, Response{Error: fe.Reason})
+			return
+		}
+		in.log.Error("write key lookup failed", "err", err)
+		w.Header().Set("Retry-After", retryAfter(in.cfg.RetryAfter))
+		in.answer(w, http.StatusServiceUnavailable, Response{Error: "cannot check the write key right now; retry later"})
+		return
+	}
+	body, rerr := readBody(r)
+	if rerr != nil {
+		in.answer(w, rerr.status, Response{Error: rerr.reason})
+		return
+	}
+	items, rerr := parseEvents(r.Context(), r.Header, body)
+	if rerr != nil {
+		if rerr.status == http.StatusBadRequest {
+			// Unparseable bodies are data-quality problems too; keep them.
+			in.keepRejected(r.Context(), game.ID, []item{{raw: body, reject: &events.Rejection{Field: "body", Reason: rerr.reason}}})
+		}
+		in.answer(w, rerr.status, Response{Error: rerr.reason})
+		return
+	}
+	status, resp, retry := in.ingest(r.Context(), game, items)
+	if retry > 0 {
+		w.Header().Set("Retry-After", retryAfter(retry))
+	}
+	in.answer(w, status, resp)
+}
+
+// authenticate maps "Bearer <write key>" to its game.
+func (in *Ingest) authenticate(ctx context.Context, header string) (store.Game, error) {
+	key, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || strings.TrimSpace(key) == "" {
+		return store.Game{}, &function.Error{Status: http.StatusUnauthorized, Reason: "missing write key: send Authorization: Bearer <write key>"}
+	}
+	game, err := in.keys.Game(ctx, strings.TrimSpace(key))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Game{}, &function.Error{Status: http.StatusUnauthorized, Reason: "unknown write key"}
+	}
+	return game, err
+}
+
+// ingest validates, rate-limits and writes a request's events. It returns the
+// status, the body and, for 429 and 503, how long the client should wait.
+func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (int, Response, time.Duration) {
+	now := in.now().UTC()
+	var resp Response
+	accepted := make([]*kgo.Record, 0, len(items))
+	var rejected []item
+	anyTooLarge := false
+	for i := range items {
+		it := &items[i]
+		if it.reject == nil {
+			if rej := in.validator.Validate(it.event, now); rej != nil {
+				it.reject = rej
+			}
+		}
+		if it.reject != nil {
+			anyTooLarge = anyTooLarge || it.tooLarge
+			id := ""
+			if it.event != nil {
+				id = it.event.ID()
+			}
+			resp.Rejected = append(resp.Rejected, Rejected{Index: i, ID: id, Reason: it.reject.Error()})
+			rejected = append(rejected, *it)
+			continue
+		}
+		rec, err := in.record(ctx, game.ID, it.event, now)
+		if err != nil {
+			resp.Rejected = append(resp.Rejected, Rejected{Index: i, ID: it.event.ID(), Reason: err.Error()})
+			continue
+		}
+		accepted = append(accepted, rec)
+	}
+
+	limit := in.cfg.RateLimit
+	if game.RateLimit != nil {
+		limit = int64(*game.RateLimit)
+	}
+	ok, wait, err := in.limiter.Allow(ctx, game.ID, int64(len(items)), limit)
+	if err != nil {
+		// Failing open: a cache outage must not turn into lost game data.
+		in.metrics.limiterErrors.Inc()
+		in.log.Warn("rate limiter unavailable, admitting request", "gameid", game.ID, "err", err)
+	} else if !ok {
+		return http.StatusTooManyRequests, Response{Error: fmt.Sprintf("game %s is over its rate limit of %d events/s", game.ID, limit)}, max(wait, time.Second)
+	}
+
+	recs := accepted
+	for _, it := range rejected {
+		recs = append(recs, rejectedRecord(game.ID, it, now))
+	}
+	if len(recs) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, in.cfg.ProduceTimeout)
+		start := time.Now()
+		err := in.producer.ProduceSync(pctx, recs...).FirstErr()
+		cancel()
+		in.metrics.produceDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			in.metrics.produceErrors.Inc()
+			in.log.Error("kafka did not acknowledge events", "gameid", game.ID, "events", len(recs), "err", err)
+			return http.StatusServiceUnavailable, Response{Error: "events could not be stored; none were accepted, retry with the same ids"}, in.cfg.RetryAfter
+		}
+	}
+	resp.Accepted = len(accepted)
+	in.metrics.events.WithLabelValues("accepted").Add(float64(len(accepted)))
+	in.metrics.events.WithLabelValues("rejected").Add(float64(len(resp.Rejected)))
+	switch {
+	case resp.Accepted > 0:
+		return http.StatusAccepted, resp, 0
+	case anyTooLarge && len(items) == 1:
+		return http.StatusRequestEntityTooLarge, resp, 0
+	default:
+		return http.StatusBadRequest, resp, 0
+	}
+}
+
+// record stamps an accepted event with its game and receive time and
+// encodes it for Kafka, keyed so one player's events share a partition.
+func (in *Ingest) record(ctx context.Context, gameID string, e *event.Event, now time.Time) (*kgo.Record, error) {
+	e.SetExtension(events.ExtGameID, gameID)
+	e.SetExtension(events.ExtReceivedTime, now)
+	if e.DataContentType() == "" && len(e.Data()) > 0 {
+		e.SetDataContentType(event.ApplicationJSON)
+	}
+	return kafka.Record(ctx, e, kafka.TopicEvents, gameID+"/"+e.Subject())
+}
+
+// Header names on records of the rejected-events topic.
+const (
+	HeaderReason = "gamemetrics_reason"
+	HeaderGameID = "gamemetrics_gameid"
+	HeaderTime   = "gamemetrics_receivedtime"
+)
+
+func rejectedRecord(gameID string, it item, now time.Time) *kgo.Record {
+	raw := it.raw
+	if len(raw) > events.MaxEventBytes {
+		raw = raw[:events.MaxEventBytes]
+	}
+	return &kgo.Record{
+		Topic: kafka.TopicRejected,
+		Key:   []byte(gameID),
+		Value: raw,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderReason, Value: []byte(it.reject.Error())},
+			{Key: HeaderGameID, Value: []byte(gameID)},
+			{Key: HeaderTime, Value: []byte(now.Format(time.RFC3339Nano))},
+		},
+	}
+}
+
+// keepRejected writes refused input to the rejected topic without holding
+// up the answer on it beyond the produce timeout.
+func (in *Ingest) keepRejected(ctx context.Context, gameID string, items []item) {
+	now := in.now().UTC()
+	recs := make([]*kgo.Record, len(items))
+	for i, it := range items {
+		recs[i] = rejectedRecord(gameID, it, now)
+	}
+	pctx, cancel := context.WithTimeout(ctx, in.cfg.ProduceTimeout)
+	defer cancel()
+	if err := in.producer.ProduceSync(pctx, recs...).FirstErr(); err != nil {
+		in.log.Warn("could not record rejected input", "gameid", gameID, "err", err)
+	}
+}
+
+// Handle ingests one CloudEvent: the Knative func face of ingest. The game
+// comes from the Authorization header of the HTTP request that carried it.
+func (in *Ingest) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	var header string
+	if rd := cehttp.RequestDataFromContext(ctx); rd != nil {
+		header = rd.Header.Get("Authorization")
+	}
+	game, err := in.authenticate(ctx, header)
+	if err != nil {
+		return nil, err
+	}
+	status, resp, _ := in.ingest(ctx, game, []item{{event: &e}})
+	if status >= 300 {
+		reason := resp.Error
+		if len(resp.Rejected) > 0 {
+			reason = resp.Rejected[0].Reason
+		}
+		return nil, &function.Error{Status: status, Reason: reason}
+	}
+	return nil, nil
+}
+
+// Ready reports whether Kafka and Redis answer.
+func (in *Ingest) Ready(ctx context.Context) (bool, error) {
+	if err := in.producer.Ping(ctx); err != nil {
+		return false, fmt.Errorf("kafka: %w", err)
+	}
+	if err := in.redis.Ping(ctx).Err(); err != nil {
+		return false, fmt.Errorf("redis: %w", err)
+	}
+	return true, nil
+}
+
+// Stop flushes records still buffered in the producer.
+func (in *Ingest) Stop(ctx context.Context) error { return in.producer.Flush(ctx) }
+
+func retryAfter(d time.Duration) string {
+	return strconv.Itoa(int(max(1, (d+time.Second-1)/time.Second)))
+}
+
+type metrics struct {
+	requests        *prometheus.CounterVec
+	events          *prometheus.CounterVec
+	duration        prometheus.Histogram
+	produceDuration prometheus.Histogram
+	produceErrors   prometheus.Counter
+	limiterErrors   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gamemetrics_ingest_requests_total", Help: "Ingest HTTP requests by response status."}, []string{"code"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gamemetrics_ingest_events_total", Help: "Events received, by outcome (accepted, rejected)."}, []string{"outcome"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gamemetrics_ingest_request_duration_seconds", Help: "Time to answer an ingest request.", Buckets: telemetry.LatencyBuckets()}),
+		produceDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "gamemetrics_ingest_produce_duration_seconds", Help: "Time for Kafka to acknowledge a request's records.", Buckets: telemetry.LatencyBuckets()}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gamemetrics_ingest_produce_errors_total", Help: "Requests answered 503 because Kafka did not acknowledge."}),
+		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gamemetrics_ingest_ratelimit_errors_total", Help: "Requests admitted without a rate-limit check because Redis failed."}),
+	}
+	reg.MustRegister(m.requests, m.events, m.duration, m.produceDuration, m.produceErrors, m.limiterErrors)
+	return m
+}

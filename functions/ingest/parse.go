@@ -1,0 +1,178 @@
+package ingest
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/gamemetrics/gamemetrics/shared/events"
+)
+
+// Request limits of the ingest contract.
+const (
+	MaxBodyBytes         = 1 << 20 // as sent
+	MaxDecompressedBytes = 4 << 20
+	MaxBatchEvents       = 500
+)
+
+// Content types of the three CloudEvents HTTP modes.
+const (
+	contentTypeJSON       = "application/json"
+	contentTypeStructured = "application/cloudevents+json"
+	contentTypeBatch      = "application/cloudevents-batch+json"
+)
+
+// requestError refuses a whole request.
+type requestError struct {
+	status int
+	reason string
+}
+
+func (e *requestError) Error() string { return e.reason }
+
+// item is one event of a request, parsed or refused.
+type item struct {
+	event *event.Event
+	// raw is the event as sent (the body in binary mode), kept for the
+	// rejected-events topic.
+	raw    []byte
+	reject *events.Rejection
+	// tooLarge marks an event over events.MaxEventBytes.
+	tooLarge bool
+}
+
+// readBody reads at most MaxBodyBytes and, for Content-Encoding gzip, at
+// most MaxDecompressedBytes after decompression.
+func readBody(r *http.Request) ([]byte, *requestError) {
+	if r.ContentLength > MaxBodyBytes {
+		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes)}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, &requestError{http.StatusBadRequest, "reading body: " + err.Error()}
+	}
+	if len(body) > MaxBodyBytes {
+		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", MaxBodyBytes)}
+	}
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return body, nil
+	case "gzip":
+		return gunzip(body)
+	default:
+		return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
+	}
+}
+
+func gunzip(body []byte) ([]byte, *requestError) {
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		return nil, &requestError{http.StatusBadRequest, "body is not valid gzip: " + err.Error()}
+	}
+	out, err := io.ReadAll(io.LimitReader(zr, MaxDecompressedBytes+1))
+	if err != nil {
+		return nil, &requestError{http.StatusBadRequest, "body is not valid gzip: " + err.Error()}
+	}
+	if len(out) > MaxDecompressedBytes {
+		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body decompresses to over %d bytes", MaxDecompressedBytes)}
+	}
+	return out, nil
+}
+
+// parseEvents splits a request body into events according to its mode:
+// binary (ce-* headers), structured, or batch. Whole-request problems are a
+// *requestError; problems with one event are recorded on its item.
+func parseEvents(ctx context.Context, h http.Header, body []byte) ([]item, *requestError) {
+	mt := ""
+	if ct := h.Get("Content-Type"); ct != "" {
+		var err error
+		if mt, _, err = mime.ParseMediaType(ct); err != nil {
+			return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q cannot be parsed", ct)}
+		}
+	}
+	switch {
+	case mt == contentTypeBatch:
+		return parseBatch(body)
+	case mt == contentTypeStructured:
+		it := parseStructured(body)
+		return []item{it}, nil
+	case h.Get("Ce-Specversion") != "":
+		if mt != contentTypeJSON {
+			return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf("binary-mode events must have Content-Type %s, got %q", contentTypeJSON, mt)}
+		}
+		return []item{parseBinary(ctx, h, body)}, nil
+	default:
+		return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf(
+			"Content-Type %q is not a CloudEvents mode: send %s with ce-* headers, %s, or %s", mt, contentTypeJSON, contentTypeStructured, contentTypeBatch)}
+	}
+}
+
+func parseBinary(ctx context.Context, h http.Header, body []byte) item {
+	it := item{raw: body}
+	if len(body) > events.MaxEventBytes {
+		it.tooLarge = true
+		it.reject = tooLarge(len(body))
+		return it
+	}
+	msg := cehttp.NewMessage(h, io.NopCloser(bytes.NewReader(body)))
+	e, err := binding.ToEvent(ctx, msg)
+	if err != nil {
+		it.reject = &events.Rejection{Field: "event", Reason: "not a valid CloudEvent: " + strings.TrimSpace(err.Error())}
+		return it
+	}
+	it.event = e
+	return it
+}
+
+func parseStructured(raw []byte) item {
+	it := item{raw: raw}
+	if len(raw) > events.MaxEventBytes {
+		it.tooLarge = true
+		it.reject = tooLarge(len(raw))
+		return it
+	}
+	e := event.New()
+	if err := e.UnmarshalJSON(raw); err != nil {
+		it.reject = &events.Rejection{Field: "event", Reason: "not a valid CloudEvent: " + strings.TrimSpace(err.Error())}
+		return it
+	}
+	it.event = &e
+	return it
+}
+
+func parseBatch(body []byte) ([]item, *requestError) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) {
+			return nil, &requestError{http.StatusBadRequest, "a batch must be a JSON array of CloudEvents"}
+		}
+		return nil, &requestError{http.StatusBadRequest, "body is not valid JSON: " + err.Error()}
+	}
+	if len(raws) > MaxBatchEvents {
+		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("batch has %d events; the limit is %d", len(raws), MaxBatchEvents)}
+	}
+	if len(raws) == 0 {
+		return nil, &requestError{http.StatusBadRequest, "batch is empty"}
+	}
+	items := make([]item, len(raws))
+	for i, raw := range raws {
+		items[i] = parseStructured(raw)
+	}
+	return items, nil
+}
+
+func tooLarge(n int) *events.Rejection {
+	return &events.Rejection{Field: "event", Reason: fmt.Sprintf("event is %d bytes; the limit is %d", n, events.MaxEventBytes)}
+}

@@ -1,0 +1,4 @@
+variable "bucket_name" {
+  type        = string
+  description = "Name of the bucket."
+}

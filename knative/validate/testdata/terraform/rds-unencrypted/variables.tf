@@ -1,0 +1,5 @@
+variable "multi_az" {
+  type        = bool
+  description = "Standby in a second zone."
+  default     = false
+}

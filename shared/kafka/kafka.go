@@ -1,0 +1,139 @@
+// Package kafka adapts franz-go to GameMetrics: topic names, client
+// configuration from the environment (MSK/Strimzi with SASL and TLS), topic
+// creation, and the mapping between CloudEvents and Kafka records in binary
+// content mode, the form a Knative KafkaSource passes through unchanged.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+)
+
+// Topics GameMetrics uses.
+const (
+	// TopicEvents holds every accepted event, keyed by "<gameid>/<subject>".
+	TopicEvents = "gamemetrics.events"
+	// TopicRejected holds refused events with the reason, for data-quality counts.
+	TopicRejected = "gamemetrics.events.rejected"
+	// TopicDLQ holds events the eventing layer could not deliver.
+	TopicDLQ = "gamemetrics.events.dlq"
+)
+
+// Topics lists every topic the platform needs, for creating them up front.
+func Topics() []string { return []string{TopicEvents, TopicRejected, TopicDLQ} }
+
+// Config says how to reach the Kafka cluster.
+type Config struct {
+	Brokers []string
+	// TLS dials brokers over TLS (MSK port 9094/9096).
+	TLS bool
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	SASLMechanism string
+	SASLUser      string
+	SASLPassword  string
+	// Linger is how long the producer waits to fill a batch. Concurrent
+	// requests already batch while a produce is in flight, so a small value
+	// trades little latency for fewer, larger produce requests.
+	Linger time.Duration
+}
+
+// ConfigFromEnv reads KAFKA_BROKERS, KAFKA_TLS, KAFKA_SASL_MECHANISM,
+// KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_LINGER.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		SASLMechanism: strings.ToUpper(getenv("KAFKA_SASL_MECHANISM")),
+		SASLUser:      getenv("KAFKA_SASL_USERNAME"),
+		SASLPassword:  getenv("KAFKA_SASL_PASSWORD"),
+		Linger:        time.Millisecond,
+	}
+	for _, b := range strings.Split(getenv("KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			c.Brokers = append(c.Brokers, b)
+		}
+	}
+	if v := getenv("KAFKA_TLS"); v != "" {
+		t, err := strconv.ParseBool(v)
+		if err != nil {
+			return c, fmt.Errorf("KAFKA_TLS=%q: %w", v, err)
+		}
+		c.TLS = t
+	}
+	if v := getenv("KAFKA_LINGER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return c, fmt.Errorf("KAFKA_LINGER=%q: %w", v, err)
+		}
+		c.Linger = d
+	}
+	return c, nil
+}
+
+// Opts returns the client options common to producers, consumers and admin.
+func (c Config) Opts() ([]kgo.Opt, error) {
+	if len(c.Brokers) == 0 {
+		return nil, errors.New("no Kafka brokers configured (set KAFKA_BROKERS)")
+	}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...)}
+	if c.TLS {
+		opts = append(opts, kgo.Dialer((&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second},
+			Config: &tls.Config{MinVersion: tls.VersionTLS12}}).DialContext))
+	}
+	switch c.SASLMechanism {
+	case "":
+	case "PLAIN":
+		opts = append(opts, kgo.SASL(plain.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsMechanism()))
+	case "SCRAM-SHA-256":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha256Mechanism()))
+	case "SCRAM-SHA-512":
+		opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha512Mechanism()))
+	default:
+		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM=%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.SASLMechanism)
+	}
+	return opts, nil
+}
+
+// NewProducer returns a client tuned for durable writes: acks from all
+// in-sync replicas and the idempotent producer (both franz-go defaults,
+// stated here because ingest's 202 depends on them), and a delivery timeout
+// so a broker outage surfaces as an error instead of an unbounded wait.
+func NewProducer(c Config, deliveryTimeout time.Duration, extra ...kgo.Opt) (*kgo.Client, error) {
+	opts, err := c.Opts()
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(c.Linger),
+		kgo.RecordDeliveryTimeout(deliveryTimeout),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.MaxBufferedRecords(200_000),
+	)
+	return kgo.NewClient(append(opts, extra...)...)
+}
+
+// EnsureTopics creates the platform topics that do not exist yet.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, partitions int32, replication int16) error {
+	adm := kadm.NewClient(cl)
+	resp, err := adm.CreateTopics(ctx, partitions, replication, nil, Topics()...)
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}

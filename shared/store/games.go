@@ -1,0 +1,233 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Key prefixes make a leaked key recognisable and tell the two kinds apart.
+const (
+	WriteKeyPrefix = "gmw_"
+	ReadKeyPrefix  = "gmr_"
+)
+
+// Game is one studio's game as the platform knows it.
+type Game struct {
+	ID          string
+	Name        string
+	Timezone    string
+	HotDays     int
+	ArchiveDays int
+	// RateLimit is events per second; nil means the deployment default.
+	RateLimit *int
+	CreatedAt time.Time
+}
+
+// Location returns the game's time zone (UTC if the stored name is unknown).
+func (g Game) Location() *time.Location {
+	loc, err := time.LoadLocation(g.Timezone)
+	if err != nil {
+		return time.UTC
+	}
+	return loc
+}
+
+// Keys are a game's API keys, shown once at creation and stored only hashed.
+type Keys struct {
+	Write string
+	Read  string
+}
+
+// ErrNotFound means no game matched.
+var ErrNotFound = errors.New("game not found")
+
+// Games reads and writes the games table.
+type Games struct{ pool *pgxpool.Pool }
+
+// NewGames returns a Games backed by pool.
+func NewGames(pool *pgxpool.Pool) *Games { return &Games{pool: pool} }
+
+// HashKey is how keys are stored and looked up.
+func HashKey(key string) []byte {
+	h := sha256.Sum256([]byte(key))
+	return h[:]
+}
+
+func newSecret(prefix string) (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func newGameID() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return "g" + hex.EncodeToString(b), nil
+}
+
+// ValidTimezone checks that tz is an IANA zone name this binary knows.
+func ValidTimezone(tz string) error {
+	if tz == "" || strings.EqualFold(tz, "local") {
+		return fmt.Errorf("timezone %q: use an IANA name such as UTC or Europe/Berlin", tz)
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return fmt.Errorf("timezone %q is not a known IANA zone (e.g. America/Los_Angeles)", tz)
+	}
+	return nil
+}
+
+// Create registers a game and returns it with its freshly generated keys.
+func (g *Games) Create(ctx context.Context, name, timezone string) (Game, Keys, error) {
+	if strings.TrimSpace(name) == "" {
+		return Game{}, Keys{}, errors.New("game name is required")
+	}
+	if timezone == "" {
+		timezone = "UTC"
+	}
+	if err := ValidTimezone(timezone); err != nil {
+		return Game{}, Keys{}, err
+	}
+	id, err := newGameID()
+	if err != nil {
+		return Game{}, Keys{}, err
+	}
+	var keys Keys
+	if keys.Write, err = newSecret(WriteKeyPrefix); err != nil {
+		return Game{}, Keys{}, err
+	}
+	if keys.Read, err = newSecret(ReadKeyPrefix); err != nil {
+		return Game{}, Keys{}, err
+	}
+	rows, err := g.pool.Query(ctx, `INSERT INTO games (id, name, timezone, write_key_hash, read_key_hash)
+		VALUES ($1, $2, $3, $4, $5) RETURNING `+gameColumns,
+		id, name, timezone, HashKey(keys.Write), HashKey(keys.Read))
+	if err != nil {
+		return Game{}, Keys{}, fmt.Errorf("create game: %w", err)
+	}
+	game, err := pgx.CollectExactlyOneRow(rows, scanGame)
+	if err != nil {
+		return Game{}, Keys{}, fmt.Errorf("create game: %w", err)
+	}
+	return game, keys, nil
+}
+
+const gameColumns = `id, name, timezone, hot_days, archive_days, rate_limit, created_at`
+
+func scanGame(row pgx.CollectableRow) (Game, error) {
+	var g Game
+	err := row.Scan(&g.ID, &g.Name, &g.Timezone, &g.HotDays, &g.ArchiveDays, &g.RateLimit, &g.CreatedAt)
+	return g, err
+}
+
+func (g *Games) one(ctx context.Context, where string, arg any) (Game, error) {
+	rows, err := g.pool.Query(ctx, "SELECT "+gameColumns+" FROM games WHERE "+where, arg)
+	if err != nil {
+		return Game{}, err
+	}
+	game, err := pgx.CollectExactlyOneRow(rows, scanGame)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Game{}, ErrNotFound
+	}
+	return game, err
+}
+
+// Get returns the game with the given id.
+func (g *Games) Get(ctx context.Context, id string) (Game, error) { return g.one(ctx, "id = $1", id) }
+
+// ByWriteKey returns the game a write key belongs to.
+func (g *Games) ByWriteKey(ctx context.Context, key string) (Game, error) {
+	if !strings.HasPrefix(key, WriteKeyPrefix) {
+		return Game{}, ErrNotFound
+	}
+	return g.one(ctx, "write_key_hash = $1", HashKey(key))
+}
+
+// ByReadKey returns the game a read key belongs to.
+func (g *Games) ByReadKey(ctx context.Context, key string) (Game, error) {
+	if !strings.HasPrefix(key, ReadKeyPrefix) {
+		return Game{}, ErrNotFound
+	}
+	return g.one(ctx, "read_key_hash = $1", HashKey(key))
+}
+
+// List returns every game, oldest first.
+func (g *Games) List(ctx context.Context) ([]Game, error) {
+	rows, err := g.pool.Query(ctx, "SELECT "+gameColumns+" FROM games ORDER BY created_at, id")
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanGame)
+}
+
+// KeyCache remembers which game a key belongs to for a short time, so the
+// hot path does not pay a database round trip per request. A revoked key
+// stops working within TTL.
+type KeyCache struct {
+	lookup func(context.Context, string) (Game, error)
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]keyEntry
+}
+
+type keyEntry struct {
+	game    Game
+	found   bool
+	expires time.Time
+}
+
+// maxCachedKeys bounds the cache so a flood of random bad keys cannot grow it.
+const maxCachedKeys = 10_000
+
+// NewKeyCache caches lookup (Games.ByWriteKey or ByReadKey) for ttl.
+func NewKeyCache(lookup func(context.Context, string) (Game, error), ttl time.Duration) *KeyCache {
+	return &KeyCache{lookup: lookup, ttl: ttl, now: time.Now, entries: make(map[string]keyEntry)}
+}
+
+// Game returns the game of key, or ErrNotFound.
+func (c *KeyCache) Game(ctx context.Context, key string) (Game, error) {
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		if !e.found {
+			return Game{}, ErrNotFound
+		}
+		return e.game, nil
+	}
+	game, err := c.lookup(ctx, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Game{}, err
+	}
+	c.mu.Lock()
+	if len(c.entries) >= maxCachedKeys {
+		for k, v := range c.entries {
+			if !now.Before(v.expires) || !v.found {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= maxCachedKeys {
+			clear(c.entries)
+		}
+	}
+	c.entries[key] = keyEntry{game: game, found: err == nil, expires: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return game, err
+}
