@@ -43,18 +43,18 @@ const (
 type kind int
 
 const (
-	kindString          kind = iota // non-empty string, at most MaxStringLen
-	kindEnum                        // one of field.enum
-	kindCountry                     // ISO 3166-1 alpha-2, upper case
-	kindCurrency                    // ISO 4217 code
-	kindPositiveInt                 // JSON integer > 0
-	kindNonNegativeInt              // JSON integer >= 0
-	kindNumber                      // any JSON number
-	kindNonNegativeNum              // JSON number >= 0
-	kindPositiveNum                 // JSON number > 0
-	kindLevel                       // 1–3 parts joined by "/"
-	kindDesignEvent                 // 1–5 parts joined by ":"
-	kindMessage                     // string, at most MaxMessageLen
+	kindString         kind = iota // non-empty string, at most MaxStringLen
+	kindEnum                       // one of field.enum
+	kindCountry                    // ISO 3166-1 alpha-2, upper case
+	kindCurrency                   // ISO 4217 code
+	kindPositiveInt                // JSON integer > 0
+	kindNonNegativeInt             // JSON integer >= 0
+	kindNumber                     // any JSON number
+	kindNonNegativeNum             // JSON number >= 0
+	kindPositiveNum                // JSON number > 0
+	kindLevel                      // 1–3 parts joined by "/"
+	kindDesignEvent                // 1–5 parts joined by ":"
+	kindMessage                    // string, at most MaxMessageLen
 )
 
 // field describes one data field of a catalogue type.

@@ -53,6 +53,17 @@ func (v *Validator) Spec(typ string) (Spec, bool) {
 // Validate checks one event as a game client sent it, with now as the
 // server's clock. It returns nil or a *Rejection.
 func (v *Validator) Validate(e *event.Event, now time.Time) *Rejection {
+	return v.validate(e, now, true)
+}
+
+// ValidateStored checks an event read back from Kafka or an archive: the
+// same rules as Validate except the time window, since a stored event may
+// be processed or restored long after it was accepted.
+func (v *Validator) ValidateStored(e *event.Event) *Rejection {
+	return v.validate(e, time.Time{}, false)
+}
+
+func (v *Validator) validate(e *event.Event, now time.Time, window bool) *Rejection {
 	if e.SpecVersion() != specVersion1_0 {
 		return reject("specversion", "must be 1.0, got %q", e.SpecVersion())
 	}
@@ -73,6 +84,7 @@ func (v *Validator) Validate(e *event.Event, now time.Time) *Rejection {
 	switch {
 	case t.IsZero():
 		return reject("time", "is required (RFC 3339)")
+	case !window:
 	case t.Before(now.Add(-MaxEventAge)):
 		return reject("time", "%s is more than 30 days old", t.UTC().Format(time.RFC3339))
 	case t.After(now.Add(MaxClockAhead)):
