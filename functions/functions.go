@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
+	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
@@ -25,7 +26,7 @@ import (
 )
 
 // Implemented lists the functions this build can serve.
-func Implemented() []string { return []string{function.Ingest} }
+func Implemented() []string { return []string{function.Ingest, function.Process} }
 
 // Deps are the shared clients of one process: one pool, one Redis client,
 // one Kafka producer, whatever number of functions use them.
@@ -120,6 +121,20 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 			return nil, err
 		}
 		return ingest.New(cfg, store.NewGames(pool), prod, rdb, log, reg), nil
+	case function.Process:
+		cfg, err := process.ConfigFromEnv(deps.getenv)
+		if err != nil {
+			return nil, err
+		}
+		pool, err := deps.pool(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rdb, err := deps.redis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return process.New(cfg, pool, rdb, log, reg), nil
 	}
 	return nil, errors.New("function " + name + " is not part of this build yet (implemented: " + strings.Join(Implemented(), ", ") + ")")
 }

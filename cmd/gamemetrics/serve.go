@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/functions/process"
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -21,6 +23,7 @@ const drainTimeout = 25 * time.Second
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	port := fs.String("port", envOr(getenv, "PORT", "8080"), "port to listen on ($PORT)")
+	fromKafka := fs.Bool("from-kafka", false, "process only: consume gamemetrics.events directly from Kafka ($KAFKA_BROKERS) instead of waiting for KafkaSource deliveries")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -35,7 +38,56 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
+	if *fromKafka {
+		return serveFromKafka(ctx, name, l, deps, log, getenv)
+	}
 	return serveFunction(ctx, name, l, deps, log)
+}
+
+// serveFromKafka runs process as a direct Kafka consumer (for deployments
+// without Knative eventing) while serving its HTTP face, health and
+// metrics on l. Either ending stops both; queued work is drained.
+func serveFromKafka(ctx context.Context, name string, l net.Listener, deps *functions.Deps, log *slog.Logger, getenv func(string) string) error {
+	if name != function.Process {
+		l.Close()
+		return fmt.Errorf("--from-kafka applies to process only, not %s", name)
+	}
+	kc, err := kafka.ConfigFromEnv(getenv)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	reg := telemetry.NewRegistry()
+	fn, err := functions.Build(ctx, name, deps, reg)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	log = log.With("function", name)
+	cons, err := process.NewConsumer(fn.(*process.Process), kc, process.ConsumerConfigFromEnv(getenv))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cerr := make(chan error, 1)
+	go func() {
+		cerr <- cons.Run(ctx)
+		cancel()
+	}()
+	log.Info("serving", "addr", l.Addr().String(), "from-kafka", true)
+	serr := function.Serve(ctx, l, function.Mux(fn, reg, log), drainTimeout, log)
+	cancel()
+	serr = errors.Join(serr, <-cerr)
+	cons.Close()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
+	defer scancel()
+	if err := fn.Stop(sctx); err != nil {
+		serr = errors.Join(serr, fmt.Errorf("stop %s: %w", name, err))
+	}
+	log.Info("stopped")
+	return serr
 }
 
 // serveFunction builds one function, serves it on l until ctx ends, then
