@@ -11,8 +11,8 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/functions/process"
-	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
