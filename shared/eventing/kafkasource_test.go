@@ -81,7 +81,7 @@ func TestKafkaSourceSendsTheEnvelopeKnativeSends(t *testing.T) {
 			{"type", e.Type(), "dev.knative.kafka.event"},
 			{"source", e.Source(), "/apis/v1/namespaces/gamemetrics/kafkasources/src#" + topic},
 			{"subject", e.Subject(), "partition:0#1"},
-			{"time", e.Time().UTC().Format(time.RFC3339Nano), ts.Format(time.RFC3339Nano)},
+			{"time", e.Time().UTC().Format(time.RFC3339Nano), ts.Truncate(time.Millisecond).Format(time.RFC3339Nano)}, // Kafka keeps milliseconds
 			{"datacontenttype", e.DataContentType(), "application/json"},
 			{"data", string(e.Data()), `{"raw":true}`},
 		}
