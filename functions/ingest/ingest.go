@@ -364,6 +364,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gamemetrics_ingest_ratelimit_errors_total", Help: "Requests admitted without a rate-limit check because Redis failed."}),
 	}
+	// Zero series from the start, so rate() and alerts see them before the first event.
+	m.events.WithLabelValues("accepted")
+	m.events.WithLabelValues("rejected")
 	reg.MustRegister(m.requests, m.events, m.duration, m.produceDuration, m.produceErrors, m.limiterErrors)
 	return m
 }

@@ -108,6 +108,12 @@ func (c Config) Opts() ([]kgo.Opt, error) {
 // in-sync replicas and the idempotent producer (both franz-go defaults,
 // stated here because ingest's 202 depends on them), and a delivery timeout
 // so a broker outage surfaces as an error instead of an unbounded wait.
+//
+// By default franz-go will not fail an idempotent record that is in flight
+// (it cannot know whether the broker stored it), so a hung broker would hang
+// ingest. We allow the cancellation: the client is told 503 and resends the
+// same event ids, and process deduplicates by (gameid, id), so a possible
+// duplicate in Kafka costs nothing while an unbounded wait would.
 func NewProducer(c Config, deliveryTimeout time.Duration, extra ...kgo.Opt) (*kgo.Client, error) {
 	opts, err := c.Opts()
 	if err != nil {
@@ -117,6 +123,7 @@ func NewProducer(c Config, deliveryTimeout time.Duration, extra ...kgo.Opt) (*kg
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(c.Linger),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
+		kgo.AllowIdempotentProduceCancellation(),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
 		kgo.MaxBufferedRecords(200_000),
 	)

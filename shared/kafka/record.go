@@ -162,3 +162,35 @@ func (m recordMessage) ReadBinary(ctx context.Context, w binding.BinaryWriter) e
 }
 
 func (m recordMessage) Finish(error) error { return nil }
+
+// GetAttribute implements binding.MessageMetadataReader.
+func (m recordMessage) GetAttribute(k spec.Kind) (spec.Attribute, any) {
+	sv, ok := m.header(headerPrefix + "specversion")
+	if !ok {
+		return nil, nil
+	}
+	version := spec.VS.Version(sv)
+	if version == nil {
+		return nil, nil
+	}
+	a := version.AttributeFromKind(k)
+	if a == nil {
+		return nil, nil
+	}
+	name := headerPrefix + a.Name()
+	if k == spec.DataContentType {
+		name = headerContentType
+	}
+	if v, ok := m.header(name); ok {
+		return a, v
+	}
+	return a, nil
+}
+
+// GetExtension implements binding.MessageMetadataReader.
+func (m recordMessage) GetExtension(name string) any {
+	if v, ok := m.header(headerPrefix + name); ok {
+		return v
+	}
+	return nil
+}
