@@ -265,16 +265,28 @@ func (r *Runtime) producerClient() (*kgo.Client, error) {
 	if r.producer != nil {
 		return r.producer, nil
 	}
-	if len(r.cfg.Brokers) == 0 {
-		return nil, errors.New("no Kafka brokers configured for the KafkaSink")
+	opts, err := r.kafkaOpts()
+	if err != nil {
+		return nil, err
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}, r.cfg.KafkaOpts...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))...)
 	if err != nil {
 		return nil, err
 	}
 	r.producer = cl
 	return cl, nil
+}
+
+// kafkaOpts are the options every Kafka client of the runtime starts from.
+func (r *Runtime) kafkaOpts() ([]kgo.Opt, error) {
+	if len(r.cfg.Brokers) == 0 && len(r.cfg.KafkaOpts) == 0 {
+		return nil, errors.New("eventing runtime: no Kafka brokers configured (Config.Brokers or kgo.SeedBrokers in Config.KafkaOpts)")
+	}
+	var opts []kgo.Opt
+	if len(r.cfg.Brokers) > 0 {
+		opts = append(opts, kgo.SeedBrokers(r.cfg.Brokers...))
+	}
+	return append(opts, r.cfg.KafkaOpts...), nil
 }
 
 // Manifests returns what the runtime loaded.
@@ -295,7 +307,10 @@ func (r *Runtime) Start(ctx context.Context) error {
 		}
 	}
 	r.started = true
-	base := append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...)}, r.cfg.KafkaOpts...)
+	base, err := r.kafkaOpts()
+	if err != nil && len(r.kafka) > 0 {
+		return err
+	}
 	for i, ks := range r.kafka {
 		if err := ks.start(base); err != nil {
 			for _, started := range r.kafka[:i] {
@@ -322,17 +337,18 @@ func (r *Runtime) Start(ctx context.Context) error {
 }
 
 func (r *Runtime) checkTopics(ctx context.Context) error {
-	if len(r.cfg.Brokers) == 0 {
-		return errors.New("eventing runtime: no Kafka brokers configured")
+	opts, err := r.kafkaOpts()
+	if err != nil {
+		return err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(r.cfg.Brokers...)}, r.cfg.KafkaOpts...)...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	details, err := kadm.NewClient(cl).ListTopics(ctx, r.topics...)
 	if err != nil {
-		return fmt.Errorf("eventing runtime: list topics on %v: %w", r.cfg.Brokers, err)
+		return fmt.Errorf("eventing runtime: list topics: %w", err)
 	}
 	var missing []string
 	for _, t := range r.topics {
@@ -341,7 +357,7 @@ func (r *Runtime) checkTopics(ctx context.Context) error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("eventing runtime: topics %s do not exist on %v", strings.Join(missing, ", "), r.cfg.Brokers)
+		return fmt.Errorf("eventing runtime: topics %s do not exist (the sources read them or the KafkaSinks write them)", strings.Join(missing, ", "))
 	}
 	return nil
 }
