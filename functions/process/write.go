@@ -111,20 +111,18 @@ func optJSON(b []byte) *string {
 }
 
 const (
-	insertEvents = `WITH ids AS (
-	INSERT INTO event_ids (gameid, id, day)
-	SELECT gameid, id, day FROM unnest($1::text[], $2::text[], $3::date[]) AS u(gameid, id, day)
-	ON CONFLICT DO NOTHING
-	RETURNING gameid, id
-)
-INSERT INTO events (gameid, day, id, type, source, subject, time, sessionid, receivedtime, data, extensions)
-SELECT u.gameid, u.day, u.id, u.type, u.source, u.subject, u.time, u.sessionid, u.receivedtime, u.data::jsonb, u.ext::jsonb
+	// Dedup: the ids that come back are new, and only they are stored and counted.
+	insertEventIDs = `INSERT INTO event_ids (gameid, id, day)
+SELECT * FROM unnest($1::text[], $2::text[], $3::date[])
+ON CONFLICT DO NOTHING
+RETURNING gameid, id`
+
+	insertEvents = `INSERT INTO events (gameid, day, id, type, source, subject, time, sessionid, receivedtime, data, extensions)
+SELECT gameid, day, id, type, source, subject, time, sessionid, receivedtime, data::jsonb, ext::jsonb
 FROM unnest($1::text[], $2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
             $8::text[], $9::timestamptz[], $10::text[], $11::text[])
      AS u(gameid, id, day, type, source, subject, time, sessionid, receivedtime, data, ext)
-JOIN ids USING (gameid, id)
-ON CONFLICT DO NOTHING
-RETURNING gameid, id`
+ON CONFLICT DO NOTHING`
 
 	insertPlayers = `INSERT INTO players (gameid, subject, first_seen, last_seen, install_day, first_purchase_at)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::date[], $6::timestamptz[])
@@ -264,14 +262,11 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 	// Round trip 1.
 	b := &pgx.Batch{}
 	{
-		games, ids, subjects, types, sources, sids, datas, exts := make([]string, n), make([]string, n), make([]string, n),
-			make([]string, n), make([]string, n), make([]pgtype.Text, n), make([]*string, n), make([]*string, n)
-		days, times, received := make([]time.Time, n), make([]time.Time, n), make([]pgtype.Timestamptz, n)
+		games, ids, days := make([]string, n), make([]string, n), make([]time.Time, n)
 		for i, r := range recs {
-			games[i], ids[i], days[i], types[i], sources[i], subjects[i] = r.game, r.id, r.day, r.typ, r.source, r.subject
-			times[i], sids[i], received[i], datas[i], exts[i] = r.time, optText(r.sessionID), tstz(r.received), optJSON(r.data), optJSON(r.ext)
+			games[i], ids[i], days[i] = r.game, r.id, r.day
 		}
-		b.Queue(insertEvents, games, ids, days, types, sources, subjects, times, sids, received, datas, exts)
+		b.Queue(insertEventIDs, games, ids, days)
 	}
 	{
 		m := len(pkeys)
@@ -464,6 +459,16 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 
 	// Round trip 2.
 	b = &pgx.Batch{}
+	if m := len(out.fresh); m > 0 {
+		games, ids, subjects, types, sources, sids, datas, exts := make([]string, m), make([]string, m), make([]string, m),
+			make([]string, m), make([]string, m), make([]pgtype.Text, m), make([]*string, m), make([]*string, m)
+		days, times, received := make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
+		for i, r := range out.fresh {
+			games[i], ids[i], days[i], types[i], sources[i], subjects[i] = r.game, r.id, r.day, r.typ, r.source, r.subject
+			times[i], sids[i], received[i], datas[i], exts[i] = r.time, optText(r.sessionID), tstz(r.received), optJSON(r.data), optJSON(r.ext)
+		}
+		b.Queue(insertEvents, games, ids, days, types, sources, subjects, times, sids, received, datas, exts)
+	}
 	if len(changedPlayers) > 0 {
 		m := len(changedPlayers)
 		games, subjects, first, last, install, fp, ns := make([]string, m), make([]string, m), make([]time.Time, m),

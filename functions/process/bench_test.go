@@ -1,0 +1,238 @@
+package process
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
+)
+
+// benchEvents returns n events of a realistic mix: ~20 events per player
+// spread over the last day, sessions with starts, ends and heartbeats.
+func benchEvents(game string, n int, seed uint64) []event.Event {
+	g := &gen{rng: rand.New(rand.NewPCG(seed, 1)), game: game}
+	var evs []event.Event
+	for len(evs) < n {
+		evs = append(evs, g.players(max(1, n/20), time.Now().Add(-24*time.Hour), 23*time.Hour)...)
+	}
+	return evs[:n]
+}
+
+// Events per second through the HTTP delivery path with 64 concurrent
+// deliveries (as a KafkaSource with ordering: unordered would send them).
+// Run with e.g. -benchtime=30000x.
+func BenchmarkHTTPDeliveries64(b *testing.B) {
+	game := newGame(b, "UTC")
+	p := newProcess(b, DefaultConfig())
+	url := httpServer(b, p)
+	evs := benchEvents(game.ID, b.N, 1)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	var (
+		wg   sync.WaitGroup
+		next int
+		mu   sync.Mutex
+	)
+	b.ResetTimer()
+	start := time.Now()
+	for w := 0; w < 64; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= len(evs) {
+					return
+				}
+				if status, body := post(b, client, url, evs[i], i); status != http.StatusAccepted {
+					b.Errorf("delivery %d: %d %s", i, status, body)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// produceAll writes evs to a new topic and returns its name.
+func produceAll(b *testing.B, game string, evs []event.Event, partitions int32) (string, *kgo.Client) {
+	b.Helper()
+	ctx := context.Background()
+	topic := "bench-" + game
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.DefaultProduceTopic(topic),
+		kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(1<<20))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(cl.Close)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, partitions, -1, nil, topic); err != nil {
+		b.Fatal(err)
+	}
+	if len(evs) == 0 {
+		return topic, cl
+	}
+	recs := make([]*kgo.Record, len(evs))
+	for i := range evs {
+		if recs[i], err = kafka.Record(ctx, &evs[i], topic, game+"/"+evs[i].Subject()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	return topic, cl
+}
+
+func countedEvents(ctx context.Context, game string) (int64, error) {
+	var n int64
+	err := pool.QueryRow(ctx, `SELECT coalesce(sum(value), 0)::bigint FROM rollup_daily WHERE gameid = $1 AND metric = 'events'`, game).Scan(&n)
+	return n, err
+}
+
+// Events per second through the direct consumer mode: b.N events are
+// produced first (not timed), then consumed, written and committed.
+// Run with e.g. -benchtime=200000x.
+func BenchmarkConsumerMode(b *testing.B) {
+	game := newGame(b, "UTC")
+	p := newProcess(b, DefaultConfig())
+	evs := benchEvents(game.ID, b.N, 2)
+	topic, _ := produceAll(b, game.ID, evs, 12)
+	cfg := DefaultConsumerConfig()
+	cfg.Topic, cfg.Group = topic, "bench-"+game.ID
+	c, err := NewConsumer(p, kafkaConfig(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ResetTimer()
+	start := time.Now()
+	go c.Run(ctx)
+	for {
+		n, err := countedEvents(ctx, game.ID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == int64(b.N) {
+			break
+		}
+		if time.Since(start) > 90*time.Second {
+			b.Fatalf("only %d of %d events counted after 90 s", n, b.N)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+func kafkaConfig() kafka.Config { return kafka.Config{Brokers: stack.KafkaBrokers} }
+
+// Freshness: events are produced to Kafka at 10,000 events/s for 5 s while
+// the consumer runs; the time from each event's produce acknowledgement to
+// the moment the rollups count it is reported as p50 and p99. The rollup
+// count is polled every 2 ms; event k is taken as counted when the count
+// first reaches k+1 (the stream is consumed close to FIFO, so this is the
+// order-statistic view of the same delays). Run with -benchtime=1x.
+func BenchmarkFreshness10kPerSecond(b *testing.B) {
+	const (
+		rate     = 10_000
+		duration = 5 * time.Second
+	)
+	for i := 0; i < b.N; i++ {
+		game := newGame(b, "UTC")
+		cfg := DefaultConfig()
+		p := newProcess(b, cfg)
+		total := int(rate * duration / time.Second)
+		evs := benchEvents(game.ID, total, 3)
+		topic, prod := produceAll(b, game.ID, nil, 12)
+		ccfg := DefaultConsumerConfig()
+		ccfg.Topic, ccfg.Group = topic, "fresh-"+game.ID
+		c, err := NewConsumer(p, kafkaConfig(), ccfg, kgo.FetchMaxWait(20*time.Millisecond))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go c.Run(ctx)
+
+		acked := make([]time.Time, total)
+		var ackMu sync.Mutex
+		ackN := 0
+		ackTimes := make([]time.Time, 0, total)
+		done := make(chan struct{})
+		go func() { // producer at a steady rate, in ticks of 1 ms
+			defer close(done)
+			start := time.Now()
+			sent := 0
+			for sent < total {
+				due := min(total, int(time.Since(start).Seconds()*rate)+1)
+				for ; sent < due; sent++ {
+					rec, err := kafka.Record(ctx, &evs[sent], topic, game.ID+"/"+evs[sent].Subject())
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					prod.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+						if err != nil {
+							b.Error(err)
+						}
+						ackMu.Lock()
+						ackTimes = append(ackTimes, time.Now())
+						ackN++
+						ackMu.Unlock()
+					})
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		counted := make([]time.Time, 0, total)
+		deadline := time.Now().Add(duration + 30*time.Second)
+		for len(counted) < total && time.Now().Before(deadline) {
+			n, err := countedEvents(ctx, game.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			now := time.Now()
+			for int64(len(counted)) < n {
+				counted = append(counted, now)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		<-done
+		prod.Flush(ctx)
+		cancel()
+		c.Close()
+		if len(counted) < total {
+			b.Fatalf("only %d of %d events counted", len(counted), total)
+		}
+		ackMu.Lock()
+		copy(acked, ackTimes)
+		ackMu.Unlock()
+		lat := make([]float64, total)
+		for k := range lat {
+			lat[k] = counted[k].Sub(acked[k]).Seconds()
+		}
+		sort.Float64s(lat)
+		b.ReportMetric(lat[total/2]*1000, "p50-ms")
+		b.ReportMetric(lat[total*99/100]*1000, "p99-ms")
+		b.ReportMetric(lat[total-1]*1000, "max-ms")
+		b.ReportMetric(0, "ns/op")
+	}
+}
