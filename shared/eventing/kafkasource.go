@@ -44,10 +44,13 @@ func (s *kafkaSource) process(ctx context.Context, e *event.Event) bool {
 	s.metrics.inFlight.WithLabelValues(labels...).Inc()
 	defer s.metrics.inFlight.WithLabelValues(labels...).Dec()
 	start := time.Now()
-	log := s.log.With("eventid", e.ID(), extPartition, e.Extensions()[extPartition], extOffset, e.Extensions()[extOffset])
+	// The logger is built only for the rare failure, not per event.
+	log := func() *slog.Logger {
+		return s.log.With("eventid", e.ID(), extPartition, e.Extensions()[extPartition], extOffset, e.Extensions()[extOffset])
+	}
 	onRetry := func(n int, last attempt) {
 		s.metrics.retries.WithLabelValues(labels...).Inc()
-		log.Debug("retrying delivery", "retry", n, "after", last.String())
+		log().Debug("retrying delivery", "retry", n, "after", last.String())
 	}
 	a := s.policy.deliver(ctx, s.sink, e, onRetry)
 	if ctx.Err() != nil {
@@ -60,7 +63,7 @@ func (s *kafkaSource) process(ctx context.Context, e *event.Event) bool {
 	}
 	if s.dls == nil {
 		s.metrics.deliveries.WithLabelValues(kindKafkaSource, s.name, "dropped").Inc()
-		log.Error("delivery failed and there is no dead-letter sink: event lost", "sink", s.sink.String(), "last", a.String())
+		log().Error("delivery failed and there is no dead-letter sink: event lost", "sink", s.sink.String(), "last", a.String())
 		return true
 	}
 	dl := e.Clone()
@@ -78,12 +81,12 @@ func (s *kafkaSource) process(ctx context.Context, e *event.Event) bool {
 	if d.ok() {
 		s.metrics.deadLetters.WithLabelValues(kindKafkaSource, s.name, "ok").Inc()
 		s.metrics.deliveries.WithLabelValues(kindKafkaSource, s.name, "dead_lettered").Inc()
-		log.Warn("delivery failed: event sent to the dead-letter sink", "sink", s.sink.String(), "last", a.String(), "dls", s.dls.String())
+		log().Warn("delivery failed: event sent to the dead-letter sink", "sink", s.sink.String(), "last", a.String(), "dls", s.dls.String())
 		return true
 	}
 	s.metrics.deadLetters.WithLabelValues(kindKafkaSource, s.name, "failed").Inc()
 	s.metrics.deliveries.WithLabelValues(kindKafkaSource, s.name, "dead_letter_failed").Inc()
-	log.Error("delivery and dead-lettering failed: event lost", "sink", s.sink.String(), "last", a.String(),
+	log().Error("delivery and dead-lettering failed: event lost", "sink", s.sink.String(), "last", a.String(),
 		"dls", s.dls.String(), "dls_last", d.String())
 	return true
 }

@@ -51,7 +51,7 @@ func needStack(t *testing.T) {
 }
 
 // newTopics creates topics of their own for one test.
-func newTopics(t *testing.T, partitions int32, n int) []string {
+func newTopics(t testing.TB, partitions int32, n int) []string {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
 	if err != nil {
@@ -75,7 +75,7 @@ func newTopics(t *testing.T, partitions int32, n int) []string {
 	return names
 }
 
-func produce(t *testing.T, recs ...*kgo.Record) {
+func produce(t testing.TB, recs ...*kgo.Record) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
 	if err != nil {
@@ -90,7 +90,7 @@ func produce(t *testing.T, recs ...*kgo.Record) {
 }
 
 // readTopic reads n records of topic from the start.
-func readTopic(t *testing.T, topic string, n int, within time.Duration) []*kgo.Record {
+func readTopic(t testing.TB, topic string, n int, within time.Duration) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -121,7 +121,7 @@ type received struct {
 // sink is a real HTTP server playing a function: it decodes each request
 // as a CloudEvent, records it, and answers what script says.
 type sink struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	script func(e *event.Event, attempt int) (status int, body string)
 	delay  time.Duration
@@ -135,7 +135,7 @@ type sink struct {
 	changed      chan struct{}
 }
 
-func newSink(t *testing.T, script func(e *event.Event, attempt int) (int, string)) *sink {
+func newSink(t testing.TB, script func(e *event.Event, attempt int) (int, string)) *sink {
 	s := &sink{t: t, script: script, attempts: map[string]int{}, inFlight: map[string]int{}, changed: make(chan struct{})}
 	if s.script == nil {
 		s.script = func(*event.Event, int) (int, string) { return http.StatusAccepted, "" }
@@ -212,7 +212,7 @@ func distinctIDs(got []received) map[string]int {
 }
 
 // manifestDir writes YAML documents into a fresh manifest directory.
-func manifestDir(t *testing.T, docs ...string) string {
+func manifestDir(t testing.TB, docs ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "eventing.yaml"), []byte(strings.Join(docs, "\n---\n")), 0o644); err != nil {
@@ -264,7 +264,7 @@ spec:
 
 // startRuntime builds and starts a runtime on dir whose Service "fn" is
 // the sink; Cleanup stops it if the test did not.
-func startRuntime(t *testing.T, dir string, s *sink, tune func(*Config)) *Runtime {
+func startRuntime(t testing.TB, dir string, s *sink, tune func(*Config)) *Runtime {
 	t.Helper()
 	cfg := Config{
 		Dir:            dir,
@@ -295,7 +295,7 @@ func startRuntime(t *testing.T, dir string, s *sink, tune func(*Config)) *Runtim
 	return r
 }
 
-func stop(t *testing.T, r *Runtime, grace time.Duration) {
+func stop(t testing.TB, r *Runtime, grace time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()

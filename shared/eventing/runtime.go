@@ -289,6 +289,15 @@ func (r *Runtime) kafkaOpts() ([]kgo.Opt, error) {
 	return append(opts, r.cfg.KafkaOpts...), nil
 }
 
+func (r *Runtime) closeProducer() {
+	r.producerMu.Lock()
+	defer r.producerMu.Unlock()
+	if r.producer != nil {
+		r.producer.Close()
+		r.producer = nil
+	}
+}
+
 // Manifests returns what the runtime loaded.
 func (r *Runtime) Manifests() *Manifests { return r.manifests }
 
@@ -370,6 +379,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.started || r.stopped {
+		r.closeProducer() // Ping may have made one without Start
 		return nil
 	}
 	r.stopped = true
@@ -392,12 +402,7 @@ func (r *Runtime) Stop(ctx context.Context) error {
 	}
 	r.pingDcan()
 	wg.Wait()
-	r.producerMu.Lock()
-	if r.producer != nil {
-		r.producer.Close()
-		r.producer = nil
-	}
-	r.producerMu.Unlock()
+	r.closeProducer()
 	r.log.Info("eventing runtime stopped")
 	return ctx.Err()
 }
