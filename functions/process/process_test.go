@@ -311,6 +311,7 @@ func TestPropertyRandomDuplicationAndOrderGiveTheGroundTruth(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.MaxBatch = 1 + rng.IntN(300)
 			cfg.Linger = time.Duration(rng.IntN(5)) * time.Millisecond
+			cfg.Flushers = 1 + rng.IntN(3) // concurrent transactions of one game
 			p := newProcess(t, cfg)
 			g := &gen{rng: rng, game: game.ID}
 			evs := g.players(1+rng.IntN(30), time.Now().Add(-time.Duration(1+rng.IntN(200))*time.Hour), time.Duration(1+rng.IntN(100))*time.Hour)

@@ -96,6 +96,20 @@ func cmpSession(a, b sessionKey) int {
 	return strings.Compare(a.session, b.session)
 }
 
+// copyThreshold is the batch size from which raw events are written with
+// COPY; below it the extra round trip costs more than COPY saves.
+const copyThreshold = 256
+
+var eventColumns = []string{"gameid", "day", "id", "type", "source", "subject", "time", "sessionid", "receivedtime", "data", "extensions"}
+
+// rawJSON passes JSON text to a jsonb column (nil is NULL).
+func rawJSON(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(b)
+}
+
 func tstz(t time.Time) pgtype.Timestamptz {
 	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
 }
@@ -457,9 +471,19 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 		}
 	}
 
-	// Round trip 2.
+	// Round trip 2 (and a COPY before it for big batches, which stores
+	// raw rows faster than an INSERT; the rows are known to be new).
 	b = &pgx.Batch{}
-	if m := len(out.fresh); m > 0 {
+	if m := len(out.fresh); m >= copyThreshold {
+		rows := make([][]any, m)
+		for i, r := range out.fresh {
+			rows[i] = []any{r.game, r.day, r.id, r.typ, r.source, r.subject, r.time, optText(r.sessionID), tstz(r.received),
+				rawJSON(r.data), rawJSON(r.ext)}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromRows(rows)); err != nil {
+			return out, fmt.Errorf("copy events: %w", err)
+		}
+	} else if m > 0 {
 		games, ids, subjects, types, sources, sids, datas, exts := make([]string, m), make([]string, m), make([]string, m),
 			make([]string, m), make([]string, m), make([]pgtype.Text, m), make([]*string, m), make([]*string, m)
 		days, times, received := make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
