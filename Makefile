@@ -1,0 +1,85 @@
+# GameMetrics — see README.md. Every target installs what it needs itself.
+SHELL := /bin/bash
+GO    ?= go
+BIN   := $(CURDIR)/bin
+export GOFLAGS ?= -buildvcs=false
+
+# Debian packages the local stack and tests use; installed by `make deps`
+# when running as root, otherwise the exact command is printed.
+APT_PACKAGES := redis-server postgresql-15-hll
+VEGETA := $(BIN)/vegeta
+
+.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest fuzz image deploy clean
+
+all: build
+
+deps:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	[ -f /usr/share/postgresql/15/extension/hll.control ] || missing="$$missing postgresql-15-hll"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || { echo "apt-get install$$missing failed" >&2; exit 1; }; \
+	  else \
+	    echo "missing Debian packages:$$missing" >&2; \
+	    echo "run: sudo apt-get install -y$$missing" >&2; exit 1; \
+	  fi; \
+	fi
+	@$(GO) mod download
+
+build:
+	$(GO) build -o $(BIN)/gamemetrics ./cmd/gamemetrics
+
+## dev: the whole platform locally; data stays in .gamemetrics/ (make dev-reset wipes it)
+dev: deps build
+	$(BIN)/gamemetrics dev
+
+dev-reset:
+	rm -rf .gamemetrics
+
+## test: lint, every Go test with -race against the real local stack, offline deploy validation
+test: deps lint test-go validate
+
+test-go:
+	$(GO) test -race -timeout 20m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## validate: Knative/eventing manifests, func.yaml and Terraform, checked offline
+validate:
+	cd knative/validate && $(GO) test ./...
+	terraform fmt -check -recursive terraform
+
+## fuzz: a short run of every fuzz target
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
+
+$(VEGETA):
+	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
+
+## bench: measured speed of every path (figures are recorded in README.md)
+bench: deps build $(VEGETA) bench-ingest
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./shared/events/
+
+bench-ingest: build $(VEGETA)
+	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics -vegeta $(VEGETA)
+
+## image: one image for every function (FUNCTION selects); see knative/README.md
+IMAGE ?= registry.example.com/gamemetrics/gamemetrics:latest
+image:
+	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE)
+
+## deploy ENV=dev|staging|production: build and push, then apply knative/ and eventing/
+ENV ?= dev
+deploy:
+	@case "$(ENV)" in dev|staging|production) ;; *) echo "ENV must be dev, staging or production" >&2; exit 1;; esac
+	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE) --push
+	knative/deploy.sh $(ENV) "$$(crane digest --full-ref $(IMAGE))"
+
+clean:
+	rm -rf $(BIN)
