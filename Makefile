@@ -6,10 +6,10 @@ export GOFLAGS ?= -buildvcs=false
 
 # Debian packages the local stack and tests use; installed by `make deps`
 # when running as root, otherwise the exact command is printed.
-APT_PACKAGES := redis-server postgresql-15-hll
+APT_PACKAGES := redis-server postgresql-15-hll chromium
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest fuzz image deploy clean
+.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing fuzz image deploy clean
 
 all: build
 
@@ -17,6 +17,7 @@ deps:
 	@missing=""; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	[ -f /usr/share/postgresql/15/extension/hll.control ] || missing="$$missing postgresql-15-hll"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -58,13 +59,20 @@ validate:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
+	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
+	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 
 $(VEGETA):
 	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
 
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./shared/events/
+bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing
+
+bench-process:
+	$(GO) test -run '^$$' -bench . ./functions/process/
+
+bench-eventing:
+	$(GO) test -run '^$$' -bench BenchmarkUnorderedDelivery -benchtime 40000x ./shared/eventing/
 
 bench-ingest: build $(VEGETA)
 	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics -vegeta $(VEGETA)
