@@ -16,6 +16,8 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/eventing"
+	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -34,8 +36,9 @@ type demoGame struct {
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("dev", stderr)
 	dir := fs.String("dir", envOr(getenv, "GAMEMETRICS_DEV_DIR", ".gamemetrics"), "where the local stack keeps its data")
+	manifests := fs.String("eventing", envOr(getenv, "GAMEMETRICS_EVENTING_DIR", "eventing/base"), "eventing manifests the local eventing runtime runs")
 	ports := map[string]*int{}
-	for _, name := range functions.Implemented() {
+	for _, name := range function.Names() {
 		def, _ := strconv.Atoi(envOr(getenv, strings.ToUpper(name)+"_PORT", strconv.Itoa(devPorts[name])))
 		ports[name] = fs.Int(name+"-port", def, "port of "+name+" ($"+strings.ToUpper(name)+"_PORT)")
 	}
@@ -67,7 +70,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	deps := functions.NewDeps(env, log)
 	defer deps.Close()
 	var wg sync.WaitGroup
-	errc := make(chan error, len(ports))
+	errc := make(chan error, len(ports)+1)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for _, name := range functions.Implemented() {
@@ -84,7 +87,29 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			}
 		}()
 	}
-	printDev(stdout, stack, demo, *ports["ingest"], time.Since(start))
+
+	// The same KafkaSource and PingSources production applies, delivered
+	// to the local function servers with Knative's semantics.
+	services := map[string]string{}
+	for name, port := range ports {
+		services[name] = fmt.Sprintf("http://127.0.0.1:%d", *port)
+	}
+	rt, err := eventing.New(eventing.Config{Dir: *manifests, Brokers: stack.KafkaBrokers, Services: services,
+		Log: log.With("function", "eventing"), Registerer: telemetry.NewRegistry()})
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return fmt.Errorf("local eventing: %w", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := rt.Run(ctx, 30*time.Second); err != nil {
+			errc <- fmt.Errorf("local eventing: %w", err)
+			cancel()
+		}
+	}()
+	printDev(stdout, stack, demo, ports, time.Since(start))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping…")
 	wg.Wait()
@@ -126,12 +151,18 @@ func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoG
 	return d, nil
 }
 
-func printDev(w io.Writer, s *devstack.Stack, d demoGame, ingestPort int, took time.Duration) {
-	ingest := fmt.Sprintf("http://127.0.0.1:%d/", ingestPort)
+func printDev(w io.Writer, s *devstack.Stack, d demoGame, ports map[string]*int, took time.Duration) {
+	ingest := fmt.Sprintf("http://127.0.0.1:%d/", *ports[function.Ingest])
+	var running []string
+	for _, name := range functions.Implemented() {
+		running = append(running, fmt.Sprintf("%s http://127.0.0.1:%d/", name, *ports[name]))
+	}
 	fmt.Fprintf(w, `
 GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays in the dev directory.
 
   ingest       %s   (metrics: %smetrics)
+  functions    %s
+  eventing     KafkaSource gamemetrics.events -> process, PingSources -> retain, report (from eventing/base)
   PostgreSQL   %s
   Redis        %s
   Kafka        %s
@@ -153,6 +184,6 @@ Send an event:
 See it in Kafka:
   KAFKA_BROKERS=%s go run ./cmd/gamemetrics events tail -n 1
 
-`, took.Seconds(), ingest, ingest, s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
+`, took.Seconds(), ingest, ingest, strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
 		d.ID, d.WriteKey, d.ReadKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","))
 }
