@@ -30,6 +30,9 @@ Usage:
         on $PORT (default 8080) with /healthz, /readyz and /metrics
   gamemetrics events tail [--topic gamemetrics.events] [-n 10]
         print the newest records of a topic with their headers ($KAFKA_BROKERS)
+  gamemetrics simulate [--players 1000] [--days 7] [--rate 0] [--duplicates 0.05]
+        [--late 0.01] [--malformed 0.01] [--shuffle] [--truth FILE]
+        send realistic game traffic to ingest; --truth writes the exact expected answers
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
 KAFKA_BROKERS (+ KAFKA_TLS, KAFKA_SASL_*), S3_ENDPOINT, S3_BUCKET, PORT,
@@ -66,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stderr)
 	case "events":
 		return runEvents(ctx, rest, getenv, stdout, stderr)
+	case "simulate":
+		return runSimulate(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
