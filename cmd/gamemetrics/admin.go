@@ -62,6 +62,8 @@ func runGames(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		printGame(stdout, g, keys)
 		return nil
+	case "set-timezone":
+		return runGamesSetTimezone(ctx, pool, args[1:], stdout, stderr)
 	case "list":
 		list, err := games.List(ctx)
 		if err != nil {
