@@ -56,6 +56,10 @@ func requests() map[string]request {
 				"Ce-Subject": "player-1", "Ce-Sessionid": "s-1", "Ce-Gameid": g.ID,
 				"Ce-Knativekafkapartition": "0", "Ce-Knativekafkaoffset": "1"})
 		},
+		function.Report: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+			return binaryEvent(url, "bundle-report-1", "dev.knative.sources.ping", `{"report":"daily"}`,
+				map[string]string{"Ce-Source": "/apis/v1/namespaces/gamemetrics/pingsources/report-daily"})
+		},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
 	"github.com/gamemetrics/gamemetrics/functions/process"
+	"github.com/gamemetrics/gamemetrics/functions/report"
+	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
@@ -26,7 +29,7 @@ import (
 )
 
 // Implemented lists the functions this build can serve.
-func Implemented() []string { return []string{function.Ingest, function.Process} }
+func Implemented() []string { return []string{function.Ingest, function.Process, function.Report} }
 
 // Deps are the shared clients of one process: one pool, one Redis client,
 // one Kafka producer, whatever number of functions use them.
@@ -135,6 +138,24 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 			return nil, err
 		}
 		return process.New(cfg, pool, rdb, log, reg), nil
+	case function.Report:
+		pool, err := deps.pool(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rdb, err := deps.redis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var objects *archive.Client
+		if s3cfg := archive.ConfigFromEnv(deps.getenv); s3cfg.Bucket != "" {
+			if objects, err = archive.Open(ctx, s3cfg); err != nil {
+				return nil, err
+			}
+		} else {
+			log.Warn("no S3_BUCKET: the API serves, but PingSource digests will fail until one is configured")
+		}
+		return report.New(report.DefaultConfig(), pool, rdb, objects, log, reg, time.Now), nil
 	}
 	return nil, errors.New("function " + name + " is not part of this build yet (implemented: " + strings.Join(Implemented(), ", ") + ")")
 }

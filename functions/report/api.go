@@ -1,0 +1,451 @@
+package report
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+)
+
+// Limits of the API, part of its contract.
+const (
+	// MaxHourDays is the longest range the hour interval accepts.
+	MaxHourDays = 7
+	// MaxDays is the longest range any other request accepts.
+	MaxDays = 1100
+	// MaxRetentionDays bounds each day of a retention request's days list.
+	MaxRetentionDays = 3650
+	// MaxRetentionColumns bounds the length of the days list.
+	MaxRetentionColumns = 60
+)
+
+// apiError is a refusal with its status; Param names the bad parameter.
+type apiError struct {
+	status int
+	param  string
+	reason string
+}
+
+func (e *apiError) Error() string { return e.reason }
+
+func badParam(param, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, param: param, reason: param + ": " + fmt.Sprintf(format, args...)}
+}
+
+// answer is what an API handler produces: a JSON value and its CSV form.
+type answer struct {
+	json any
+	csv  [][]string
+}
+
+// api wraps an endpoint: authentication by read key, the game check, the
+// query timeout, JSON or CSV encoding, errors and metrics.
+func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Request, game store.Game) (answer, error)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		start := time.Now()
+		status := http.StatusOK
+		defer func() {
+			r.metrics.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
+			r.metrics.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+		}()
+		fail := func(s int, reason string, extra map[string]string) {
+			status = s
+			body := map[string]string{"error": reason}
+			for k, v := range extra {
+				body[k] = v
+			}
+			if s == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="gamemetrics report"`)
+			}
+			function.WriteJSON(w, s, body)
+		}
+		game, err := r.authenticate(req.Context(), req.Header.Get("Authorization"))
+		if err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) {
+				fail(ae.status, ae.reason, nil)
+				return
+			}
+			r.log.Error("read key lookup failed", "err", err)
+			fail(http.StatusServiceUnavailable, "cannot check the read key right now; retry later", nil)
+			return
+		}
+		if id := req.PathValue("game"); endpoint != "game" && id != game.ID {
+			// Never reveal whether another game exists.
+			fail(http.StatusNotFound, "game not found", nil)
+			return
+		}
+		wantCSV, err := wantsCSV(req)
+		if err != nil {
+			var ae *apiError
+			errors.As(err, &ae)
+			fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
+			return
+		}
+		ctx, cancel := context.WithTimeout(req.Context(), r.cfg.QueryTimeout)
+		defer cancel()
+		ans, err := h(ctx, req, game)
+		if err != nil {
+			var ae *apiError
+			if errors.As(err, &ae) {
+				fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
+				return
+			}
+			r.log.Error("report query failed", "gameid", game.ID, "endpoint", endpoint, "url", req.URL.String(), "err", err)
+			fail(http.StatusServiceUnavailable, "the numbers cannot be read right now; retry later", nil)
+			return
+		}
+		if wantCSV && ans.csv != nil {
+			var buf bytes.Buffer
+			cw := csv.NewWriter(&buf)
+			cw.WriteAll(ans.csv)
+			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+			w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s-%s.csv"`, game.ID, endpoint))
+			w.WriteHeader(http.StatusOK)
+			w.Write(buf.Bytes())
+			return
+		}
+		function.WriteJSON(w, http.StatusOK, ans.json)
+	})
+}
+
+// authenticate maps "Bearer <read key>" to its game. Write keys and
+// unknown keys are refused alike with 401.
+func (r *Report) authenticate(ctx context.Context, header string) (store.Game, error) {
+	key, ok := strings.CutPrefix(header, "Bearer ")
+	key = strings.TrimSpace(key)
+	if !ok || key == "" {
+		return store.Game{}, &apiError{status: http.StatusUnauthorized, reason: "missing read key: send Authorization: Bearer <read key>"}
+	}
+	if strings.HasPrefix(key, store.WriteKeyPrefix) {
+		return store.Game{}, &apiError{status: http.StatusUnauthorized, reason: "a write key cannot read: use the game's read key"}
+	}
+	game, err := r.keys.Game(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Game{}, &apiError{status: http.StatusUnauthorized, reason: "unknown read key"}
+	}
+	return game, err
+}
+
+// wantsCSV decides the answer's format from ?format= (json or csv, which
+// wins) or the Accept header.
+func wantsCSV(req *http.Request) (bool, error) {
+	switch f := req.URL.Query().Get("format"); f {
+	case "csv":
+		return true, nil
+	case "json":
+		return false, nil
+	case "":
+	default:
+		return false, badParam("format", "want json or csv, got %q", f)
+	}
+	for _, part := range strings.Split(req.Header.Get("Accept"), ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && mt == "text/csv" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// dateRange reads from and to (YYYY-MM-DD, inclusive, both required).
+func dateRange(req *http.Request, maxDays int) (time.Time, time.Time, error) {
+	q := req.URL.Query()
+	var out [2]time.Time
+	for i, name := range []string{"from", "to"} {
+		v := q.Get(name)
+		if v == "" {
+			return time.Time{}, time.Time{}, badParam(name, "required, as YYYY-MM-DD in the game's time zone")
+		}
+		d, err := time.Parse(time.DateOnly, v)
+		if err != nil {
+			return time.Time{}, time.Time{}, badParam(name, "want a date as YYYY-MM-DD, got %q", v)
+		}
+		out[i] = d
+	}
+	if out[1].Before(out[0]) {
+		return time.Time{}, time.Time{}, badParam("to", "must not be before from")
+	}
+	if days := int(out[1].Sub(out[0])/(24*time.Hour)) + 1; days > maxDays {
+		return time.Time{}, time.Time{}, badParam("to", "the range is %d days; at most %d are allowed here", days, maxDays)
+	}
+	return out[0], out[1], nil
+}
+
+var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
+
+var severities = []string{"debug", "info", "warning", "error", "critical"}
+
+// Series is the answer of the metrics endpoint.
+type Series struct {
+	Game     string  `json:"game"`
+	Metric   string  `json:"metric"`
+	Interval string  `json:"interval"`
+	Timezone string  `json:"timezone"`
+	Currency string  `json:"currency,omitempty"`
+	Points   []Point `json:"points"`
+	// Approximate is true when a week or month distinct count came from
+	// HyperLogLog sketches (relative standard error about 2.3%).
+	Approximate bool `json:"approximate,omitempty"`
+}
+
+// Point is one interval's value.
+type Point struct {
+	T     string  `json:"t"`
+	Value float64 `json:"value"`
+}
+
+// revenueMetrics need a currency (the game's only one by default).
+var revenueMetrics = []string{"revenue", "arpdau", "arppu"}
+
+// parseSeries validates a metrics request.
+func (r *Report) parseSeries(ctx context.Context, req *http.Request, game store.Game) (*seriesQuery, error) {
+	q := &seriesQuery{game: game.ID, loc: game.Location(), metric: req.PathValue("metric")}
+	if !slices.Contains(Metrics(), q.metric) {
+		return nil, badParam("metric", "unknown metric %q; want one of %s", q.metric, strings.Join(Metrics(), ", "))
+	}
+	params := req.URL.Query()
+	q.interval = params.Get("interval")
+	switch q.interval {
+	case "":
+		q.interval = Day
+	case Day, Week, Month, Hour:
+	default:
+		return nil, badParam("interval", "want day, week, month or hour, got %q", q.interval)
+	}
+	maxDays := MaxDays
+	if q.interval == Hour {
+		maxDays = MaxHourDays
+	}
+	var err error
+	if q.from, q.to, err = dateRange(req, maxDays); err != nil {
+		return nil, err
+	}
+	if c := params.Get("currency"); c != "" {
+		if !currencyRe.MatchString(c) {
+			return nil, badParam("currency", "want an ISO 4217 code such as USD, got %q", c)
+		}
+		q.currency = c
+	}
+	if s := params.Get("severity"); s != "" {
+		if q.metric != "errors" {
+			return nil, badParam("severity", "applies to the errors metric only")
+		}
+		if !slices.Contains(severities, s) {
+			return nil, badParam("severity", "want one of %s, got %q", strings.Join(severities, ", "), s)
+		}
+		q.severity = s
+	}
+	if q.currency != "" && !slices.Contains(revenueMetrics, q.metric) && q.metric != "transactions" {
+		return nil, badParam("currency", "applies to revenue, arpdau, arppu and transactions only")
+	}
+	if slices.Contains(revenueMetrics, q.metric) && q.currency == "" {
+		cs, err := r.currencies(ctx, game.ID)
+		if err != nil {
+			return nil, err
+		}
+		switch len(cs) {
+		case 0:
+		case 1:
+			q.currency = cs[0]
+		default:
+			return nil, badParam("currency", "game %s has revenue in %s: choose one with currency=", game.ID, strings.Join(cs, ", "))
+		}
+	}
+	q.ps = periods(q.interval, q.from, q.to, q.loc)
+	return q, nil
+}
+
+func (r *Report) handleMetrics() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		q, err := r.parseSeries(ctx, req, game)
+		if err != nil {
+			return answer{}, err
+		}
+		vals, approx, err := r.series(ctx, q)
+		if err != nil {
+			return answer{}, err
+		}
+		s := Series{Game: game.ID, Metric: q.metric, Interval: q.interval, Timezone: game.Timezone,
+			Currency: q.currency, Points: make([]Point, len(q.ps)), Approximate: approx}
+		rows := [][]string{{"t", "value"}}
+		for i, p := range q.ps {
+			s.Points[i] = Point{T: p.t, Value: vals[i]}
+			rows = append(rows, []string{p.t, formatNumber(vals[i])})
+		}
+		return answer{json: s, csv: rows}, nil
+	}
+}
+
+func formatNumber(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
+
+// Retention is the answer of the retention endpoint.
+type Retention struct {
+	Game     string   `json:"game"`
+	Timezone string   `json:"timezone"`
+	Days     []int    `json:"days"`
+	Cohorts  []Cohort `json:"cohorts"`
+}
+
+func parseDays(v string) ([]int, error) {
+	if v == "" {
+		return []int{1, 7, 30}, nil
+	}
+	var days []int
+	for _, part := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || n < 0 || n > MaxRetentionDays {
+			return nil, badParam("days", "want a comma-separated list of day numbers 0-%d, got %q", MaxRetentionDays, part)
+		}
+		if !slices.Contains(days, n) {
+			days = append(days, n)
+		}
+	}
+	if len(days) > MaxRetentionColumns {
+		return nil, badParam("days", "at most %d days", MaxRetentionColumns)
+	}
+	slices.Sort(days)
+	return days, nil
+}
+
+func (r *Report) handleRetention() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		from, to, err := dateRange(req, MaxDays)
+		if err != nil {
+			return answer{}, err
+		}
+		days, err := parseDays(req.URL.Query().Get("days"))
+		if err != nil {
+			return answer{}, err
+		}
+		cohorts, err := r.retention(ctx, game.ID, game.Location(), from, to, days)
+		if err != nil {
+			return answer{}, err
+		}
+		header := []string{"cohort", "size"}
+		for _, n := range days {
+			header = append(header, fmt.Sprintf("day_%d", n))
+		}
+		rows := [][]string{header}
+		for _, c := range cohorts {
+			row := []string{c.Cohort, strconv.FormatInt(c.Size, 10)}
+			for _, n := range days {
+				if v := c.Retained[strconv.Itoa(n)]; v != nil {
+					row = append(row, strconv.FormatInt(*v, 10))
+				} else {
+					row = append(row, "")
+				}
+			}
+			rows = append(rows, row)
+		}
+		return answer{json: Retention{Game: game.ID, Timezone: game.Timezone, Days: days, Cohorts: cohorts}, csv: rows}, nil
+	}
+}
+
+// Progression is the answer of the progression endpoint.
+type Progression struct {
+	Game     string  `json:"game"`
+	Timezone string  `json:"timezone"`
+	From     string  `json:"from"`
+	To       string  `json:"to"`
+	Levels   []Level `json:"levels"`
+}
+
+func (r *Report) handleProgression() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		from, to, err := dateRange(req, MaxDays)
+		if err != nil {
+			return answer{}, err
+		}
+		levels, err := r.progression(ctx, game.ID, game.Location(), from, to)
+		if err != nil {
+			return answer{}, err
+		}
+		rows := [][]string{{"level", "starts", "completes", "fails", "fail_rate", "avg_attempts_on_complete"}}
+		for _, l := range levels {
+			avg := ""
+			if l.AvgAttempts != nil {
+				avg = formatNumber(*l.AvgAttempts)
+			}
+			rows = append(rows, []string{l.Level, strconv.FormatInt(l.Starts, 10), strconv.FormatInt(l.Completes, 10),
+				strconv.FormatInt(l.Fails, 10), formatNumber(l.FailRate), avg})
+		}
+		return answer{json: Progression{Game: game.ID, Timezone: game.Timezone, From: from.Format(time.DateOnly),
+			To: to.Format(time.DateOnly), Levels: levels}, csv: rows}, nil
+	}
+}
+
+// Live is the answer of the live endpoint.
+type Live struct {
+	Game string `json:"game"`
+	// Online counts players with an event in the last 5 minutes.
+	Online int64 `json:"online"`
+	// ActiveToday counts players with an event today (game time zone).
+	ActiveToday     int64   `json:"active_today"`
+	EventsPerMinute []Point `json:"events_per_minute"`
+}
+
+func (r *Report) handleLive() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		now := r.now()
+		online, err := r.live.OnlineNow(ctx, game.ID, now)
+		if err != nil {
+			return answer{}, fmt.Errorf("live view: %w", err)
+		}
+		active, err := r.live.ActiveOn(ctx, game.ID, cache.Today(now, game.Location()))
+		if err != nil {
+			return answer{}, fmt.Errorf("live view: %w", err)
+		}
+		mins, err := r.live.EventsPerMinute(ctx, game.ID, now)
+		if err != nil {
+			return answer{}, fmt.Errorf("live view: %w", err)
+		}
+		l := Live{Game: game.ID, Online: online, ActiveToday: active, EventsPerMinute: make([]Point, len(mins))}
+		rows := [][]string{{"series", "t", "value"},
+			{"online", now.UTC().Format(time.RFC3339), strconv.FormatInt(online, 10)},
+			{"active_today", cache.Today(now, game.Location()).Format(time.DateOnly), strconv.FormatInt(active, 10)}}
+		for i, m := range mins {
+			t := m.Minute.UTC().Format(time.RFC3339)
+			l.EventsPerMinute[i] = Point{T: t, Value: float64(m.Events)}
+			rows = append(rows, []string{"events_per_minute", t, strconv.FormatInt(m.Events, 10)})
+		}
+		return answer{json: l, csv: rows}, nil
+	}
+}
+
+// GameInfo is the answer of GET /v1/game: the game a read key belongs to.
+type GameInfo struct {
+	Game       string   `json:"game"`
+	Name       string   `json:"name"`
+	Timezone   string   `json:"timezone"`
+	Currencies []string `json:"currencies"`
+	Today      string   `json:"today"`
+}
+
+func (r *Report) handleGame() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		cs, err := r.currencies(ctx, game.ID)
+		if err != nil {
+			return answer{}, err
+		}
+		if cs == nil {
+			cs = []string{}
+		}
+		today := localDay(r.now(), game.Location()).Format(time.DateOnly)
+		info := GameInfo{Game: game.ID, Name: game.Name, Timezone: game.Timezone, Currencies: cs, Today: today}
+		return answer{json: info, csv: [][]string{{"game", "name", "timezone", "currencies", "today"},
+			{game.ID, game.Name, game.Timezone, strings.Join(cs, " "), today}}}, nil
+	}
+}

@@ -1,0 +1,154 @@
+// Package report is how analysts read GameMetrics: an HTTP API of the
+// standard game KPIs (series per day, week, month or hour in the game's time
+// zone, retention cohorts, progression funnels, the live view), a dashboard
+// page served from the binary, and scheduled digests written to S3 when a
+// PingSource asks for them.
+//
+// Everything is read from what process maintains (see
+// shared/store/migrations/0002_process.sql): rollup_daily (game time zone)
+// and rollup_hourly (UTC) for counters, player_days for exact distinct
+// players, players for install cohorts, sessions for ended-session lengths,
+// players_hll_daily for distinct players over large week/month ranges, and
+// the Redis live view. Rollup rows whose value is zero may exist and are
+// simply summed.
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/gamemetrics/gamemetrics/shared/archive"
+	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
+)
+
+// Config tunes report. Start from DefaultConfig.
+type Config struct {
+	// KeyCacheTTL is how long a read key lookup is remembered; a revoked
+	// key stops working within it.
+	KeyCacheTTL time.Duration
+	// QueryTimeout bounds the database work of one API request.
+	QueryTimeout time.Duration
+	// ExactDistinctLimit decides how distinct players over a week or month
+	// are counted: exactly from player_days while the sum of the daily
+	// counts of the requested range is at most this, else from the daily
+	// HyperLogLog sketches (relative standard error about 2.3%), which
+	// answer in constant time per day whatever the game's size.
+	ExactDistinctLimit int64
+}
+
+// DefaultConfig is what `gamemetrics serve report` uses.
+func DefaultConfig() Config {
+	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExactDistinctLimit: 200_000}
+}
+
+// Report is the report function. Build it with New.
+type Report struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	live    *cache.Live
+	objects *archive.Client
+	games   *store.Games
+	keys    *store.KeyCache
+	log     *slog.Logger
+	metrics *metrics
+	now     func() time.Time
+	handler http.Handler
+}
+
+// New builds report from its dependencies: the PostgreSQL pool process
+// writes to (migrated), the Redis client of the live view, the S3 client
+// digests are written with, a logger, a registry for its metrics and a
+// clock (time.Now outside tests).
+func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, objects *archive.Client, log *slog.Logger, reg prometheus.Registerer, now func() time.Time) *Report {
+	if now == nil {
+		now = time.Now
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = DefaultConfig().KeyCacheTTL
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultConfig().QueryTimeout
+	}
+	games := store.NewGames(pool)
+	r := &Report{
+		cfg:     cfg,
+		pool:    pool,
+		live:    cache.NewLive(rdb),
+		objects: objects,
+		games:   games,
+		keys:    store.NewKeyCache(games.ByReadKey, cfg.KeyCacheTTL),
+		log:     log,
+		metrics: newMetrics(reg),
+		now:     now,
+	}
+	r.handler = r.routes()
+	return r
+}
+
+// ServeHTTP serves the API, the dashboard and CloudEvents on POST /.
+func (r *Report) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.handler.ServeHTTP(w, req) }
+
+// Handle answers a PingSource tick (type dev.knative.sources.ping, data
+// {"report":"daily"} or {"report":"weekly"}) by writing every game's digest
+// of the last complete period to S3 and replying with a
+// com.gamemetrics.report.generated event naming the objects.
+func (r *Report) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+	if e.Type() != TypePing {
+		return nil, function.Reject(http.StatusBadRequest, "report handles %s events, not %q", TypePing, e.Type())
+	}
+	kind, err := digestKind(e.Data())
+	if err != nil {
+		return nil, function.Reject(http.StatusBadRequest, "%v", err)
+	}
+	return r.digests(ctx, kind, e.ID())
+}
+
+// Ready reports whether PostgreSQL answers (the live view and S3 are only
+// needed by some requests).
+func (r *Report) Ready(ctx context.Context) (bool, error) {
+	if err := r.pool.Ping(ctx); err != nil {
+		return false, fmt.Errorf("postgres: %w", err)
+	}
+	return true, nil
+}
+
+// Stop has nothing to drain: requests finish with the HTTP server.
+func (r *Report) Stop(context.Context) error { return nil }
+
+var errNoArchive = errors.New("no S3 bucket configured for digests (S3_BUCKET)")
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	digests  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gamemetrics_report_requests_total",
+			Help: "API requests by endpoint (metrics, retention, progression, live, game, dashboard) and status code."},
+			[]string{"endpoint", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "gamemetrics_report_request_duration_seconds", Help: "Time to answer an API request, by endpoint.",
+			Buckets: telemetry.LatencyBuckets()}, []string{"endpoint"}),
+		digests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gamemetrics_report_digests_total",
+			Help: "Digests written to S3, by report (daily, weekly) and outcome (written, failed)."},
+			[]string{"report", "outcome"}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.digests)
+	return m
+}
