@@ -1,0 +1,323 @@
+package retain
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gamemetrics/gamemetrics/shared/archive"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+)
+
+// ErasureRequest asks to erase one player of one game.
+type ErasureRequest struct {
+	// ID identifies the request (the CloudEvent id); a retry with the same
+	// id resumes the same erasure.
+	ID          string
+	Game        string
+	Player      string
+	RequestedBy string
+	RequestedAt time.Time
+}
+
+// ErasureResult is the data of com.gamemetrics.player.erasure.completed
+// and what the audit row records. It names the player only by a hash.
+type ErasureResult struct {
+	Game         string    `json:"game"`
+	RequestID    string    `json:"request_id"`
+	PlayerSHA256 string    `json:"player_sha256"`
+	RequestedBy  string    `json:"requested_by"`
+	RequestedAt  time.Time `json:"requested_at"`
+	StartedAt    time.Time `json:"started_at"`
+	CompletedAt  time.Time `json:"completed_at"`
+	// Removed counts what was removed per store and table, e.g.
+	// postgres.events, postgres.sessions, redis.members, s3.events.
+	Removed map[string]int64 `json:"removed"`
+}
+
+// PlayerHash is how the audit names a player: hex SHA-256 of "game:player".
+func PlayerHash(game, player string) string {
+	h := sha256.Sum256([]byte(game + ":" + player))
+	return hex.EncodeToString(h[:])
+}
+
+// Erase removes every trace of a player from PostgreSQL, Redis and the S3
+// archive and records the audit row. Aggregates are kept.
+func (r *Retain) Erase(ctx context.Context, req ErasureRequest) (ErasureResult, error) {
+	t0 := time.Now()
+	res, err := r.erase(ctx, req)
+	r.metrics.duration.WithLabelValues("erasure").Observe(time.Since(t0).Seconds())
+	if err != nil && function.StatusOf(err) >= 500 {
+		r.metrics.failures.WithLabelValues("erasure").Inc()
+	}
+	return res, err
+}
+
+func (r *Retain) erase(ctx context.Context, req ErasureRequest) (ErasureResult, error) {
+	if req.Game == "" || req.Player == "" || len(req.Player) > 128 {
+		return ErasureResult{}, function.Reject(http.StatusBadRequest, "erasure needs a game and a player (1–128 characters)")
+	}
+	if req.ID == "" {
+		return ErasureResult{}, function.Reject(http.StatusBadRequest, "erasure request has no id")
+	}
+	if req.RequestedBy == "" {
+		return ErasureResult{}, function.Reject(http.StatusBadRequest, "erasure request does not say who requested it")
+	}
+	if _, err := r.games.Get(ctx, req.Game); errors.Is(err, store.ErrNotFound) {
+		return ErasureResult{}, function.Reject(http.StatusUnprocessableEntity, "unknown game %q", req.Game)
+	} else if err != nil {
+		return ErasureResult{}, err
+	}
+	if err := archive.ValidGame(req.Game); err != nil {
+		return ErasureResult{}, function.Reject(http.StatusUnprocessableEntity, "%v", err)
+	}
+	log := r.log.With("gameid", req.Game, "request", req.ID)
+	unlock, err := r.lockGame(ctx, req.Game)
+	if err != nil {
+		return ErasureResult{}, err
+	}
+	defer unlock()
+
+	hash := PlayerHash(req.Game, req.Player)
+	if _, err := r.pool.Exec(ctx, `INSERT INTO erasures (gameid, request_id, player_sha256, requested_by, requested_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gameid, request_id) DO NOTHING`,
+		req.Game, req.ID, hash, req.RequestedBy, req.RequestedAt); err != nil {
+		return ErasureResult{}, fmt.Errorf("record erasure: %w", err)
+	}
+	res, done, err := r.loadErasure(ctx, req.Game, req.ID)
+	if err != nil {
+		return res, err
+	}
+	if res.PlayerSHA256 != hash {
+		return res, function.Reject(http.StatusConflict, "request id %q was used for another player", req.ID)
+	}
+	if done {
+		log.Info("erasure already completed")
+		return res, nil
+	}
+
+	// 1. PostgreSQL, in one transaction with the audit counts.
+	if err := r.erasePostgres(ctx, req); err != nil {
+		return res, fmt.Errorf("erase from PostgreSQL: %w", err)
+	}
+	if err := r.checkpoint(FaultEraseDatabase); err != nil {
+		return res, err
+	}
+	// 2. Redis.
+	n, err := r.live.ErasePlayer(ctx, req.Game, req.Player)
+	if err != nil {
+		return res, fmt.Errorf("erase from Redis: %w", err)
+	}
+	if err := r.addRemoved(ctx, nil, req, map[string]int64{"redis.members": n}); err != nil {
+		return res, err
+	}
+	r.metrics.erased.WithLabelValues("redis").Add(float64(n))
+	// 3. The S3 archive, one day at a time.
+	if err := r.eraseArchive(ctx, req); err != nil {
+		return res, fmt.Errorf("erase from the archive: %w", err)
+	}
+	if _, err := r.pool.Exec(ctx, "UPDATE erasures SET completed_at = now() WHERE gameid = $1 AND request_id = $2", req.Game, req.ID); err != nil {
+		return res, err
+	}
+	r.metrics.erasures.Inc()
+	res, _, err = r.loadErasure(ctx, req.Game, req.ID)
+	log.Info("player erased", "removed", res.Removed)
+	return res, err
+}
+
+func (r *Retain) loadErasure(ctx context.Context, game, id string) (ErasureResult, bool, error) {
+	res := ErasureResult{Game: game, RequestID: id}
+	var completed *time.Time
+	var removed []byte
+	err := r.pool.QueryRow(ctx, `SELECT player_sha256, requested_by, requested_at, started_at, completed_at, removed
+		FROM erasures WHERE gameid = $1 AND request_id = $2`, game, id).
+		Scan(&res.PlayerSHA256, &res.RequestedBy, &res.RequestedAt, &res.StartedAt, &completed, &removed)
+	if err != nil {
+		return res, false, err
+	}
+	if err := json.Unmarshal(removed, &res.Removed); err != nil {
+		return res, false, err
+	}
+	res.RequestedAt, res.StartedAt = res.RequestedAt.UTC(), res.StartedAt.UTC()
+	if completed != nil {
+		res.CompletedAt = completed.UTC()
+	}
+	return res, completed != nil, nil
+}
+
+// addRemoved adds counts to the audit row, in tx if given.
+func (r *Retain) addRemoved(ctx context.Context, tx pgx.Tx, req ErasureRequest, counts map[string]int64) error {
+	add := func(tx pgx.Tx) error {
+		var raw []byte
+		if err := tx.QueryRow(ctx, "SELECT removed FROM erasures WHERE gameid = $1 AND request_id = $2 FOR UPDATE", req.Game, req.ID).Scan(&raw); err != nil {
+			return err
+		}
+		cur := map[string]int64{}
+		if err := json.Unmarshal(raw, &cur); err != nil {
+			return err
+		}
+		for k, v := range counts {
+			cur[k] += v
+		}
+		b, _ := json.Marshal(cur)
+		_, err := tx.Exec(ctx, "UPDATE erasures SET removed = $3 WHERE gameid = $1 AND request_id = $2", req.Game, req.ID, string(b))
+		return err
+	}
+	if tx != nil {
+		return add(tx)
+	}
+	return pgx.BeginFunc(ctx, r.pool, add)
+}
+
+// erasePostgres deletes the player's rows from every table that has them.
+func (r *Retain) erasePostgres(ctx context.Context, req ErasureRequest) error {
+	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		counts := map[string]int64{}
+		rows, err := tx.Query(ctx, "DELETE FROM events WHERE gameid = $1 AND subject = $2 RETURNING id", req.Game, req.Player)
+		if err != nil {
+			return err
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		counts["postgres.events"] = int64(len(ids))
+		n, err := deleteIdentifyingIDs(ctx, tx, req, ids)
+		if err != nil {
+			return err
+		}
+		counts["postgres.event_ids"] = n
+		for _, table := range []string{"sessions", "player_days", "player_hours", "player_spend", "players"} {
+			tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", req.Game, req.Player)
+			if err != nil {
+				return fmt.Errorf("%s: %w", table, err)
+			}
+			counts["postgres."+table] = tag.RowsAffected()
+		}
+		for _, v := range counts {
+			r.metrics.erased.WithLabelValues("postgres").Add(float64(v))
+		}
+		return r.addRemoved(ctx, tx, req, counts)
+	})
+}
+
+// deleteIdentifyingIDs deletes the dedup entries of the player's events
+// whose id contains the player id (see the package comment for why the
+// others are kept).
+func deleteIdentifyingIDs(ctx context.Context, tx pgx.Tx, req ErasureRequest, ids []string) (int64, error) {
+	var naming []string
+	for _, id := range ids {
+		if strings.Contains(id, req.Player) {
+			naming = append(naming, id)
+		}
+	}
+	if len(naming) == 0 {
+		return 0, nil
+	}
+	tag, err := tx.Exec(ctx, "DELETE FROM event_ids WHERE gameid = $1 AND id = ANY($2)", req.Game, naming)
+	return tag.RowsAffected(), err
+}
+
+// eraseArchive rewrites every archived day holding the player's events
+// without them, and deletes uncommitted parts (which may hold them too).
+func (r *Retain) eraseArchive(ctx context.Context, req ErasureRequest) error {
+	stored, err := r.listArchive(ctx, req.Game)
+	if err != nil {
+		return err
+	}
+	for _, day := range sortedDays(stored) {
+		objs := stored[day]
+		var m *archive.Manifest
+		if objs.manifest {
+			if m, err = r.readManifest(ctx, req.Game, day); err != nil {
+				return err
+			}
+		}
+		// Parts no manifest lists are uncommitted (their events are still
+		// in a partition, or in the committed parts): delete them.
+		debris, err := r.deleteUnlisted(ctx, req.Game, day, m)
+		if err != nil {
+			return err
+		}
+		counts := map[string]int64{}
+		if debris > 0 {
+			counts["s3.uncommitted_parts_deleted"] = int64(debris)
+		}
+		if m != nil {
+			n, ids, err := r.eraseDay(ctx, req, day, m, objs.maxPart+1)
+			if err != nil {
+				return fmt.Errorf("%s: %w", archive.FormatDay(day), err)
+			}
+			if n > 0 {
+				counts["s3.events"] = n
+				counts["s3.days_rewritten"] = 1
+				r.metrics.erased.WithLabelValues("s3").Add(float64(n))
+				err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+					k, err := deleteIdentifyingIDs(ctx, tx, req, ids)
+					if err != nil {
+						return err
+					}
+					counts["postgres.event_ids"] = k
+					return r.addRemoved(ctx, tx, req, counts)
+				})
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		if len(counts) > 0 {
+			if err := r.addRemoved(ctx, nil, req, counts); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eraseDay rewrites one day's archive without the player's events if it
+// has any: new parts (numbered from next), verified, then the manifest,
+// then the old parts are deleted. It returns how many events it removed
+// and their ids.
+func (r *Retain) eraseDay(ctx context.Context, req ErasureRequest, day time.Time, m *archive.Manifest, next int) (int64, []string, error) {
+	var ids []string
+	if err := r.readArchive(ctx, m, func(e event.Event) error {
+		if e.Subject() == req.Player {
+			ids = append(ids, e.ID())
+		}
+		return nil
+	}); err != nil {
+		return 0, nil, err
+	}
+	if len(ids) == 0 {
+		return 0, nil, nil
+	}
+	w := r.newDayWriter(ctx, req.Game, day, next)
+	if err := r.readArchive(ctx, m, func(e event.Event) error {
+		if e.Subject() == req.Player {
+			return nil
+		}
+		return w.add(&e)
+	}); err != nil {
+		w.abandon()
+		return 0, nil, err
+	}
+	nm, err := w.commit(FaultEraseUploaded)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := r.deleteUnlisted(ctx, req.Game, day, &nm); err != nil {
+		return 0, nil, err
+	}
+	return int64(len(ids)), ids, nil
+}
