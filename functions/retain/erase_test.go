@@ -1,0 +1,299 @@
+package retain_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gamemetrics/gamemetrics/functions/retain"
+	"github.com/gamemetrics/gamemetrics/shared/archive"
+)
+
+// traces scans every store for text containing needle: every row of every
+// table in PostgreSQL (as text), every Redis key name and value, every S3
+// object (decompressed). It returns where it was found.
+func traces(t *testing.T, needle string) []string {
+	t.Helper()
+	ctx := context.Background()
+	var found []string
+	rows, err := pool.Query(ctx, `SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'public' AND c.relkind = 'r'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range tables {
+		var n int64
+		if err := pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s t WHERE strpos(t::text, $1) > 0", tbl), needle).Scan(&n); err != nil {
+			t.Fatalf("scan %s: %v", tbl, err)
+		}
+		if n > 0 {
+			found = append(found, fmt.Sprintf("postgres %s: %d rows", tbl, n))
+		}
+	}
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		if strings.Contains(key, needle) {
+			found = append(found, "redis key "+key)
+			continue
+		}
+		var content []string
+		switch typ := rdb.Type(ctx, key).Val(); typ {
+		case "string":
+			content = []string{rdb.Get(ctx, key).Val()}
+		case "set":
+			content = rdb.SMembers(ctx, key).Val()
+		case "zset":
+			content = rdb.ZRange(ctx, key, 0, -1).Val()
+		case "hash":
+			for k, v := range rdb.HGetAll(ctx, key).Val() {
+				content = append(content, k, v)
+			}
+		case "list":
+			content = rdb.LRange(ctx, key, 0, -1).Val()
+		}
+		for _, c := range content {
+			if strings.Contains(c, needle) {
+				found = append(found, "redis "+key)
+				break
+			}
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	objs, err := arc.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		b, err := arc.Get(ctx, o.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(o.Key, needle) || contains(gunzipIfGzip(b), needle) {
+			found = append(found, "s3 "+o.Key)
+		}
+	}
+	return found
+}
+
+// playerFootprint is everything stored about a player, for checking that an
+// erasure left another player untouched.
+func playerFootprint(t *testing.T, game, player string) string {
+	t.Helper()
+	ctx := context.Background()
+	var parts []string
+	for _, q := range []string{
+		"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM events t WHERE gameid = $1 AND subject = $2",
+		"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM sessions t WHERE gameid = $1 AND subject = $2",
+		"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM players t WHERE gameid = $1 AND subject = $2",
+		"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM player_spend t WHERE gameid = $1 AND subject = $2",
+		"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM player_days t WHERE gameid = $1 AND subject = $2",
+		"SELECT coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM player_hours t WHERE gameid = $1 AND subject = $2",
+	} {
+		var s string
+		if err := pool.QueryRow(ctx, q, game, player).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		parts = append(parts, s)
+	}
+	var ids []string
+	for _, k := range objectKeys(t, archive.GamePrefix(game)) {
+		if strings.HasSuffix(k, "manifest.json") {
+			kk, _ := archive.ParseKey(k)
+			_, evs := readDay(t, game, kk.Day)
+			for _, e := range evs {
+				if e.Subject() == player {
+					b, _ := json.Marshal(e)
+					ids = append(ids, string(b))
+				}
+			}
+		}
+	}
+	sort.Strings(ids)
+	parts = append(parts, strings.Join(ids, "\n"))
+	online, _ := rdb.ZScore(ctx, "gm:live:"+game+":online", player).Result()
+	parts = append(parts, fmt.Sprint(online > 0))
+	return strings.Join(parts, "\n--\n")
+}
+
+func erasureEvent(id, game, player string) event.Event {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/gamemetrics/cli")
+	e.SetType(retain.TypeErasureRequested)
+	e.SetTime(time.Now())
+	e.SetData(event.ApplicationJSON, map[string]string{"game": game, "player": player, "requested_by": "dpo@studio.example"})
+	return e
+}
+
+func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 3, 400)
+	r := newRetain(t, 5)
+	now := time.Now()
+	// Player ids unique to this test, so a scan of the shared stores finds
+	// only this test's data. Event ids start with the player id (gen), so
+	// their dedup entries identify the player.
+	alice := fmt.Sprintf("alice-%d", now.UnixNano())
+	bob := fmt.Sprintf("bob-%d", now.UnixNano())
+	gn := &gen{game: g.ID}
+	feed(t, gn.days([]string{alice, bob}, []int{8, 5, 1, 0}, now))
+	// Events just now, so both are online and active today in Redis.
+	feed(t, []event.Event{
+		gn.event("com.gamemetrics.heartbeat", alice, "s-live-a", now.Add(-10*time.Second), ""),
+		gn.event("com.gamemetrics.heartbeat", bob, "s-live-b", now.Add(-10*time.Second), ""),
+	})
+	if _, err := r.RetainGame(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	// A crashed export leaves uncommitted parts that hold alice's events.
+	feed(t, gn.days([]string{alice, bob}, []int{4}, now))
+	crash := errors.New("simulated crash")
+	r.InjectFault(func(p string) error {
+		if p == retain.FaultExportUploaded {
+			return crash
+		}
+		return nil
+	})
+	if _, err := r.RetainGame(ctx, g); !errors.Is(err, crash) {
+		t.Fatalf("crash run: %v", err)
+	}
+	found := traces(t, alice)
+	t.Logf("before erasure: %v", found)
+	for _, want := range []string{"postgres events_", "postgres event_ids", "postgres sessions", "postgres players", "postgres player_spend", "postgres player_days", "postgres player_hours", "redis gm:live:" + g.ID + ":online", "redis gm:live:" + g.ID + ":active:", "s3 raw/game=" + g.ID} {
+		if !slices.ContainsFunc(found, func(f string) bool { return strings.HasPrefix(f, want) }) {
+			t.Errorf("before erasure the scan should find alice in %q; found %v", want, found)
+		}
+	}
+	bobBefore := playerFootprint(t, g.ID, bob)
+	rollupsBefore := rollups(t, g.ID)
+
+	// First attempt crashes after the database step; the retry resumes.
+	r.InjectFault(func(p string) error {
+		if p == retain.FaultEraseDatabase {
+			return crash
+		}
+		return nil
+	})
+	req := erasureEvent("erase-1", g.ID, alice)
+	if _, err := r.Handle(ctx, req); err == nil {
+		t.Fatal("crashed erasure reported success")
+	}
+	r.InjectFault(func(p string) error {
+		if p == retain.FaultEraseUploaded {
+			return crash
+		}
+		return nil
+	})
+	if _, err := r.Handle(ctx, req); err == nil {
+		t.Fatal("crashed erasure reported success")
+	}
+	r.InjectFault(nil)
+	reply, err := r.Handle(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Type() != retain.TypeErasureCompleted {
+		t.Fatalf("reply type %s", reply.Type())
+	}
+	var res retain.ErasureResult
+	if err := json.Unmarshal(reply.Data(), &res); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(reply.Data()), alice) {
+		t.Errorf("the reply names the player: %s", reply.Data())
+	}
+	for _, k := range []string{"postgres.events", "postgres.sessions", "postgres.players", "postgres.player_days", "postgres.event_ids", "redis.members", "s3.events"} {
+		if res.Removed[k] <= 0 {
+			t.Errorf("removed[%s] = %d, want > 0 (all: %v)", k, res.Removed[k], res.Removed)
+		}
+	}
+	if res.RequestedBy != "dpo@studio.example" || res.CompletedAt.IsZero() || res.PlayerSHA256 != retain.PlayerHash(g.ID, alice) {
+		t.Errorf("audit %+v", res)
+	}
+
+	if found := traces(t, alice); len(found) > 0 {
+		t.Errorf("traces of the erased player remain: %v", found)
+	}
+	if got := playerFootprint(t, g.ID, bob); got != bobBefore {
+		t.Errorf("another player's data changed:\nbefore:\n%s\nafter:\n%s", bobBefore, got)
+	}
+	if got := rollups(t, g.ID); got != rollupsBefore {
+		t.Error("rollups changed by the erasure")
+	}
+	// The audit row records who and when, never the player in clear.
+	var by string
+	var removed []byte
+	if err := pool.QueryRow(ctx, "SELECT requested_by, removed FROM erasures WHERE gameid = $1 AND request_id = $2 AND completed_at IS NOT NULL",
+		g.ID, "erase-1").Scan(&by, &removed); err != nil {
+		t.Fatal(err)
+	}
+	if by != "dpo@studio.example" {
+		t.Errorf("audit requested_by %q", by)
+	}
+
+	// The same request again answers with the same result and does nothing.
+	again, err := r.Handle(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res2 retain.ErasureResult
+	json.Unmarshal(again.Data(), &res2)
+	if fmt.Sprint(res2.Removed) != fmt.Sprint(res.Removed) || !res2.CompletedAt.Equal(res.CompletedAt) {
+		t.Errorf("repeated request: %+v, first %+v", res2, res)
+	}
+	// The archives are still complete for bob: retention then finishes the
+	// crashed export of day -4 without alice, who is gone from its partition.
+	if _, err := r.RetainGame(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	day4 := utcDayOf(now).AddDate(0, 0, -4)
+	_, evs := readDay(t, g.ID, day4)
+	if len(evs) != 6 {
+		t.Errorf("day -4 archive holds %d events, want bob's 6", len(evs))
+	}
+	if found := traces(t, alice); len(found) > 0 {
+		t.Errorf("traces after retention: %v", found)
+	}
+}
+
+func TestErasureRejectsBadRequests(t *testing.T) {
+	g := newGame(t, 3, 400)
+	r := newRetain(t, 5)
+	cases := []struct {
+		name string
+		ev   event.Event
+	}{
+		{"unknown game", erasureEvent("x1", "gnope", "p")},
+		{"no player", erasureEvent("x2", g.ID, "")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := r.Handle(context.Background(), c.ev); err == nil {
+				t.Error("accepted")
+			}
+		})
+	}
+	// A request id reused for another player is refused.
+	if _, err := r.Handle(context.Background(), erasureEvent("same", g.ID, "p1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Handle(context.Background(), erasureEvent("same", g.ID, "p2")); err == nil {
+		t.Error("a request id reused for another player was accepted")
+	}
+}
