@@ -21,6 +21,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/report"
+	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/function"
@@ -29,7 +30,9 @@ import (
 )
 
 // Implemented lists the functions this build can serve.
-func Implemented() []string { return []string{function.Ingest, function.Process, function.Report} }
+func Implemented() []string {
+	return []string{function.Ingest, function.Process, function.Report, function.Retain}
+}
 
 // Deps are the shared clients of one process: one pool, one Redis client,
 // one Kafka producer, whatever number of functions use them.
@@ -156,6 +159,24 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 			log.Warn("no S3_BUCKET: the API serves, but PingSource digests will fail until one is configured")
 		}
 		return report.New(report.DefaultConfig(), pool, rdb, objects, log, reg, time.Now), nil
+	case function.Retain:
+		cfg, err := retain.ConfigFromEnv(deps.getenv)
+		if err != nil {
+			return nil, err
+		}
+		pool, err := deps.pool(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rdb, err := deps.redis(ctx)
+		if err != nil {
+			return nil, err
+		}
+		objects, err := archive.Open(ctx, archive.ConfigFromEnv(deps.getenv))
+		if err != nil {
+			return nil, err
+		}
+		return retain.New(cfg, pool, rdb, objects, log, reg, time.Now), nil
 	}
 	return nil, errors.New("function " + name + " is not part of this build yet (implemented: " + strings.Join(Implemented(), ", ") + ")")
 }
