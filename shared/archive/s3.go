@@ -38,20 +38,27 @@ type Config struct {
 	// ForcePathStyle addresses objects as endpoint/bucket/key instead of
 	// bucket.endpoint/key; most S3-compatible servers need it.
 	ForcePathStyle bool
-	// AccessKey and SecretKey, when both set, are used as static credentials
-	// (local stack, tests). Empty means the AWS default credential chain
-	// (environment, shared config, web identity / IRSA, instance role).
-	AccessKey, SecretKey string
+	// AccessKey and SecretKey (and SessionToken), when both set, are used
+	// as static credentials (local stack, tests). Empty means the AWS
+	// default credential chain (environment, shared config, web identity /
+	// IRSA, instance role).
+	AccessKey, SecretKey, SessionToken string
 }
 
 // ConfigFromEnv reads S3_BUCKET, S3_ENDPOINT, S3_REGION and
-// S3_FORCE_PATH_STYLE. Credentials are left to the default chain
-// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE, ...).
+// S3_FORCE_PATH_STYLE. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+// AWS_SESSION_TOKEN are read through getenv too, so a caller that passes its
+// own environment (`gamemetrics dev` pointing functions at the local stack)
+// is honoured; when they are unset, credentials come from the default chain
+// (web identity / IRSA on EKS, shared config, instance role).
 func ConfigFromEnv(getenv func(string) string) Config {
 	c := Config{
-		Bucket:   getenv("S3_BUCKET"),
-		Endpoint: getenv("S3_ENDPOINT"),
-		Region:   getenv("S3_REGION"),
+		Bucket:       getenv("S3_BUCKET"),
+		Endpoint:     getenv("S3_ENDPOINT"),
+		Region:       getenv("S3_REGION"),
+		AccessKey:    getenv("AWS_ACCESS_KEY_ID"),
+		SecretKey:    getenv("AWS_SECRET_ACCESS_KEY"),
+		SessionToken: getenv("AWS_SESSION_TOKEN"),
 	}
 	if v, err := strconv.ParseBool(getenv("S3_FORCE_PATH_STYLE")); err == nil {
 		c.ForcePathStyle = v
@@ -91,7 +98,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	if cfg.AccessKey != "" && cfg.SecretKey != "" {
 		opts = append(opts, awsconfig.WithCredentialsProvider(
-			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, "")))
+			credentials.NewStaticCredentialsProvider(cfg.AccessKey, cfg.SecretKey, cfg.SessionToken)))
 	}
 	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
