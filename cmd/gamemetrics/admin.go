@@ -64,6 +64,8 @@ func runGames(ctx context.Context, args []string, getenv func(string) string, st
 		return nil
 	case "set-timezone":
 		return runGamesSetTimezone(ctx, pool, args[1:], stdout, stderr)
+	case "set-retention":
+		return runSetRetention(ctx, games, args[1:], stdout, stderr)
 	case "list":
 		list, err := games.List(ctx)
 		if err != nil {

@@ -30,6 +30,12 @@ Usage:
         on $PORT (default 8080) with /healthz, /readyz and /metrics
   gamemetrics events tail [--topic gamemetrics.events] [-n 10]
         print the newest records of a topic with their headers ($KAFKA_BROKERS)
+  gamemetrics games set-retention --game G [--hot-days N] [--archive-days N]
+        days raw events stay in PostgreSQL, then in the S3 archive
+  gamemetrics players erase --game G --player P [--by WHO] [--request-id ID] [--url $RETAIN_URL | --local]
+        erase a player from PostgreSQL, Redis and the archive (via the retain function)
+  gamemetrics archive restore --game G --from YYYY-MM-DD [--to YYYY-MM-DD]
+        load archived days back into PostgreSQL, deduplicated, aggregates unchanged
   gamemetrics simulate [--players 1000] [--days 7] [--rate 0] [--duplicates 0.05]
         [--late 0.01] [--malformed 0.01] [--shuffle] [--truth FILE]
         send realistic game traffic to ingest; --truth writes the exact expected answers
@@ -69,6 +75,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stderr)
 	case "events":
 		return runEvents(ctx, rest, getenv, stdout, stderr)
+	case "players":
+		return runPlayers(ctx, rest, getenv, stdout, stderr)
+	case "archive":
+		return runArchive(ctx, rest, getenv, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
