@@ -427,6 +427,51 @@ type Cohort struct {
 // what has arrived so far).
 func (r *Report) retention(ctx context.Context, game string, loc *time.Location, from, to time.Time, days []int) ([]Cohort, error) {
 	today := localDay(r.now(), loc)
+	if r.cohorts == nil {
+		return r.computeRetention(ctx, r.pool, game, from, to, today, days)
+	}
+	// One snapshot for the stamp and the answer, so a cached answer is
+	// never newer or older than the counters it is filed under.
+	var out []Cohort
+	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var stamp string
+		if err := tx.QueryRow(ctx, retentionStamp, game, from).Scan(&stamp); err != nil {
+			return err
+		}
+		key := cohortKey{game: game, tz: loc.String(), from: from, to: to, today: today, days: fmt.Sprint(days)}
+		if c, ok := r.cohorts.get(key, stamp); ok {
+			out = c
+			return nil
+		}
+		c, err := r.computeRetention(ctx, tx, game, from, to, today, days)
+		if err != nil {
+			return err
+		}
+		r.cohorts.put(key, stamp, c)
+		out = c
+		return nil
+	})
+	return out, err
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// retentionStamp summarises every counter a retention answer of cohorts
+// from $2 on depends on. Rows of player_days are only ever added, each
+// adding one to its day's active_players, and a player's install day only
+// moves earlier, moving one from a later day's new_players to an earlier
+// one's; so while the active_players and new_players of every day from the
+// first cohort on, and the total of new_players, are unchanged, no cohort
+// and no activity a retention answer counts has changed.
+const retentionStamp = `SELECT md5(coalesce(string_agg(day::text || metric || value::text, ',' ORDER BY day, metric)
+	FILTER (WHERE day >= $2 AND metric IN ('new_players', 'active_players')), '') || '|' ||
+	coalesce(sum(value) FILTER (WHERE metric = 'new_players'), 0)::text)
+FROM rollup_daily WHERE gameid = $1 AND dim = '' AND metric IN ('new_players', 'active_players')`
+
+func (r *Report) computeRetention(ctx context.Context, db querier, game string, from, to, today time.Time, days []int) ([]Cohort, error) {
 	var cohorts []Cohort
 	index := map[time.Time]int{}
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
@@ -441,7 +486,7 @@ func (r *Report) retention(ctx context.Context, game string, loc *time.Location,
 		index[d] = len(cohorts)
 		cohorts = append(cohorts, c)
 	}
-	rows, err := r.pool.Query(ctx, `SELECT install_day, count(*) FROM players
+	rows, err := db.Query(ctx, `SELECT install_day, count(*) FROM players
 		WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 GROUP BY install_day`, game, from, to)
 	if err != nil {
 		return nil, err
@@ -468,7 +513,7 @@ func (r *Report) retention(ctx context.Context, game string, loc *time.Location,
 	if len(ns) == 0 {
 		return cohorts, nil
 	}
-	rows, err = r.pool.Query(ctx, `SELECT p.install_day, n.n, count(*)
+	rows, err = db.Query(ctx, `SELECT p.install_day, n.n, count(*)
 		FROM players p
 		CROSS JOIN unnest($4::int[]) AS n(n)
 		JOIN player_days d ON d.gameid = p.gameid AND d.day = p.install_day + n.n AND d.subject = p.subject

@@ -646,3 +646,51 @@ func TestOpenAPIDocumentIsServedAndListsEveryMetric(t *testing.T) {
 		t.Errorf("GET a missing asset = %d, want 404", status)
 	}
 }
+
+func TestCachedRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
+	s := seedGame(t, "Asia/Kolkata", []string{"INR"}, 20, 8)
+	r, base := newReport(t, testNow)
+	if r.cohorts == nil {
+		t.Fatal("the retention cache is off by default")
+	}
+	u := fmt.Sprintf("%s/v1/games/%s/retention?from=2026-10-01&to=2026-10-20&days=0,1,2,7", base, s.ID)
+	check := func(evs []event.Event, when string) {
+		t.Helper()
+		var ret Retention
+		getJSON(t, u, s.keys.Read, &ret)
+		want := newTruth(t, s.loc, testNow, evs).retention(date("2026-10-01"), date("2026-10-20"), []int{0, 1, 2, 7})
+		if !reflect.DeepEqual(ret.Cohorts, want) {
+			gj, _ := json.Marshal(ret.Cohorts)
+			wj, _ := json.Marshal(want)
+			t.Errorf("%s:\n got %s\nwant %s", when, gj, wj)
+		}
+	}
+	check(s.evs, "first answer")
+	check(s.evs, "answer from memory")
+	if len(r.cohorts.m) != 1 {
+		t.Errorf("%d cached answers, want 1", len(r.cohorts.m))
+	}
+	gn := &gen{rng: rand.New(rand.NewPCG(80, 80)), game: s.ID, seq: 1_000_000}
+	// A returning player: one more day of activity for an existing cohort.
+	first := newTruth(t, s.loc, testNow, s.evs).first
+	var subject string
+	var installed time.Time
+	for p, f := range first {
+		if subject == "" || p < subject {
+			subject, installed = p, f
+		}
+	}
+	more := []event.Event{gn.event(events.TypeHeartbeat, subject, "late-1", installed.Add(24*time.Hour+time.Minute), "")}
+	seed(t, more)
+	evs := append(append([]event.Event(nil), s.evs...), more...)
+	check(evs, "after a returning player's event")
+	// A late event from before the player's first one moves their install day.
+	moved := []event.Event{gn.event(events.TypeHeartbeat, subject, "late-2", installed.Add(-3*24*time.Hour), "")}
+	seed(t, moved)
+	evs = append(evs, moved...)
+	check(evs, "after a late event moved an install day")
+	// And a brand-new player.
+	fresh := []event.Event{gn.event(events.TypeHeartbeat, "newcomer", "n-1", date("2026-10-10").Add(12*time.Hour), "")}
+	seed(t, fresh)
+	check(append(evs, fresh...), "after a new player")
+}

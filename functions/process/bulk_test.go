@@ -1,0 +1,34 @@
+package process
+
+import (
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+func TestWriteBulkLoadsGiveTheSameExactAggregates(t *testing.T) {
+	for _, tz := range []string{"UTC", "America/Los_Angeles"} {
+		t.Run(tz, func(t *testing.T) {
+			game := newGame(t, tz)
+			p := newProcess(t, DefaultConfig())
+			g := &gen{rng: rand.New(rand.NewPCG(12, 12)), game: game.ID}
+			evs := g.players(40, time.Now().Add(-96*time.Hour), 90*time.Hour)
+			all := deliveries(g.rng, evs, 3)
+			// Two concurrent bulk writes of overlapping halves, then all again.
+			half := len(all) / 2
+			errc := make(chan error, 2)
+			go func() { errc <- p.Write(context.Background(), all[:half+50]) }()
+			go func() { errc <- p.Write(context.Background(), all[half-50:]) }()
+			for range 2 {
+				if err := <-errc; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := p.Write(context.Background(), all); err != nil {
+				t.Fatal(err)
+			}
+			sameAggregates(t, game, evs)
+		})
+	}
+}
