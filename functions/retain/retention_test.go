@@ -91,6 +91,13 @@ func TestRetentionArchivesAndDropsExactlyTheExpiredDays(t *testing.T) {
 		if m.Events != before[d] || int64(len(got)) != before[d] {
 			t.Errorf("%s: archive holds %d events (manifest %d), the partition held %d", archive.FormatDay(d), len(got), m.Events, before[d])
 		}
+		raw, err := arc.Get(ctx, m.Parts[0].Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if text := gunzipIfGzip(raw); !contains(text, `"data":{`) || contains(text, "data_base64") || !contains(text, `"specversion":"1.0"`) {
+			t.Errorf("%s is not plain structured JSON CloudEvents with inline data:\n%.300s", m.Parts[0].Key, text)
+		}
 		if len(m.Parts) < 2 {
 			t.Errorf("%s: %d parts, want several with 7 events each", archive.FormatDay(d), len(m.Parts))
 		}

@@ -68,6 +68,9 @@ func (r *row) toEvent(game string) (event.Event, error) {
 		if err := e.SetData(event.ApplicationJSON, r.Data); err != nil {
 			return e, fmt.Errorf("event %q: data: %w", r.ID, err)
 		}
+		// Inline JSON ("data": {...}), not data_base64, so the archive
+		// reads as plain JSON (jq, data lake engines).
+		e.DataBase64 = false
 	}
 	return e, nil
 }

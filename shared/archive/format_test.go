@@ -189,3 +189,32 @@ func TestKeysFollowTheLayout(t *testing.T) {
 		}
 	}
 }
+
+func TestPartWriterKeepsOneEventPerLine(t *testing.T) {
+	e := event.New()
+	e.SetID("multi")
+	e.SetSource("/x")
+	e.SetType("t")
+	e.SetData(event.ApplicationJSON, []byte("{\n  \"a\": [1,\n 2]\n}"))
+	e.DataBase64 = false // inline JSON, as retain writes it
+	b, part, err := archive.EncodePart([]event.Event{e, e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := archive.CountLines(b); n != 2 || part.Events != 2 {
+		t.Fatalf("%d lines for 2 events with multi-line data", n)
+	}
+	out, err := archive.DecodePart(b)
+	if err != nil || len(out) != 2 || !jsonEqual(out[0].Data(), e.Data()) {
+		t.Fatalf("decoded %v, %v", out, err)
+	}
+	bad := event.New()
+	bad.SetID("bad")
+	bad.SetSource("/x")
+	bad.SetType("t")
+	bad.SetData(event.ApplicationJSON, []byte("{not json"))
+	bad.DataBase64 = false // claims inline JSON data
+	if _, _, err := archive.EncodePart([]event.Event{bad}); err == nil {
+		t.Error("an event whose JSON data is invalid was encoded")
+	}
+}

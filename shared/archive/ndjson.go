@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -50,15 +51,31 @@ func NewPartWriter() *PartWriter {
 
 // Add appends e as one line.
 func (w *PartWriter) Add(e *event.Event) error {
-	line, err := json.Marshal(e)
+	// The SDK's own encoder, without encoding/json's re-validation and
+	// compaction of its output (a fifth of the export's CPU): JSON data is
+	// checked on its own, and only a line that came out with a newline (data
+	// with line breaks in its whitespace) is compacted.
+	if d := e.Data(); len(d) > 0 && !e.DataBase64 && isJSONContent(e.DataContentType()) && !json.Valid(d) {
+		return fmt.Errorf("archive: event %q: data is not valid JSON", e.ID())
+	}
+	line, err := e.MarshalJSON()
 	if err != nil {
 		return fmt.Errorf("archive: encode event %q: %w", e.ID(), err)
 	}
 	if bytes.IndexByte(line, '\n') >= 0 {
-		// encoding/json escapes control characters, so this cannot happen.
-		return fmt.Errorf("archive: event %q encodes with a newline", e.ID())
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, line); err != nil {
+			return fmt.Errorf("archive: encode event %q: %w", e.ID(), err)
+		}
+		line = buf.Bytes()
 	}
 	return w.AddLine(line)
+}
+
+func isJSONContent(ct string) bool {
+	ct, _, _ = strings.Cut(ct, ";")
+	ct = strings.TrimSpace(strings.ToLower(ct))
+	return ct == "" || ct == "application/json" || ct == "text/json" || strings.HasSuffix(ct, "+json")
 }
 
 // AddLine appends one already encoded structured CloudEvent (no newline).
