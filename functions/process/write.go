@@ -57,6 +57,24 @@ func (w *writer) write(ctx context.Context, recs []*record) (outcome, error) {
 	slices.SortFunc(recs, func(a, b *record) int {
 		return cmpPlayer(playerKey{a.game, a.id}, playerKey{b.game, b.id})
 	})
+	out, err := w.writeSorted(ctx, recs)
+	if missingPartition(err) {
+		// retain archived and dropped a day partition this process had
+		// created, and a late event for that day arrived: create it again
+		// (retain merges it into the day's archive on its next run).
+		w.partitions.Forget()
+		out, err = w.writeSorted(ctx, recs)
+	}
+	return out, err
+}
+
+// missingPartition reports whether err is an insert into a dropped partition.
+func missingPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition of relation")
+}
+
+func (w *writer) writeSorted(ctx context.Context, recs []*record) (outcome, error) {
 	for _, r := range recs {
 		if err := w.partitions.Ensure(ctx, r.game, r.day); err != nil {
 			return outcome{}, fmt.Errorf("events partition: %w", err)

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -343,5 +345,38 @@ func TestSetRetentionValidates(t *testing.T) {
 	got, err := games.SetRetention(context.Background(), g.ID, nil, &hot)
 	if err != nil || got.HotDays != 30 || got.ArchiveDays != 50 {
 		t.Errorf("SetRetention(archive 50) = %+v, %v", got, err)
+	}
+}
+
+func TestARunningProcessStoresLateEventsForADroppedDay(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 3, 400)
+	r := newRetain(t, 100)
+	p := process.New(process.DefaultConfig(), pool, rdb, testLogger(), prometheus.NewRegistry())
+	defer p.Stop(ctx)
+	now := time.Now()
+	gn := &gen{game: g.ID}
+	day := utcDayOf(now).AddDate(0, 0, -5)
+	for _, e := range gn.days([]string{"a"}, []int{5}, now) {
+		if _, err := p.Handle(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.RetainGame(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if partitionExists(t, g.ID, day) {
+		t.Fatal("partition not dropped")
+	}
+	// The same process instance (which created the partition) gets a late event.
+	late := gn.event("com.gamemetrics.design", "a", "", day.Add(23*time.Hour), `{"event":"late:one"}`)
+	if _, err := p.Handle(ctx, late); err != nil {
+		t.Fatalf("late event for a dropped day: %v", err)
+	}
+	if _, err := r.RetainGame(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := readDay(t, g.ID, day); m.Events != 7 {
+		t.Errorf("archive holds %d events, want 6 + the late one", m.Events)
 	}
 }
