@@ -1,0 +1,321 @@
+// Package e2e runs the whole GameMetrics pipeline the way production does:
+// the real local stack, every function as its own HTTP server, the local
+// eventing runtime running the real eventing/base manifests, and simulated
+// game clients sending through ingest. What the report API answers is
+// compared, exactly, with the simulator's truth.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
+	"github.com/gamemetrics/gamemetrics/shared/eventing"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/simulation"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
+)
+
+var stack *devstack.Stack
+
+func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
+
+// platform is the pipeline of one test.
+type platform struct {
+	t       *testing.T
+	deps    *functions.Deps
+	servers map[string]*server
+	game    store.Game
+	keys    store.Keys
+	log     *slog.Logger
+}
+
+// server is one function served over HTTP, which a test may kill and restart.
+type server struct {
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newPlatform(t *testing.T, timezone string) *platform {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	deps := functions.NewDeps(stack.Getenv, log)
+	t.Cleanup(deps.Close)
+	pool, err := store.Open(ctx, stack.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	game, keys, err := store.NewGames(pool).Create(ctx, t.Name(), timezone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &platform{t: t, deps: deps, servers: map[string]*server{}, game: game, keys: keys, log: log}
+	for _, name := range functions.Implemented() {
+		p.start(name, "127.0.0.1:0")
+	}
+	services := map[string]string{}
+	for name, s := range p.servers {
+		services[name] = "http://" + s.addr
+	}
+	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: services,
+		Log: log, Registerer: telemetry.NewRegistry(), PingJitter: -1})
+	if err != nil {
+		t.Fatalf("local eventing from eventing/base: %v", err)
+	}
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := rt.Stop(sctx); err != nil {
+			t.Errorf("stop eventing: %v", err)
+		}
+		for name := range p.servers {
+			p.stop(name)
+		}
+	})
+	return p
+}
+
+// start serves a function on addr (":0" picks a port; a restart reuses it).
+func (p *platform) start(name, addr string) {
+	p.t.Helper()
+	fn, err := functions.Build(context.Background(), name, p.deps, telemetry.NewRegistry())
+	if err != nil {
+		p.t.Fatalf("build %s: %v", name, err)
+	}
+	var l net.Listener
+	for range 50 { // the old listener's port may take a moment to free up
+		if l, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("listen for %s on %s: %v", name, addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{addr: l.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := function.Serve(ctx, l, function.Mux(fn, telemetry.NewRegistry(), p.log), 10*time.Second, p.log)
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		s.done <- errors.Join(err, fn.Stop(sctx))
+	}()
+	p.servers[name] = s
+}
+
+// stop shuts a function down as a SIGTERM would.
+func (p *platform) stop(name string) {
+	s := p.servers[name]
+	if s == nil || s.cancel == nil {
+		return
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		p.t.Errorf("stop %s: %v", name, err)
+	}
+	s.cancel = nil
+}
+
+func (p *platform) url(name string) string { return "http://" + p.servers[name].addr + "/" }
+
+// metric reads one daily series from the report API.
+func (p *platform) metric(ctx context.Context, metric, from, to string) ([]simulation.Point, error) {
+	q := url.Values{"from": {from}, "to": {to}, "interval": {"day"}}
+	var out struct {
+		Points []simulation.Point `json:"points"`
+	}
+	err := p.get(ctx, fmt.Sprintf("v1/games/%s/metrics/%s?%s", p.game.ID, metric, q.Encode()), &out)
+	return out.Points, err
+}
+
+func (p *platform) retention(ctx context.Context, from, to string, days string) ([]simulation.Cohort, error) {
+	q := url.Values{"from": {from}, "to": {to}, "days": {days}}
+	var out struct {
+		Cohorts []simulation.Cohort `json:"cohorts"`
+	}
+	err := p.get(ctx, fmt.Sprintf("v1/games/%s/retention?%s", p.game.ID, q.Encode()), &out)
+	return out.Cohorts, err
+}
+
+func (p *platform) get(ctx context.Context, path string, v any) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url(function.Report)+path, nil)
+	req.Header.Set("Authorization", "Bearer "+p.keys.Read)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, v)
+}
+
+// mismatches compares the report API with the truth and describes every
+// difference; empty means exact agreement.
+func (p *platform) mismatches(ctx context.Context, truth simulation.Truth) ([]string, error) {
+	var diffs []string
+	for _, m := range simulation.TruthMetrics() {
+		got, err := p.metric(ctx, m, truth.From, truth.To)
+		if err != nil {
+			return nil, err
+		}
+		want := truth.Metrics[m]
+		if len(got) != len(want) {
+			diffs = append(diffs, fmt.Sprintf("%s: %d points, want %d", m, len(got), len(want)))
+			continue
+		}
+		for i := range want {
+			tol := 0.0
+			if strings.HasSuffix(m, "_avg") {
+				tol = 0.011
+			}
+			if got[i].T != want[i].T || math.Abs(got[i].Value-want[i].Value) > tol {
+				diffs = append(diffs, fmt.Sprintf("%s %s = %v, want %s %v", m, got[i].T, got[i].Value, want[i].T, want[i].Value))
+			}
+		}
+	}
+	days := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(truth.RetentionDays)), ","), "[]")
+	cohorts, err := p.retention(ctx, truth.From, truth.To, days)
+	if err != nil {
+		return nil, err
+	}
+	if len(cohorts) != len(truth.Retention) {
+		diffs = append(diffs, fmt.Sprintf("retention: %d cohorts, want %d", len(cohorts), len(truth.Retention)))
+	} else {
+		for i, want := range truth.Retention {
+			got := cohorts[i]
+			if got.Cohort != want.Cohort || got.Size != want.Size || fmt.Sprint(deref(got.Retained)) != fmt.Sprint(deref(want.Retained)) {
+				diffs = append(diffs, fmt.Sprintf("retention %s = size %d %v, want %s size %d %v", got.Cohort, got.Size, deref(got.Retained), want.Cohort, want.Size, deref(want.Retained)))
+			}
+		}
+	}
+	return diffs, nil
+}
+
+func deref(m map[string]*int) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		out[k] = "null"
+		if v != nil {
+			out[k] = fmt.Sprint(*v)
+		}
+	}
+	return out
+}
+
+// waitForTruth polls the report API until it agrees with the truth exactly.
+func (p *platform) waitForTruth(truth simulation.Truth, within time.Duration) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var diffs []string
+	var err error
+	for {
+		diffs, err = p.mismatches(ctx, truth)
+		if err == nil && len(diffs) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				p.t.Fatalf("report API: %v", err)
+			}
+			if len(diffs) > 20 {
+				diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
+			}
+			p.t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// A simulated game with 5% duplicate sends, shuffled batches, late and
+// malformed events, whose process function is killed and restarted while
+// the events flow: the report API must still match the truth exactly.
+func TestPipelineIsExactThroughDuplicatesMalformedEventsAndAProcessRestart(t *testing.T) {
+	p := newPlatform(t, "America/Los_Angeles")
+	loc := p.game.Location()
+	now := time.Now().UTC()
+	evs := simulation.Generate(simulation.Config{Players: 250, Days: 6, End: now, Location: loc, Seed: 11, RunID: "e2e1-"})
+	cfg := simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 50, Concurrency: 4,
+		Duplicates: 0.05, Late: 0.02, Malformed: 0.01, Shuffle: true, Seed: 11, Rate: 4000}
+	stream, malformed, _ := simulation.Plan(evs, cfg)
+	third := len(stream) / 3
+
+	ctx := context.Background()
+	st1, err := simulation.Send(ctx, stream[:third], cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Kill process mid-stream: deliveries fail and are retried by the
+	// eventing runtime with the manifest's backoff until it is back.
+	addr := p.servers[function.Process].addr
+	p.stop(function.Process)
+	st2, err := simulation.Send(ctx, stream[third:2*third], cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	p.start(function.Process, addr)
+	st3, err := simulation.Send(ctx, stream[2*third:], cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := st1.Rejected + st2.Rejected + st3.Rejected
+	if rejected != int64(malformed) {
+		t.Errorf("ingest rejected %d events, want exactly the %d malformed ones", rejected, malformed)
+	}
+	truth := simulation.ComputeTruth(evs, loc, time.Now(), []int{1, 3, 7})
+	p.waitForTruth(truth, 90*time.Second)
+}
+
+// A burst sent faster than process can write builds a backlog in Kafka;
+// it must drain with nothing lost.
+func TestABurstBeyondProcessSpeedDrainsWithNothingLost(t *testing.T) {
+	p := newPlatform(t, "Asia/Kolkata")
+	loc := p.game.Location()
+	evs := simulation.Generate(simulation.Config{Players: 500, Days: 4, End: time.Now().UTC(), Location: loc, Seed: 12, RunID: "e2e2-"})
+	cfg := simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 250, Concurrency: 8, Seed: 12}
+	stream, _, _ := simulation.Plan(evs, cfg)
+	start := time.Now()
+	st, err := simulation.Send(context.Background(), stream, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if st.Accepted != int64(len(evs)) {
+		t.Fatalf("ingest accepted %d of %d events", st.Accepted, len(evs))
+	}
+	t.Logf("burst: %d events accepted in %s (%.0f events/s)", st.Accepted, took.Round(time.Millisecond), float64(st.Accepted)/took.Seconds())
+	p.waitForTruth(simulation.ComputeTruth(evs, loc, time.Now(), []int{1, 3}), 120*time.Second)
+	t.Logf("backlog drained %s after the burst started", time.Since(start).Round(time.Millisecond))
+}
