@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -218,6 +219,9 @@ func (r *Retain) partitionDays(ctx context.Context, game string) ([]time.Time, e
 	return days, nil
 }
 
+// scanBatch is how many rows the scanner hands the encoder at once.
+const scanBatch = 1000
+
 // errPartitionChanged means rows arrived in a partition while it was exported.
 var errPartitionChanged = errors.New("partition changed during export")
 
@@ -274,34 +278,66 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 
 	w := r.newDayWriter(ctx, game, day, next)
 	var total, fresh int64
-	err := func() error {
-		rows, err := r.pool.Query(ctx, "SELECT "+rowColumns+" FROM "+pgx.Identifier{partition}.Sanitize()+" ORDER BY time, id")
+	// Rows are scanned in one goroutine and encoded in another, so reading
+	// from PostgreSQL and JSON + gzip overlap.
+	batches := make(chan []row, 4)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(batches)
+		rows, err := r.pool.Query(gctx, "SELECT "+rowColumns+" FROM "+pgx.Identifier{partition}.Sanitize())
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		var rw row
-		targets := rw.scanTargets()
+		batch := make([]row, 0, scanBatch)
+		send := func() error {
+			select {
+			case batches <- batch:
+				batch = make([]row, 0, scanBatch)
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
 		for rows.Next() {
-			rw = row{}
-			if err := rows.Scan(targets...); err != nil {
+			batch = append(batch, row{})
+			if err := rows.Scan(batch[len(batch)-1].scanTargets()...); err != nil {
 				return err
 			}
 			total++
-			if archived[rw.ID] {
-				continue
-			}
-			e, err := rw.toEvent(game)
-			if err != nil {
-				return err
-			}
-			fresh++
-			if err := w.add(&e); err != nil {
-				return err
+			if len(batch) == scanBatch {
+				if err := send(); err != nil {
+					return err
+				}
 			}
 		}
-		return rows.Err()
-	}()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(batch) > 0 {
+			return send()
+		}
+		return nil
+	})
+	g.Go(func() error {
+		for b := range batches {
+			for i := range b {
+				if archived[b[i].ID] {
+					continue
+				}
+				e, err := b[i].toEvent(game)
+				if err != nil {
+					return err
+				}
+				fresh++
+				if err := w.add(&e); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	err := g.Wait()
 	if err != nil {
 		w.abandon()
 		return 0, false, err
