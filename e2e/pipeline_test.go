@@ -37,7 +37,7 @@ func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
 // platform is the pipeline of one test.
 type platform struct {
-	t       *testing.T
+	t       testing.TB
 	deps    *functions.Deps
 	servers map[string]*server
 	game    store.Game
@@ -52,7 +52,7 @@ type server struct {
 	done   chan error
 }
 
-func newPlatform(t *testing.T, timezone string) *platform {
+func newPlatform(t testing.TB, timezone string) *platform {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
