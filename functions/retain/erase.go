@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/function"
@@ -181,8 +182,20 @@ func (r *Retain) addRemoved(ctx context.Context, tx pgx.Tx, req ErasureRequest, 
 
 // erasePostgres deletes the player's rows from every table that has them.
 func (r *Retain) erasePostgres(ctx context.Context, req ErasureRequest) error {
-	return pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		counts := map[string]int64{}
+	for attempt := 0; ; attempt++ {
+		err := r.erasePostgresOnce(ctx, req)
+		var pe *pgconn.PgError
+		if err == nil || attempt == 4 || !errors.As(err, &pe) || (pe.Code != "40P01" && pe.Code != "40001") {
+			return err
+		}
+		// Lost a deadlock against process writing the same rows: rerun.
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
+}
+
+func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) error {
+	counts := map[string]int64{}
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, "DELETE FROM events WHERE gameid = $1 AND subject = $2 RETURNING id", req.Game, req.Player)
 		if err != nil {
 			return err
@@ -197,18 +210,49 @@ func (r *Retain) erasePostgres(ctx context.Context, req ErasureRequest) error {
 			return err
 		}
 		counts["postgres.event_ids"] = n
-		for _, table := range []string{"sessions", "player_days", "player_hours", "player_spend", "players"} {
+		rows, err = tx.Query(ctx, "DELETE FROM player_days WHERE gameid = $1 AND subject = $2 RETURNING day", req.Game, req.Player)
+		if err != nil {
+			return err
+		}
+		days, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+		if err != nil {
+			return fmt.Errorf("player_days: %w", err)
+		}
+		counts["postgres.player_days"] = int64(len(days))
+		for _, table := range []string{"sessions", "player_hours", "player_spend", "players"} {
 			tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", req.Game, req.Player)
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, err)
 			}
 			counts["postgres."+table] = tag.RowsAffected()
 		}
-		for _, v := range counts {
-			r.metrics.erased.WithLabelValues("postgres").Add(float64(v))
+		// The daily HyperLogLog sketches hold a hash of every player id
+		// (exactly, while a day has few players): rebuild the player's days
+		// from player_days without them. Lock the sketches first, so the
+		// rebuild (a later statement, hence a later snapshot) sees every
+		// player a concurrent process transaction committed.
+		if len(days) > 0 {
+			if _, err := tx.Exec(ctx, "SELECT 1 FROM players_hll_daily WHERE gameid = $1 AND day = ANY($2) ORDER BY day FOR UPDATE", req.Game, days); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `UPDATE players_hll_daily h SET players = coalesce(
+				(SELECT hll_add_agg(hll_hash_text(p.subject)) FROM player_days p WHERE p.gameid = h.gameid AND p.day = h.day), hll_empty())
+				WHERE h.gameid = $1 AND h.day = ANY($2)`, req.Game, days)
+			if err != nil {
+				return fmt.Errorf("players_hll_daily: %w", err)
+			}
+			counts["postgres.players_hll_daily_rebuilt"] = tag.RowsAffected()
 		}
 		return r.addRemoved(ctx, tx, req, counts)
 	})
+	if err == nil {
+		for k, v := range counts {
+			if k != "postgres.players_hll_daily_rebuilt" {
+				r.metrics.erased.WithLabelValues("postgres").Add(float64(v))
+			}
+		}
+	}
+	return err
 }
 
 // deleteIdentifyingIDs deletes the dedup entries of the player's events

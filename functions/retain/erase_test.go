@@ -180,6 +180,7 @@ func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
 			t.Errorf("before erasure the scan should find alice in %q; found %v", want, found)
 		}
 	}
+	assertSketchesMatchActivity(t, g.ID, 2)
 	bobBefore := playerFootprint(t, g.ID, bob)
 	rollupsBefore := rollups(t, g.ID)
 
@@ -236,6 +237,8 @@ func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
 	if got := rollups(t, g.ID); got != rollupsBefore {
 		t.Error("rollups changed by the erasure")
 	}
+	// The distinct-player sketches no longer hold alice's hash.
+	assertSketchesMatchActivity(t, g.ID, 1)
 	// The audit row records who and when, never the player in clear.
 	var by string
 	var removed []byte
@@ -295,5 +298,34 @@ func TestErasureRejectsBadRequests(t *testing.T) {
 	}
 	if _, err := r.Handle(context.Background(), erasureEvent("same", g.ID, "p2")); err == nil {
 		t.Error("a request id reused for another player was accepted")
+	}
+}
+
+// assertSketchesMatchActivity checks every daily HyperLogLog of game counts
+// exactly the players of player_days that day (small sets are exact), and
+// that the busiest day has want players.
+func assertSketchesMatchActivity(t *testing.T, game string, want int64) {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT h.day::text, hll_cardinality(h.players)::bigint,
+		(SELECT count(*) FROM player_days p WHERE p.gameid = h.gameid AND p.day = h.day)
+		FROM players_hll_daily h WHERE h.gameid = $1 ORDER BY h.day`, game)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var most int64
+	for rows.Next() {
+		var day string
+		var sketch, exact int64
+		if err := rows.Scan(&day, &sketch, &exact); err != nil {
+			t.Fatal(err)
+		}
+		if sketch != exact {
+			t.Errorf("%s: sketch counts %d players, player_days %d", day, sketch, exact)
+		}
+		most = max(most, sketch)
+	}
+	if most != want {
+		t.Errorf("busiest day has %d players in its sketch, want %d", most, want)
 	}
 }

@@ -15,8 +15,17 @@
 //     affected days) are removed and an audit row is recorded (table
 //     erasures). Reply: com.gamemetrics.player.erasure.completed.
 //
-// Rollups (and the per-day HyperLogLog sketches) are aggregates without
-// player ids and are kept, so reports do not change.
+// Rollups are aggregates without player ids and are kept by both tasks, so
+// reported counts (DAU, revenue, sessions, ...) do not change. The daily
+// HyperLogLog sketches behind WAU/MAU estimates are different: they hold a
+// hash of each player id (exactly, while a day has few players), so an
+// erasure rebuilds the sketches of the player's active days from
+// player_days without them; WAU/MAU estimates then leave that player out.
+//
+// Erasure removes what is stored when it runs. Events of the player still
+// in flight (in Kafka, not yet processed) are stored after it: erase once
+// the player has stopped sending, or repeat the erasure. Its cost is a scan
+// of the game's hot partitions and of every archived day of the game.
 //
 // Crash safety. Both tasks are idempotent and resumable; every step can be
 // rerun:
