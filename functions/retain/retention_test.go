@@ -380,3 +380,71 @@ func TestARunningProcessStoresLateEventsForADroppedDay(t *testing.T) {
 		t.Errorf("archive holds %d events, want 6 + the late one", m.Events)
 	}
 }
+
+func TestRowsArrivingDuringAnExportAreArchivedBeforeTheDrop(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 3, 400)
+	r := newRetain(t, 100)
+	now := time.Now()
+	gn := &gen{game: g.ID}
+	day := utcDayOf(now).AddDate(0, 0, -5)
+	feed(t, gn.days([]string{"a"}, []int{5}, now))
+	late := gn.event("com.gamemetrics.design", "b", "", day.Add(22*time.Hour), `{"event":"during:export"}`)
+	arrived := false
+	// Between the manifest and the drop, process stores one more event of the day.
+	r.InjectFault(func(p string) error {
+		if p == retain.FaultExportCommitted && !arrived {
+			arrived = true
+			feed(t, []event.Event{late})
+		}
+		return nil
+	})
+	res, err := r.RetainGame(ctx, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.EventsArchived != 7 || partitionExists(t, g.ID, day) {
+		t.Errorf("result %+v: want the 7 events archived and the partition dropped", res)
+	}
+	if m, evs := readDay(t, g.ID, day); m.Events != 7 || len(evs) != 7 {
+		t.Errorf("archive holds %d events, want 7 (6 + the one that arrived during the export)", m.Events)
+	}
+}
+
+func TestConcurrentRetentionRunsOfOneGameArchiveOnce(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 3, 400)
+	now := time.Now()
+	gn := &gen{game: g.ID}
+	feed(t, gn.days([]string{"a", "b"}, []int{6, 5}, now))
+	r1, r2 := newRetain(t, 5), newRetain(t, 5)
+	errs := make(chan error, 2)
+	for _, r := range []*retain.Retain{r1, r2} {
+		go func() {
+			_, err := r.RetainGame(ctx, g)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, off := range []int{6, 5} {
+		d := utcDayOf(now).AddDate(0, 0, -off)
+		m, evs := readDay(t, g.ID, d)
+		ids := map[string]bool{}
+		for _, e := range evs {
+			ids[e.ID()] = true
+		}
+		if m.Events != 12 || len(ids) != 12 {
+			t.Errorf("%s: %d events, %d distinct, want 12", archive.FormatDay(d), m.Events, len(ids))
+		}
+		listed := m.Keys()
+		for _, k := range objectKeys(t, archive.DayPrefix(g.ID, d)) {
+			if !listed[k] && k != archive.ManifestKey(g.ID, d) {
+				t.Errorf("leftover object %s", k)
+			}
+		}
+	}
+}
