@@ -146,7 +146,10 @@ func benchEvents(rng *rand.Rand, game string, from, to int, perPlayer float64, s
 		subject := "p" + strconv.Itoa(p)
 		day := rng.IntN(90)
 		n := 1 + rng.IntN(max(1, int(2*sessionsMean-1+0.5)))
-		for s := 0; s < n && day < 90; s++ {
+		for s := 0; s < n; s++ {
+			if day > 89 { // sessions past the window's end happen on its last day
+				day = 89
+			}
 			at := start.AddDate(0, 0, day).Add(time.Duration(rng.Int64N(int64(23 * time.Hour))))
 			sid := subject + "-" + strconv.Itoa(s)
 			mk(events.TypeSessionStart, subject, sid, at, `{"platform":"ios","app_version":"1.0"}`)
@@ -159,7 +162,7 @@ func benchEvents(rng *rand.Rand, game string, from, to int, perPlayer float64, s
 				}
 			}
 			mk(events.TypeSessionEnd, subject, sid, at.Add(time.Second), `{"length_s":300}`)
-			day += 1 + rng.IntN(7)
+			day += 1 + rng.IntN(10)
 		}
 	}
 	return evs
