@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+)
+
+func TestGamesSetTimezoneChangesTheZoneAndRefusesBadInput(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stack, err := devstack.Start(ctx, devstack.Config{Getenv: os.Getenv, Ephemeral: true, Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatalf("the local stack the test needs did not start: %v", err)
+	}
+	t.Cleanup(func() { stack.Close() })
+	getenv := stack.Getenv
+	var out, errb bytes.Buffer
+	if err := run(ctx, []string{"migrate"}, getenv, &out, &errb); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := store.Open(ctx, stack.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	g, _, err := store.NewGames(pool).Create(ctx, "tz", "UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"games", "set-timezone", "--game", g.ID, "--timezone", "Asia/Kolkata"}, getenv, &out, &errb); err != nil {
+		t.Fatalf("set-timezone: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "is now Asia/Kolkata") {
+		t.Errorf("output = %q", out.String())
+	}
+	got, err := store.NewGames(pool).Get(ctx, g.ID)
+	if err != nil || got.Timezone != "Asia/Kolkata" {
+		t.Errorf("timezone = %q, %v; want Asia/Kolkata", got.Timezone, err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"the game is required", []string{"--timezone", "UTC"}, "--game and --timezone are required"},
+		{"the zone is required", []string{"--game", g.ID}, "--game and --timezone are required"},
+		{"the zone must be IANA", []string{"--game", g.ID, "--timezone", "Mars/Olympus"}, "not a known IANA zone"},
+		{"the game must exist", []string{"--game", "gnope", "--timezone", "UTC"}, `no game "gnope"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(ctx, append([]string{"games", "set-timezone"}, tc.args...), getenv, &out, &errb)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
