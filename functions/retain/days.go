@@ -137,6 +137,21 @@ func (w *dayWriter) add(e *event.Event) error {
 	if err := w.cur.Add(e); err != nil {
 		return err
 	}
+	return w.added()
+}
+
+// addLine adds an already encoded structured CloudEvent.
+func (w *dayWriter) addLine(line []byte) error {
+	if w.cur == nil {
+		w.cur = archive.NewPartWriter()
+	}
+	if err := w.cur.AddLine(line); err != nil {
+		return err
+	}
+	return w.added()
+}
+
+func (w *dayWriter) added() error {
 	if w.cur.Count() >= int64(w.r.cfg.PartEvents) {
 		return w.flush()
 	}

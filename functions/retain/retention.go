@@ -320,17 +320,18 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 		return nil
 	})
 	g.Go(func() error {
+		var line []byte
 		for b := range batches {
 			for i := range b {
 				if archived[b[i].ID] {
 					continue
 				}
-				e, err := b[i].toEvent(game)
-				if err != nil {
+				var err error
+				if line, err = b[i].appendJSON(line[:0], game); err != nil {
 					return err
 				}
 				fresh++
-				if err := w.add(&e); err != nil {
+				if err := w.addLine(line); err != nil {
 					return err
 				}
 			}
