@@ -115,3 +115,41 @@ func BenchmarkArchiveExport(b *testing.B) {
 	b.ReportMetric(float64(bytes)/float64(n), "gzip-bytes/event")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkArchiveRestore measures `gamemetrics archive restore` of one
+// archived day: read and verify the parts, decode, insert events and dedup
+// ids. Reports events/s.
+func BenchmarkArchiveRestore(b *testing.B) {
+	ctx := context.Background()
+	n := benchEvents(b)
+	g := newGame(b, 1, 400)
+	r := newRetain(b, 250_000)
+	day := utcDayOf(time.Now()).AddDate(0, 0, -10)
+	seedDay(b, g.ID, day, n)
+	if _, err := r.RetainGame(ctx, g); err != nil {
+		b.Fatal(err)
+	}
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if _, err := pool.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{store.EventPartition(g.ID, day)}.Sanitize()); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, "DELETE FROM event_ids WHERE gameid = $1", g.ID); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		start := time.Now()
+		res, err := r.Restore(ctx, g.ID, day, day)
+		total += time.Since(start)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if res.Inserted != int64(n) {
+			b.Fatalf("restored %d events, want %d", res.Inserted, n)
+		}
+	}
+	b.ReportMetric(float64(n)*float64(b.N)/total.Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+}

@@ -26,7 +26,7 @@ type RestoreResult struct {
 }
 
 // restoreBatch is how many events one INSERT carries.
-const restoreBatch = 5000
+const restoreBatch = 20000
 
 // Restore loads game's archived days from..to (UTC days, inclusive) back
 // into the events table, deduplicated by event_ids, without touching any
@@ -119,7 +119,9 @@ const restoreRows = `WITH u AS (
 	INSERT INTO events (gameid, day, id, type, source, subject, time, sessionid, receivedtime, data, extensions)
 	SELECT $1, $11::date, u.id, u.type, u.source, u.subject, u.time, u.sessionid, u.receivedtime, u.data::jsonb, u.ext::jsonb
 	FROM u
-	WHERE NOT EXISTS (SELECT 1 FROM event_ids x WHERE x.gameid = $1 AND x.id = u.id AND x.day <> $11::date)
+	-- a scalar subquery, so it stays one primary-key lookup per event (as
+	-- NOT EXISTS it may become an anti join over all the game's ids)
+	WHERE coalesce((SELECT x.day FROM event_ids x WHERE x.gameid = $1 AND x.id = u.id), $11::date) = $11::date
 	ON CONFLICT DO NOTHING
 	RETURNING 1
 )
