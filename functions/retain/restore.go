@@ -8,6 +8,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -68,34 +69,52 @@ func (r *Retain) Restore(ctx context.Context, game string, from, to time.Time) (
 		if err := store.CreateEventPartition(ctx, r.pool, game, day); err != nil {
 			return res, err
 		}
-		batch := make([]row, 0, restoreBatch)
-		flush := func() error {
-			if len(batch) == 0 {
+		// Decoding the archive and inserting into PostgreSQL overlap.
+		batches := make(chan []row, 2)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			defer close(batches)
+			batch := make([]row, 0, restoreBatch)
+			send := func() error {
+				select {
+				case batches <- batch:
+					batch = make([]row, 0, restoreBatch)
+					return nil
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+			}
+			err := r.readArchive(gctx, m, func(e event.Event) error {
+				rw, err := rowFromEvent(game, &e)
+				if err != nil {
+					return err
+				}
+				if !utcDay(rw.Time).Equal(day) {
+					return fmt.Errorf("event %q of %s is in the archive of %s", rw.ID, archive.FormatDay(rw.Time), archive.FormatDay(day))
+				}
+				res.Events++
+				batch = append(batch, rw)
+				if len(batch) == restoreBatch {
+					return send()
+				}
 				return nil
+			})
+			if err == nil && len(batch) > 0 {
+				err = send()
 			}
-			n, err := r.insertRows(ctx, game, day, batch)
-			res.Inserted += n
-			batch = batch[:0]
 			return err
-		}
-		err = r.readArchive(ctx, m, func(e event.Event) error {
-			rw, err := rowFromEvent(game, &e)
-			if err != nil {
-				return err
-			}
-			if !utcDay(rw.Time).Equal(day) {
-				return fmt.Errorf("event %q of %s is in the archive of %s", rw.ID, archive.FormatDay(rw.Time), archive.FormatDay(day))
-			}
-			res.Events++
-			batch = append(batch, rw)
-			if len(batch) == restoreBatch {
-				return flush()
+		})
+		g.Go(func() error {
+			for b := range batches {
+				n, err := r.insertRows(gctx, game, day, b)
+				res.Inserted += n
+				if err != nil {
+					return err
+				}
 			}
 			return nil
 		})
-		if err == nil {
-			err = flush()
-		}
+		err = g.Wait()
 		if err != nil {
 			return res, fmt.Errorf("restore %s: %w", archive.FormatDay(day), err)
 		}
