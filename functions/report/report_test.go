@@ -694,3 +694,28 @@ func TestCachedRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
 	seed(t, fresh)
 	check(append(evs, fresh...), "after a new player")
 }
+
+func TestDigestPeriodIsTheLastCompleteDayOrISOWeekInTheGamesTimezone(t *testing.T) {
+	la, _ := time.LoadLocation("America/Los_Angeles")
+	kol, _ := time.LoadLocation("Asia/Kolkata")
+	tests := []struct {
+		name, kind      string
+		now             time.Time
+		loc             *time.Location
+		label, from, to string
+	}{
+		{"daily just after local midnight", Daily, time.Date(2026, 10, 8, 7, 5, 0, 0, time.UTC), la, "2026-10-07", "2026-10-07", "2026-10-07"},
+		{"daily just before local midnight", Daily, time.Date(2026, 10, 8, 6, 55, 0, 0, time.UTC), la, "2026-10-06", "2026-10-06", "2026-10-06"},
+		{"weekly on a Monday morning", Weekly, time.Date(2026, 10, 5, 0, 0, 0, 0, kol), kol, "2026-W40", "2026-09-28", "2026-10-04"},
+		{"weekly on a Sunday evening", Weekly, time.Date(2026, 10, 4, 23, 0, 0, 0, kol), kol, "2026-W39", "2026-09-21", "2026-09-27"},
+		{"weekly across a year boundary", Weekly, time.Date(2027, 1, 6, 12, 0, 0, 0, time.UTC), time.UTC, "2026-W53", "2026-12-28", "2027-01-03"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			label, from, to := DigestPeriod(tc.kind, tc.now, tc.loc)
+			if label != tc.label || from.Format(time.DateOnly) != tc.from || to.Format(time.DateOnly) != tc.to {
+				t.Errorf("got %s %s..%s, want %s %s..%s", label, from.Format(time.DateOnly), to.Format(time.DateOnly), tc.label, tc.from, tc.to)
+			}
+		})
+	}
+}
