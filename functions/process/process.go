@@ -127,7 +127,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 		metrics:   newMetrics(reg),
 		now:       time.Now,
 	}
-	p.writer = &writer{pool: pool, partitions: store.NewPartitions(pool), zones: p.zones.known, retries: cfg.Retries}
+	p.writer = &writer{pool: pool, partitions: store.NewPartitions(pool), zones: p.zones.known, rezone: p.zones.set, retries: cfg.Retries}
 	p.batcher = newBatcher(cfg.MaxBatch, cfg.Flushers, cfg.Linger, p.flush)
 	p.handler = function.CloudEventHandler(p.Handle, log)
 	return p

@@ -41,10 +41,9 @@ const rebuildBatch = 5000
 // (archived by retain) cannot be replayed: SetTimezone then fails with
 // ErrArchivedEvents and changes nothing.
 //
-// Deliveries of the game that process commits while the rebuild runs wait
-// for it (they lock the same rows) and are counted once. Running process
-// replicas cache each game's zone: restart them after the change so new
-// events are bucketed by the new zone.
+// Batches of the game that process writes meanwhile wait for the rebuild
+// (they take the game's zone lock shared, see zonelock.go) and then bucket
+// by the new zone: running replicas need no restart.
 func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (RebuildStats, error) {
 	start := time.Now()
 	var st RebuildStats
@@ -57,6 +56,10 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 	}
 	w := &writer{pool: pool, zones: func(string) *time.Location { return loc }}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		// Batches of the game wait for the rebuild, then see the new zone.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+zoneLockKey+`) FROM (SELECT $1::text AS id) AS g`, game); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `UPDATE games SET timezone = $2 WHERE id = $1`, game, tz)
 		if err != nil {
 			return err

@@ -66,3 +66,27 @@ func TestSetTimezoneRefusesUnknownGamesZonesAndArchivedEvents(t *testing.T) {
 		t.Errorf("timezone changed to %q by a refused rebuild", got.Timezone)
 	}
 }
+
+func TestSetTimezoneWhileProcessRunsBucketsEveryLaterEventByTheNewZone(t *testing.T) {
+	game := newGame(t, "UTC")
+	p := newProcess(t, DefaultConfig())
+	g := &gen{rng: rand.New(rand.NewPCG(13, 13)), game: game.ID}
+	evs := g.players(40, time.Now().Add(-72*time.Hour), 70*time.Hour)
+	first, rest := evs[:len(evs)/3], evs[len(evs)/3:]
+	handleAll(t, p, first, 8) // process has cached the game's zone (UTC)
+	done := make(chan struct{})
+	go func() { // deliveries go on during the rebuild
+		defer close(done)
+		handleAll(t, p, deliveries(g.rng, rest, 2), 8)
+	}()
+	if _, err := SetTimezone(context.Background(), pool, game.ID, "Asia/Kolkata"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	handleAll(t, p, rest[:50], 4) // and after it, through the same process
+	got, err := store.NewGames(pool).Get(context.Background(), game.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameAggregates(t, got, evs)
+}

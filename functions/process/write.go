@@ -26,6 +26,7 @@ type writer struct {
 	pool       *pgxpool.Pool
 	partitions *store.Partitions
 	zones      func(game string) *time.Location
+	rezone     func(game string, loc *time.Location) // nil: zones is fixed
 	retries    int
 }
 
@@ -257,6 +258,9 @@ ON CONFLICT (gameid, hour, metric, dim) DO UPDATE SET value = r.value + excluded
 // and locks the touched ones; Go then merges states and computes rollup
 // deltas; round trip 2 writes states, activity and rollups.
 func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcome, error) {
+	if err := w.lockZones(ctx, tx, recs); err != nil {
+		return outcome{}, err
+	}
 	n := len(recs)
 	// Per-player and per-session state of this batch, merged from every
 	// record (duplicates merge to the same state, so including them is harmless).
