@@ -36,6 +36,6 @@ func runGamesSetTimezone(ctx context.Context, pool *pgxpool.Pool, args []string,
 		return fmt.Errorf("games set-timezone: %w (nothing was changed)", err)
 	}
 	fmt.Fprintf(stdout, "timezone of %s is now %s: replayed %d events in %s\n", *game, *tz, st.Events, st.Elapsed.Round(1e6))
-	fmt.Fprintln(stdout, "Restart the process replicas so new events are bucketed by the new time zone.")
+	fmt.Fprintln(stdout, "Running process replicas bucket new events by the new time zone from now on.")
 	return nil
 }
