@@ -334,7 +334,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		restored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gamemetrics_retain_restored_events_total", Help: "Archived events loaded back into PostgreSQL."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "gamemetrics_retain_run_duration_seconds", Help: "Duration of retention runs, erasures and restores.",
+			Name: "gamemetrics_retain_run_duration_seconds", Help: "Duration of one game's retention, of an erasure, of a restore.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 12)}, []string{"task"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gamemetrics_retain_failures_total", Help: "Tasks that stopped with an error (they are resumed by the next run or retry)."},

@@ -50,7 +50,6 @@ type GameRetention struct {
 // run resumes where this one stopped.
 func (r *Retain) RunRetention(ctx context.Context) (RetentionResult, error) {
 	start := r.now()
-	t0 := time.Now()
 	res := RetentionResult{StartedAt: start.UTC(), Games: []GameRetention{}}
 	games, err := r.games.List(ctx)
 	if err != nil {
@@ -68,7 +67,6 @@ func (r *Retain) RunRetention(ctx context.Context) (RetentionResult, error) {
 		res.Games = append(res.Games, gr)
 	}
 	res.CompletedAt = r.now().UTC()
-	r.metrics.duration.WithLabelValues("retention").Observe(time.Since(t0).Seconds())
 	if len(failed) > 0 {
 		r.metrics.failures.WithLabelValues("retention").Inc()
 		return res, errors.New(strings.Join(failed, "; "))
@@ -78,6 +76,8 @@ func (r *Retain) RunRetention(ctx context.Context) (RetentionResult, error) {
 
 // RetainGame applies g's retention settings as of the clock's today.
 func (r *Retain) RetainGame(ctx context.Context, g store.Game) (GameRetention, error) {
+	t0 := time.Now()
+	defer func() { r.metrics.duration.WithLabelValues("retention").Observe(time.Since(t0).Seconds()) }()
 	today := utcDay(r.now())
 	exportBefore, deleteBefore := Cutoffs(today, g.HotDays, g.ArchiveDays)
 	res := GameRetention{Game: g.ID, ExportBefore: archive.FormatDay(exportBefore), DeleteBefore: archive.FormatDay(deleteBefore)}
