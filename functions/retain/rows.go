@@ -35,7 +35,9 @@ func (r *row) scanTargets() []any {
 	return []any{&r.ID, &r.Type, &r.Source, &r.Subject, &r.Time, &r.SessionID, &r.Received, &r.Data, &r.Ext}
 }
 
-// toEvent rebuilds the CloudEvent a row was stored from: the attributes, the
+// toEvent rebuilds, with the CloudEvents SDK, the CloudEvent a row was
+// stored from; it is the reference appendJSON (the export's fast path) is
+// tested against. It restores the attributes, the
 // gameid, sessionid and receivedtime extensions, any other extensions, and
 // the JSON data. (jsonb normalises the data's whitespace and key order; its
 // meaning is unchanged. Delivery extensions of the KafkaSource were never
