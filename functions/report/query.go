@@ -461,16 +461,21 @@ type querier interface {
 }
 
 // retentionStamp summarises every counter a retention answer of cohorts
-// from $2 on depends on. Rows of player_days are only ever added, each
-// adding one to its day's active_players, and a player's install day only
-// moves earlier, moving one from a later day's new_players to an earlier
+// from $2 on depends on. process only ever adds rows to player_days, each
+// adding one to its day's active_players, and only moves a player's install
+// day earlier, moving one from a later day's new_players to an earlier
 // one's; so while the active_players and new_players of every day from the
 // first cohort on, and the total of new_players, are unchanged, no cohort
-// and no activity a retention answer counts has changed.
-const retentionStamp = `SELECT md5(coalesce(string_agg(day::text || metric || value::text, ',' ORDER BY day, metric)
-	FILTER (WHERE day >= $2 AND metric IN ('new_players', 'active_players')), '') || '|' ||
-	coalesce(sum(value) FILTER (WHERE metric = 'new_players'), 0)::text)
-FROM rollup_daily WHERE gameid = $1 AND dim = '' AND metric IN ('new_players', 'active_players')`
+// and no activity a retention answer counts has changed. The other writer
+// of those tables is retain's erasure, which deletes a player's rows and
+// keeps the rollups; it records each erasure (and what it removed, in the
+// same transaction) in erasures, which is part of the stamp too.
+const retentionStamp = `SELECT md5(
+	coalesce((SELECT string_agg(day::text || metric || value::text, ',' ORDER BY day, metric)
+		FROM rollup_daily WHERE gameid = $1 AND dim = '' AND day >= $2 AND metric IN ('new_players', 'active_players')), '')
+	|| '|' || coalesce((SELECT sum(value) FROM rollup_daily WHERE gameid = $1 AND dim = '' AND metric = 'new_players'), 0)::text
+	|| '|' || coalesce((SELECT string_agg(request_id || coalesce(completed_at::text, '') || removed::text, ',' ORDER BY request_id)
+		FROM erasures WHERE gameid = $1), ''))`
 
 func (r *Report) computeRetention(ctx context.Context, db querier, game string, from, to, today time.Time, days []int) ([]Cohort, error) {
 	var cohorts []Cohort

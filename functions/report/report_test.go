@@ -719,3 +719,36 @@ func TestDigestPeriodIsTheLastCompleteDayOrISOWeekInTheGamesTimezone(t *testing.
 		})
 	}
 }
+
+func TestCachedRetentionIsRecomputedAfterAnErasure(t *testing.T) {
+	s := seedGame(t, "UTC", []string{"USD"}, 15, 31)
+	_, base := newReport(t, testNow)
+	u := fmt.Sprintf("%s/v1/games/%s/retention?from=2026-10-01&to=2026-10-20&days=0,1,7", base, s.ID)
+	var before, after Retention
+	getJSON(t, u, s.keys.Read, &before)
+	// What retain's erasure does to these tables: the player's rows go,
+	// the rollups stay, and the erasure is recorded with what it removed.
+	ctx := context.Background()
+	var player string
+	if err := pool.QueryRow(ctx, `SELECT subject FROM players WHERE gameid = $1 ORDER BY subject LIMIT 1`, s.ID).Scan(&player); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"player_days", "players"} {
+		if _, err := pool.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", s.ID, player); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO erasures (gameid, request_id, player_sha256, requested_by, requested_at, completed_at, removed)
+		VALUES ($1, 'erase-1', 'x', 'test', now(), now(), '{"postgres.players": 1}')`, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	getJSON(t, u, s.keys.Read, &after)
+	var sizeBefore, sizeAfter int64
+	for i := range before.Cohorts {
+		sizeBefore += before.Cohorts[i].Size
+		sizeAfter += after.Cohorts[i].Size
+	}
+	if sizeAfter != sizeBefore-1 {
+		t.Errorf("cohort sizes %d before and %d after erasing a player, want one less", sizeBefore, sizeAfter)
+	}
+}
