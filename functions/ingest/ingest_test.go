@@ -147,7 +147,7 @@ func mustJSON(v any) []byte {
 var purchase = map[string]any{"item_id": "gems", "currency": "USD", "amount_minor": 499}
 
 // records reads every record of topic whose key starts with prefix, waiting
-// until want have arrived.
+// (up to 20 s, for a loaded machine) until want have arrived.
 func records(t *testing.T, topic, prefix string, want int) []*kgo.Record {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.ConsumeTopics(topic),
@@ -156,7 +156,7 @@ func records(t *testing.T, topic, prefix string, want int) []*kgo.Record {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var got []*kgo.Record
 	for ctx.Err() == nil {
