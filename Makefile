@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 APT_PACKAGES := redis-server postgresql-15-hll chromium
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-e2e fuzz image deploy clean
+.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e fuzz image deploy clean
 
 all: build
 
@@ -61,12 +61,16 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
 
 $(VEGETA):
 	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
 
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-e2e
+bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e
+
+bench-retain:
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./functions/retain/
 
 bench-e2e:
 	$(GO) test -run '^$$' -bench EndToEnd -benchtime 40000x -timeout 20m ./e2e/
