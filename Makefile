@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 APT_PACKAGES := redis-server postgresql-15-hll chromium
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e fuzz image deploy clean
+.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean
 
 all: build
 
@@ -62,12 +62,18 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
+	$(GO) test -run '^$$' -fuzz FuzzRequestParameters -fuzztime 30s ./functions/report/
 
 $(VEGETA):
 	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
 
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e
+bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
+
+# Seeds 1,000,000 players / 10,000,000 events over 90 days through the process
+# batch writer (about 4 minutes here), then measures report latency.
+bench-report:
+	$(GO) test -run '^$$' -bench BenchmarkReport -benchtime 50x -timeout 60m ./functions/report/
 
 bench-retain:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./functions/retain/
