@@ -107,18 +107,22 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 	if !slices.Contains(function.Names(), name) {
 		return nil, fmt.Errorf("unknown function %q: want one of %s", name, strings.Join(function.Names(), ", "))
 	}
+	if !slices.Contains(Implemented(), name) {
+		return nil, errors.New("function " + name + " is not part of this build yet (implemented: " + strings.Join(Implemented(), ", ") + ")")
+	}
 	log := deps.log.With("function", name)
+	// Every function reads PostgreSQL (games, aggregates) and Redis.
+	pool, err := deps.pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := deps.redis(ctx)
+	if err != nil {
+		return nil, err
+	}
 	switch name {
 	case function.Ingest:
 		cfg, err := ingest.ConfigFromEnv(deps.getenv)
-		if err != nil {
-			return nil, err
-		}
-		pool, err := deps.pool(ctx)
-		if err != nil {
-			return nil, err
-		}
-		rdb, err := deps.redis(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -132,24 +136,8 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 		if err != nil {
 			return nil, err
 		}
-		pool, err := deps.pool(ctx)
-		if err != nil {
-			return nil, err
-		}
-		rdb, err := deps.redis(ctx)
-		if err != nil {
-			return nil, err
-		}
 		return process.New(cfg, pool, rdb, log, reg), nil
 	case function.Report:
-		pool, err := deps.pool(ctx)
-		if err != nil {
-			return nil, err
-		}
-		rdb, err := deps.redis(ctx)
-		if err != nil {
-			return nil, err
-		}
 		var objects *archive.Client
 		if s3cfg := archive.ConfigFromEnv(deps.getenv); s3cfg.Bucket != "" {
 			if objects, err = archive.Open(ctx, s3cfg); err != nil {
@@ -164,19 +152,11 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 		if err != nil {
 			return nil, err
 		}
-		pool, err := deps.pool(ctx)
-		if err != nil {
-			return nil, err
-		}
-		rdb, err := deps.redis(ctx)
-		if err != nil {
-			return nil, err
-		}
 		objects, err := archive.Open(ctx, archive.ConfigFromEnv(deps.getenv))
 		if err != nil {
 			return nil, err
 		}
 		return retain.New(cfg, pool, rdb, objects, log, reg, time.Now), nil
 	}
-	return nil, errors.New("function " + name + " is not part of this build yet (implemented: " + strings.Join(Implemented(), ", ") + ")")
+	panic("functions: " + name + " is listed in Implemented but has no wiring in Build")
 }
