@@ -32,6 +32,7 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 	shuffle := fs.Bool("shuffle", false, "shuffle events within each batch")
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed (same seed = same traffic)")
 	truth := fs.String("truth", "", "write the expected report answers to this JSON file")
+	realtime := fs.Duration("realtime", 0, "after the history, keep 5% of the players online for this long, sending every second (fills the dashboard's live view)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -60,6 +61,28 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 	took := time.Since(start)
 	fmt.Fprintf(stdout, "sent %d events in %d requests in %s (%.0f events/s): %d accepted, %d rejected, %d retries\n",
 		st.Sent, st.Requests, took.Round(time.Millisecond), float64(st.Sent)/took.Seconds(), st.Accepted, st.Rejected, st.Retries)
+	if err == nil && *realtime > 0 {
+		live := simulation.NewLive(simulation.Config{Players: *players, Seed: *seed, RunID: "sim" + strconv.FormatUint(*seed%1_000_000, 36) + "-"}, 0.05)
+		fmt.Fprintf(stdout, "keeping players online for %s (Ctrl-C stops)…\n", *realtime)
+		end := time.Now().Add(*realtime)
+		for tick := time.NewTicker(time.Second); time.Now().Before(end) && ctx.Err() == nil; <-tick.C {
+			batch := live.Tick(time.Now())
+			evs = append(evs, batch...)
+			raws := make([]json.RawMessage, len(batch))
+			for i, e := range batch {
+				raws[i] = e.JSON()
+			}
+			lst, lerr := simulation.Send(ctx, raws, cfg)
+			st.Sent, st.Accepted, st.Rejected, st.Requests = st.Sent+lst.Sent, st.Accepted+lst.Accepted, st.Rejected+lst.Rejected, st.Requests+lst.Requests
+			if lerr != nil {
+				if ctx.Err() == nil {
+					err = lerr
+				}
+				break
+			}
+		}
+		fmt.Fprintf(stdout, "live: %d events sent in all\n", st.Sent)
+	}
 	if *truth != "" {
 		out := struct {
 			Truth simulation.Truth `json:"truth"`

@@ -100,3 +100,31 @@ func TestTruthOnAHandCountedExample(t *testing.T) {
 		t.Errorf("cohort = %+v", c)
 	}
 }
+
+func TestLivePlayersStartASessionThenKeepSendingValidEvents(t *testing.T) {
+	l := NewLive(Config{Players: 100, Seed: 5, RunID: "t-"}, 0.05)
+	v := events.NewValidator()
+	first, second := l.Tick(end), l.Tick(end.Add(time.Second))
+	if len(first) != 5 {
+		t.Fatalf("first tick has %d events, want a session start for each of 5 online players", len(first))
+	}
+	for _, e := range first {
+		if e.Type != events.TypeSessionStart {
+			t.Errorf("first event of a live player is %s, want a session start", e.Type)
+		}
+	}
+	ids := map[string]bool{}
+	for _, e := range append(first, second...) {
+		var ce event.Event
+		if err := json.Unmarshal(e.JSON(), &ce); err != nil {
+			t.Fatal(err)
+		}
+		if r := v.Validate(&ce, end.Add(time.Second)); r != nil {
+			t.Errorf("invalid live event: %v", r)
+		}
+		if ids[e.ID] {
+			t.Errorf("id %s sent twice", e.ID)
+		}
+		ids[e.ID] = true
+	}
+}
