@@ -109,7 +109,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 			cancel()
 		}
 	}()
-	printDev(stdout, stack, demo, ports, time.Since(start))
+	printDev(stdout, stack, demo, ports, *dir, time.Since(start))
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping…")
 	wg.Wait()
@@ -151,7 +151,7 @@ func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoG
 	return d, nil
 }
 
-func printDev(w io.Writer, s *devstack.Stack, d demoGame, ports map[string]*int, took time.Duration) {
+func printDev(w io.Writer, s *devstack.Stack, d demoGame, ports map[string]*int, devDir string, took time.Duration) {
 	ingest := fmt.Sprintf("http://127.0.0.1:%d/", *ports[function.Ingest])
 	var running []string
 	for _, name := range functions.Implemented() {
@@ -161,6 +161,7 @@ func printDev(w io.Writer, s *devstack.Stack, d demoGame, ports map[string]*int,
 GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays in the dev directory.
 
   ingest       %s   (metrics: %smetrics)
+  dashboard    http://127.0.0.1:%d/   (enter the read key below)
   functions    %s
   eventing     KafkaSource gamemetrics.events -> process, PingSources -> retain, report (from eventing/base)
   PostgreSQL   %s
@@ -184,6 +185,9 @@ Send an event:
 See it in Kafka:
   KAFKA_BROKERS=%s go run ./cmd/gamemetrics events tail -n 1
 
-`, took.Seconds(), ingest, ingest, strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
-		d.ID, d.WriteKey, d.ReadKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","))
+Simulate 1,000 players, then keep some online (the dashboard's live view moves):
+  GAMEMETRICS_DEV_DIR=%s go run ./cmd/gamemetrics simulate --players 1000 --realtime 10m
+
+`, took.Seconds(), ingest, ingest, *ports[function.Report], strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
+		d.ID, d.WriteKey, d.ReadKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","), devDir)
 }
