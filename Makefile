@@ -93,12 +93,14 @@ bench-ingest: build $(VEGETA)
 ## image: one image for every function (FUNCTION selects); see knative/README.md
 IMAGE ?= registry.example.com/gamemetrics/gamemetrics:latest
 image:
+	@command -v func >/dev/null || { echo "make image needs the Knative func CLI >= v0.48 (knative-v1.21); see README.md, Deploying" >&2; exit 1; }
 	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE)
 
 ## deploy ENV=dev|staging|production: build and push, then apply knative/ and eventing/
 ENV ?= dev
 deploy:
 	@case "$(ENV)" in dev|staging|production) ;; *) echo "ENV must be dev, staging or production" >&2; exit 1;; esac
+	@for t in func crane kubectl; do command -v $$t >/dev/null || { echo "make deploy needs $$t on PATH (crane: go install github.com/google/go-containerregistry/cmd/crane@latest)" >&2; exit 1; }; done
 	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE) --push
 	knative/deploy.sh $(ENV) "$$(crane digest --full-ref $(IMAGE))"
 
