@@ -26,7 +26,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -41,27 +40,11 @@ var (
 
 func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
-var (
-	setupOnce sync.Once
-	setupErr  error
-)
-
 // setup connects to the shared stack and migrates it, once per binary.
 func setup(t testing.TB) {
 	t.Helper()
-	setupOnce.Do(func() {
-		ctx := context.Background()
-		if pool, setupErr = store.Open(ctx, stack.DatabaseURL); setupErr != nil {
-			return
-		}
-		if _, setupErr = store.Migrate(ctx, pool); setupErr != nil {
-			return
-		}
-		rdb, setupErr = cache.Open(ctx, stack.RedisURL)
-	})
-	if setupErr != nil {
-		t.Fatalf("local stack: %v", setupErr)
-	}
+	c := devstacktest.Connect(t, stack)
+	pool, rdb = c.Pool, c.Redis
 }
 
 func testLogger(t testing.TB) *slog.Logger {

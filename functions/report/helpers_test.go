@@ -26,7 +26,6 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
-	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -42,32 +41,11 @@ var (
 
 func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
-var (
-	setupOnce sync.Once
-	setupErr  error
-)
-
 // setup connects to the shared stack and migrates it, once per binary.
 func setup(t testing.TB) {
 	t.Helper()
-	setupOnce.Do(func() {
-		ctx := context.Background()
-		if pool, setupErr = store.Open(ctx, stack.DatabaseURL); setupErr != nil {
-			return
-		}
-		if _, setupErr = store.Migrate(ctx, pool); setupErr != nil {
-			return
-		}
-		if rdb, setupErr = cache.Open(ctx, stack.RedisURL); setupErr != nil {
-			return
-		}
-		cfg := archive.ConfigFromEnv(stack.Getenv)
-		cfg.AccessKey, cfg.SecretKey = devstack.S3AccessKey, devstack.S3SecretKey
-		objects, setupErr = archive.Open(ctx, cfg)
-	})
-	if setupErr != nil {
-		t.Fatalf("local stack: %v", setupErr)
-	}
+	c := devstacktest.Connect(t, stack)
+	pool, rdb, objects = c.Pool, c.Redis, c.Archive
 }
 
 func testLogger() *slog.Logger {

@@ -25,7 +25,6 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
-	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -41,32 +40,11 @@ var (
 
 func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
-var (
-	setupOnce sync.Once
-	setupErr  error
-)
-
+// setup connects to the shared stack and migrates it, once per binary.
 func setup(t testing.TB) {
 	t.Helper()
-	setupOnce.Do(func() {
-		ctx := context.Background()
-		if pool, setupErr = store.Open(ctx, stack.DatabaseURL); setupErr != nil {
-			return
-		}
-		if _, setupErr = store.Migrate(ctx, pool); setupErr != nil {
-			return
-		}
-		if rdb, setupErr = cache.Open(ctx, stack.RedisURL); setupErr != nil {
-			return
-		}
-		arc, setupErr = archive.Open(ctx, archive.Config{
-			Bucket: stack.S3Bucket, Endpoint: stack.S3Endpoint, Region: "us-east-1", ForcePathStyle: true,
-			AccessKey: devstack.S3AccessKey, SecretKey: devstack.S3SecretKey,
-		})
-	})
-	if setupErr != nil {
-		t.Fatalf("local stack: %v", setupErr)
-	}
+	c := devstacktest.Connect(t, stack)
+	pool, rdb, arc = c.Pool, c.Redis, c.Archive
 }
 
 func testLogger() *slog.Logger {
