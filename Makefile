@@ -4,20 +4,31 @@ GO    ?= go
 BIN   := $(CURDIR)/bin
 export GOFLAGS ?= -buildvcs=false
 
-# Debian packages the local stack and tests use; installed by `make deps`
-# when running as root, otherwise the exact command is printed.
-APT_PACKAGES := redis-server postgresql-15-hll chromium
+# Debian packages (redis-server, postgresql-15-hll, and chromium for the
+# dashboard test) are installed by `make deps` / `make test-deps` when
+# running as root; otherwise the exact command is printed.
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean
 
 all: build
 
+# deps: what `make dev` needs; test-deps adds the browser for the dashboard test.
 deps:
+	@$(MAKE) --no-print-directory apt-install PKGS="redis-server:redis-server postgresql-15-hll:/usr/share/postgresql/15/extension/hll.control"
+	@$(GO) mod download
+
+test-deps: deps
+	@$(MAKE) --no-print-directory apt-install PKGS="chromium:chromium"
+
+# apt-install PKGS="package:command-or-file ...": installs the packages whose
+# command or file is missing (as root), or prints the command to run.
+apt-install:
 	@missing=""; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	[ -f /usr/share/postgresql/15/extension/hll.control ] || missing="$$missing postgresql-15-hll"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	for p in $(PKGS); do pkg=$${p%%:*}; probe=$${p#*:}; \
+	  if [ "$${probe#/}" != "$$probe" ]; then [ -e "$$probe" ] || missing="$$missing $$pkg"; \
+	  else command -v "$$probe" >/dev/null 2>&1 || missing="$$missing $$pkg"; fi; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
@@ -28,7 +39,6 @@ deps:
 	    echo "run: sudo apt-get install -y$$missing" >&2; exit 1; \
 	  fi; \
 	fi
-	@$(GO) mod download
 
 build:
 	$(GO) build -o $(BIN)/gamemetrics ./cmd/gamemetrics
@@ -41,7 +51,7 @@ dev-reset:
 	rm -rf .gamemetrics
 
 ## test: lint, every Go test with -race against the real local stack, offline deploy validation
-test: deps lint test-go validate
+test: test-deps lint test-go validate
 
 test-go:
 	$(GO) test -race -timeout 20m ./...
