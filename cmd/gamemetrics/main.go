@@ -25,9 +25,13 @@ Usage:
   gamemetrics games create --name NAME [--timezone Area/City]
         register a game; prints its id, write key and read key
   gamemetrics games list
+  gamemetrics games set-timezone --game G --timezone Area/City
+        change a game's day boundaries and rebuild its day rollups from raw events
   gamemetrics serve FUNCTION
         serve one function (ingest, process, recommend, notify, retain, report)
         on $PORT (default 8080) with /healthz, /readyz and /metrics
+  gamemetrics serve process --from-kafka
+        process consuming gamemetrics.events directly (no Knative eventing)
   gamemetrics events tail [--topic gamemetrics.events] [-n 10]
         print the newest records of a topic with their headers ($KAFKA_BROKERS)
   gamemetrics games set-retention --game G [--hot-days N] [--archive-days N]
@@ -37,8 +41,9 @@ Usage:
   gamemetrics archive restore --game G --from YYYY-MM-DD [--to YYYY-MM-DD]
         load archived days back into PostgreSQL, deduplicated, aggregates unchanged
   gamemetrics simulate [--players 1000] [--days 7] [--rate 0] [--duplicates 0.05]
-        [--late 0.01] [--malformed 0.01] [--shuffle] [--truth FILE]
-        send realistic game traffic to ingest; --truth writes the exact expected answers
+        [--late 0.01] [--malformed 0.01] [--shuffle] [--truth FILE] [--realtime 10m]
+        send realistic game traffic to ingest; --truth writes the exact expected answers;
+        --realtime then keeps 5% of the players online
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
 KAFKA_BROKERS (+ KAFKA_TLS, KAFKA_SASL_*), S3_ENDPOINT, S3_BUCKET, PORT,

@@ -24,13 +24,22 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	fs := newFlags("serve", stderr)
 	port := fs.String("port", envOr(getenv, "PORT", "8080"), "port to listen on ($PORT)")
 	fromKafka := fs.Bool("from-kafka", false, "process only: consume gamemetrics.events directly from Kafka ($KAFKA_BROKERS) instead of waiting for KafkaSource deliveries")
-	if err := fs.Parse(args); err != nil {
-		return err
+	// Flags may come before or after the function name
+	// (`serve --port 9000 ingest` and `serve process --from-kafka`).
+	var names []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names, args = append(names, fs.Arg(0)), fs.Args()[1:]
 	}
-	if fs.NArg() != 1 {
+	if len(names) != 1 {
 		return errors.New("serve: name one function, e.g. `gamemetrics serve ingest`")
 	}
-	name := fs.Arg(0)
+	name := names[0]
 	log := telemetry.NewLogger(stderr, getenv("LOG_LEVEL"), "")
 	deps := functions.NewDeps(getenv, log)
 	defer deps.Close()
