@@ -36,7 +36,7 @@ func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 
 // env is one test's ingest server and game.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	game   store.Game
 	keys   store.Keys
@@ -45,7 +45,7 @@ type env struct {
 
 var migrated atomic.Bool
 
-func newEnv(t *testing.T, mutate ...func(*ingest.Config)) *env {
+func newEnv(t testing.TB, mutate ...func(*ingest.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
 	pool, err := store.Open(ctx, stack.DatabaseURL)

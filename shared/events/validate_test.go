@@ -130,3 +130,19 @@ func BenchmarkValidatePurchase(b *testing.B) {
 		}
 	}
 }
+
+func TestNullDataIsNoData(t *testing.T) {
+	v := NewValidator()
+	if r := v.Validate(newEvent(TypeHeartbeat, "null"), now); r != nil {
+		t.Errorf("heartbeat with null data rejected: %v", r)
+	}
+	if r := v.Validate(newEvent(TypePurchase, "null"), now); r == nil || r.Field != "data.item_id" {
+		t.Errorf("purchase with null data: %v, want data.item_id is required", r)
+	}
+	if r := v.Validate(newEvent(TypePurchase, `{"item_id":"a","currency":"USD","amount_minor":5,"pl\u0061tform":1}`), now); r != nil {
+		t.Errorf("escaped unknown key: %v", r)
+	}
+	if r := v.Validate(newEvent(TypeSessionStart, `{"pl\u0061tform":"ios","app_version":"1"}`), now); r != nil {
+		t.Errorf("escaped catalogue key not recognised: %v", r)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -24,54 +23,38 @@ const (
 
 // Record encodes e as a Kafka record in binary content mode: every
 // attribute and extension becomes a "ce_" header, datacontenttype becomes
-// "content-type", and the value is the event data as is.
+// "content-type", and the value is the event data as is. It runs once per
+// accepted event, so it writes the headers directly rather than through the
+// SDK's generic binding writer (which costs twice as much).
 func Record(ctx context.Context, e *event.Event, topic, key string) (*kgo.Record, error) {
-	w := &recordWriter{rec: &kgo.Record{Topic: topic, Key: []byte(key)}}
-	w.rec.Headers = make([]kgo.RecordHeader, 0, 10)
-	if err := (*binding.EventMessage)(e).ReadBinary(ctx, w); err != nil {
-		return nil, fmt.Errorf("encode event %q: %w", e.ID(), err)
+	if e.SpecVersion() != event.CloudEventsVersionV1 {
+		return nil, fmt.Errorf("encode event %q: specversion %q is not 1.0", e.ID(), e.SpecVersion())
 	}
-	return w.rec, nil
-}
-
-// recordWriter is a binding.BinaryWriter that fills a kgo.Record.
-type recordWriter struct{ rec *kgo.Record }
-
-func (w *recordWriter) Start(context.Context) error { return nil }
-func (w *recordWriter) End(context.Context) error   { return nil }
-
-func (w *recordWriter) SetAttribute(a spec.Attribute, v any) error {
-	if v == nil {
-		return nil
+	exts := e.Extensions()
+	h := make([]kgo.RecordHeader, 0, 8+len(exts))
+	add := func(name, value string) {
+		if value != "" {
+			h = append(h, kgo.RecordHeader{Key: name, Value: []byte(value)})
+		}
 	}
-	s, err := types.Format(v)
-	if err != nil {
-		return err
+	add(headerPrefix+"specversion", event.CloudEventsVersionV1)
+	add(headerPrefix+"id", e.ID())
+	add(headerPrefix+"source", e.Source())
+	add(headerPrefix+"type", e.Type())
+	add(headerPrefix+"subject", e.Subject())
+	if t := e.Time(); !t.IsZero() {
+		add(headerPrefix+"time", types.FormatTime(t))
 	}
-	name := headerPrefix + a.Name()
-	if a.Kind() == spec.DataContentType {
-		name = headerContentType
+	add(headerPrefix+"dataschema", e.DataSchema())
+	add(headerContentType, e.DataContentType())
+	for name, v := range exts {
+		s, err := types.Format(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode event %q: extension %s: %w", e.ID(), name, err)
+		}
+		add(headerPrefix+name, s)
 	}
-	w.rec.Headers = append(w.rec.Headers, kgo.RecordHeader{Key: name, Value: []byte(s)})
-	return nil
-}
-
-func (w *recordWriter) SetExtension(name string, v any) error {
-	if v == nil {
-		return nil
-	}
-	s, err := types.Format(v)
-	if err != nil {
-		return err
-	}
-	w.rec.Headers = append(w.rec.Headers, kgo.RecordHeader{Key: headerPrefix + name, Value: []byte(s)})
-	return nil
-}
-
-func (w *recordWriter) SetData(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	w.rec.Value = b
-	return err
+	return &kgo.Record{Topic: topic, Key: []byte(key), Headers: h, Value: e.Data()}, nil
 }
 
 // ErrNotCloudEvent means a record carries neither binary-mode ce_ headers
