@@ -69,6 +69,7 @@ validate:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
+	$(GO) test -run '^$$' -fuzz FuzzMember -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
@@ -99,6 +100,8 @@ bench-eventing:
 
 bench-ingest: build $(VEGETA)
 	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics -vegeta $(VEGETA)
+	$(GO) test -run '^$$' -bench ServeHTTP -benchtime 3s ./functions/ingest/
+	$(GO) test -run '^$$' -bench Validate ./shared/events/
 
 ## image: one image for every function (FUNCTION selects); see knative/README.md
 IMAGE ?= registry.example.com/gamemetrics/gamemetrics:latest
