@@ -61,15 +61,7 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	}
 	deps := functions.NewDeps(stack.Getenv, log)
 	t.Cleanup(deps.Close)
-	pool, err := store.Open(ctx, stack.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	game, keys, err := store.NewGames(pool).Create(ctx, t.Name(), timezone)
+	game, keys, err := store.NewGames(devstacktest.Connect(t, stack).Pool).Create(ctx, t.Name(), timezone)
 	if err != nil {
 		t.Fatal(err)
 	}

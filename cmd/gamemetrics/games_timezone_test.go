@@ -3,34 +3,24 @@ package main
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
 func TestGamesSetTimezoneChangesTheZoneAndRefusesBadInput(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	stack, err := devstack.Start(ctx, devstack.Config{Getenv: os.Getenv, Ephemeral: true, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("the local stack the test needs did not start: %v", err)
-	}
-	t.Cleanup(func() { stack.Close() })
 	getenv := stack.Getenv
 	var out, errb bytes.Buffer
 	if err := run(ctx, []string{"migrate"}, getenv, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := store.Open(ctx, stack.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	clients := devstacktest.Connect(t, stack)
+	pool := clients.Pool
 	g, _, err := store.NewGames(pool).Create(ctx, "tz", "UTC")
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +16,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
-	"github.com/gamemetrics/gamemetrics/shared/cache"
-	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
@@ -26,26 +24,14 @@ import (
 func TestRetainCommandsAgainstTheLocalStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	stack, err := devstack.Start(ctx, devstack.Config{Getenv: os.Getenv, Ephemeral: true, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatalf("the local stack the test needs did not start: %v", err)
-	}
-	t.Cleanup(func() { stack.Close() })
 	getenv := stack.Getenv
 	var out, errb bytes.Buffer
 	if err := run(ctx, []string{"migrate"}, getenv, &out, &errb); err != nil {
 		t.Fatal(err)
 	}
-	pool, err := store.Open(ctx, stack.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	rdb, err := cache.Open(ctx, stack.RedisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rdb.Close()
+	clients := devstacktest.Connect(t, stack)
+	pool := clients.Pool
+	rdb := clients.Redis
 	g, _, err := store.NewGames(pool).Create(ctx, "retain cli", "UTC")
 	if err != nil {
 		t.Fatal(err)

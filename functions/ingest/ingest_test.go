@@ -22,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
-	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/function"
@@ -43,32 +42,16 @@ type env struct {
 	ingest *ingest.Ingest
 }
 
-var migrated atomic.Bool
-
 func newEnv(t testing.TB, mutate ...func(*ingest.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := store.Open(ctx, stack.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if !migrated.Load() {
-		if _, err := store.Migrate(ctx, pool); err != nil {
-			t.Fatal(err)
-		}
-		migrated.Store(true)
-	}
-	games := store.NewGames(pool)
+	clients := devstacktest.Connect(t, stack)
+	rdb := clients.Redis
+	games := store.NewGames(clients.Pool)
 	game, keys, err := games.Create(ctx, t.Name(), "UTC")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb, err := cache.Open(ctx, stack.RedisURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { rdb.Close() })
 	cfg := ingest.DefaultConfig()
 	cfg.ProduceTimeout = 3 * time.Second
 	for _, m := range mutate {
