@@ -482,6 +482,19 @@ func truth(t testing.TB, loc *time.Location, evs []event.Event) map[string]strin
 			begin.In(loc).Format(time.DateOnly), s.platform, s.ended)
 		sessionsPerPlayer[k[0]]++
 	}
+	// Cohort activity: players of each install day active on each day.
+	cohorts := map[string]int{}
+	for k := range active {
+		parts := strings.Split(k, "|") // daily|day|active_players||subject
+		if parts[0] != "daily" || parts[2] != "active_players" {
+			continue
+		}
+		install := players[parts[4]].first.In(loc).Format(time.DateOnly)
+		cohorts["cohort|"+install+"|"+parts[1]]++
+	}
+	for k, n := range cohorts {
+		strs[k] = strconv.Itoa(n)
+	}
 	for subject, p := range players {
 		addBoth(p.first, "new_players", "", oneR)
 		fp := ""
@@ -559,6 +572,18 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 		}
 		out["player|"+subject] = fmt.Sprintf("%s %s %s %s %d", first.UTC().Format(time.RFC3339Nano), last.UTC().Format(time.RFC3339Nano),
 			install.Format(time.DateOnly), fps, n)
+	}
+	rows, err = pool.Query(ctx, `SELECT 'cohort|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD'), players::text
+		FROM cohort_days WHERE gameid = $1 AND players <> 0`, game)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			t.Fatal(err)
+		}
+		out[k] = v
 	}
 	rows, err = pool.Query(ctx, `SELECT subject || '|' || currency, amount_minor::text || ' ' || purchases FROM player_spend WHERE gameid = $1`, game)
 	if err != nil {

@@ -81,7 +81,7 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			return fmt.Errorf("copy raw events: %w", err)
 		}
 		for _, table := range []string{"events", "event_ids", "players", "player_spend", "player_days", "player_hours",
-			"sessions", "rollup_daily", "rollup_hourly", "players_hll_daily"} {
+			"sessions", "rollup_daily", "rollup_hourly", "players_hll_daily", "cohort_days"} {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1", game); err != nil {
 				return fmt.Errorf("clear %s: %w", table, err)
 			}

@@ -201,21 +201,50 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamp
 WHERE s.gameid = u.gameid AND s.subject = u.subject AND s.sessionid = u.sessionid`
 
 	// Activity rows: a new row counts one active player, a row that is new
-	// or turns paid counts one paying player.
+	// or turns paid counts one paying player, and a new day also counts one
+	// player of the player's install cohort (players already holds this
+	// batch's install day: updatePlayers runs earlier in the transaction).
 	activityDays = `WITH n AS (
 	INSERT INTO player_days AS p (gameid, day, subject, paid)
 	SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::bool[])
 	ON CONFLICT (gameid, day, subject) DO UPDATE SET paid = true WHERE excluded.paid AND NOT p.paid
-	RETURNING gameid, day, (xmax = 0) AS inserted, paid
+	RETURNING gameid, day, subject, (xmax = 0) AS inserted, paid
 ), c AS (
 	SELECT gameid, day, 'active_players' AS metric, count(*) FILTER (WHERE inserted) AS v FROM n GROUP BY 1, 2
 	UNION ALL
 	SELECT gameid, day, 'paying_players', count(*) FILTER (WHERE paid) FROM n GROUP BY 1, 2
+), r AS (
+	INSERT INTO rollup_daily AS r (gameid, day, metric, dim, value)
+	SELECT gameid, day, metric, '', v FROM c WHERE v > 0
+	ORDER BY gameid COLLATE "C", day, metric COLLATE "C"
+	ON CONFLICT (gameid, day, metric, dim) DO UPDATE SET value = r.value + excluded.value
 )
-INSERT INTO rollup_daily AS r (gameid, day, metric, dim, value)
-SELECT gameid, day, metric, '', v FROM c WHERE v > 0
-ORDER BY gameid COLLATE "C", day, metric COLLATE "C"
-ON CONFLICT (gameid, day, metric, dim) DO UPDATE SET value = r.value + excluded.value`
+INSERT INTO cohort_days AS cd (gameid, install_day, day, players)
+SELECT n.gameid, p.install_day, n.day, count(*)
+FROM n JOIN players p ON p.gameid = n.gameid AND p.subject = n.subject
+WHERE n.inserted
+GROUP BY n.gameid, p.install_day, n.day
+ORDER BY n.gameid COLLATE "C", p.install_day, n.day
+ON CONFLICT (gameid, install_day, day) DO UPDATE SET players = cd.players + excluded.players`
+
+	// A player whose install day moved earlier takes their existing
+	// activity days from the old cohort to the new one. It runs before this
+	// batch's activity is inserted, so those new days are counted once, by
+	// activityDays, in the new cohort.
+	moveCohorts = `WITH m AS (
+	SELECT u.gameid, u.old_day, u.new_day, d.day
+	FROM unnest($1::text[], $2::text[], $3::date[], $4::date[]) AS u(gameid, subject, old_day, new_day)
+	JOIN player_days d ON d.gameid = u.gameid AND d.subject = u.subject
+), moves AS (
+	SELECT gameid, old_day AS install_day, day, -count(*) AS n FROM m GROUP BY 1, 2, 3
+	UNION ALL
+	SELECT gameid, new_day, day, count(*) FROM m GROUP BY 1, 2, 3
+)
+INSERT INTO cohort_days AS cd (gameid, install_day, day, players)
+SELECT gameid, install_day, day, sum(n)::bigint FROM moves
+GROUP BY gameid, install_day, day
+ORDER BY gameid COLLATE "C", install_day, day
+ON CONFLICT (gameid, install_day, day) DO UPDATE SET players = cd.players + excluded.players`
 
 	activityHours = `WITH n AS (
 	INSERT INTO player_hours AS p (gameid, hour, subject, paid)
@@ -435,6 +464,10 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 		changedSessions = append(changedSessions, k)
 	}
 	var changedPlayers []playerKey
+	var moved struct {
+		games, subjects []string
+		from, to        []time.Time
+	}
 	for _, k := range pkeys {
 		loc := w.zones(k.game)
 		batch := players[k]
@@ -460,6 +493,10 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 		d.playerContribution(k.game, old, loc, -1)
 		d.playerContribution(k.game, merged, loc, +1)
 		changedPlayers = append(changedPlayers, k)
+		if from, to := dayIn(old.firstSeen, loc), dayIn(merged.firstSeen, loc); !from.Equal(to) {
+			moved.games, moved.subjects = append(moved.games, k.game), append(moved.subjects, k.subject)
+			moved.from, moved.to = append(moved.from, from), append(moved.to, to)
+		}
 	}
 
 	// Counters, activity and spend come from new events only.
@@ -528,6 +565,9 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 	}
 	if len(changedSessions) > 0 {
 		b.Queue(updateSessions, w.sessionArgs(changedSessions, sessions)...)
+	}
+	if len(moved.games) > 0 {
+		b.Queue(moveCohorts, moved.games, moved.subjects, moved.from, moved.to)
 	}
 	if len(days) > 0 {
 		queueActivity(b, activityDays, days, func(k actDay) (string, time.Time, string) { return k.game, k.day, k.sub })

@@ -26,10 +26,9 @@ import (
 // over the last 90 days through process's batch writer (process.Write, not
 // HTTP), then measures the API's latency for DAU over 90 days, MAU by
 // month and a 30-cohort retention matrix. Seeding the default size takes
-// several minutes on a 2-core machine (about 45,000 events/s). Retention
-// answers are cached in memory under a stamp of the counters they depend on
-// (exact; see Report.retention): Retention30Cohorts1_7_30Uncached measures
-// the same request with that cache off. Run with e.g.
+// several minutes on a 2-core machine (about 45,000 events/s). Nothing is
+// cached between requests: every answer is computed from the tables. Run
+// with e.g.
 //
 //	go test -run '^$' -bench BenchmarkReport -benchtime 50x -timeout 60m ./functions/report/
 func envInt(name string, def int) int {
@@ -40,13 +39,11 @@ func envInt(name string, def int) int {
 }
 
 var (
-	benchOnce sync.Once
-	benchGame testGame
-	benchBase string
-	// benchUncached serves with the retention cache off.
-	benchUncached string
-	benchToday    time.Time
-	benchErr      error
+	benchOnce  sync.Once
+	benchGame  testGame
+	benchBase  string
+	benchToday time.Time
+	benchErr   error
 )
 
 // benchSeed seeds the benchmark game once per test binary.
@@ -110,10 +107,6 @@ func benchSeed(b *testing.B) {
 		// Not closed with the first benchmark that asks: every sub-benchmark uses it.
 		r := New(DefaultConfig(), pool, rdb, objects, testLogger(), prometheus.NewRegistry(), time.Now)
 		benchBase = httptest.NewServer(r).URL
-		cold := DefaultConfig()
-		cold.RetentionCacheEntries = 0
-		r = New(cold, pool, rdb, objects, testLogger(), prometheus.NewRegistry(), time.Now)
-		benchUncached = httptest.NewServer(r).URL
 	})
 	if benchErr != nil {
 		b.Fatal(benchErr)
@@ -219,9 +212,6 @@ func BenchmarkReport(b *testing.B) {
 	})
 	b.Run("Retention30Cohorts1_7_30", func(b *testing.B) {
 		latency(b, g+"/retention?days=1,7,30&from="+cohortsFrom+"&to="+cohortsTo)
-	})
-	b.Run("Retention30Cohorts1_7_30Uncached", func(b *testing.B) {
-		latencyOf(b, &benchUncached, g+"/retention?days=1,7,30&from="+cohortsFrom+"&to="+cohortsTo)
 	})
 	b.Run("Retention30CohortsDays1to30", func(b *testing.B) {
 		latency(b, g+"/retention?days="+matrix+"&from="+cohortsFrom+"&to="+cohortsTo)

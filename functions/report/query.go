@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -425,125 +425,50 @@ type Cohort struct {
 // retention returns the cohorts installed on the days [from, to]: their
 // size and, for each n in days, how many of them had any event on calendar
 // day cohort+n (nil while that day is still in the future; today counts
-// what has arrived so far).
+// what has arrived so far). process keeps these counts in cohort_days, so
+// the answer reads at most one row per cell whatever the game's size.
 func (r *Report) retention(ctx context.Context, game string, loc *time.Location, from, to time.Time, days []int) ([]Cohort, error) {
 	today := localDay(r.now(), loc)
-	if r.cohorts == nil {
-		return r.computeRetention(ctx, r.pool, game, from, to, today, days)
-	}
-	// One snapshot for the stamp and the answer, so a cached answer is
-	// never newer or older than the counters it is filed under.
-	var out []Cohort
-	err := pgx.BeginTxFunc(ctx, r.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var stamp string
-		if err := tx.QueryRow(ctx, retentionStamp, game, from).Scan(&stamp); err != nil {
-			return err
-		}
-		key := cohortKey{game: game, tz: loc.String(), from: from, to: to, today: today, days: fmt.Sprint(days)}
-		if c, ok := r.cohorts.get(key, stamp); ok {
-			out = c
-			return nil
-		}
-		c, err := r.computeRetention(ctx, tx, game, from, to, today, days)
-		if err != nil {
-			return err
-		}
-		r.cohorts.put(key, stamp, c)
-		out = c
-		return nil
-	})
-	return out, err
-}
-
-// querier is a pool or a transaction.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-// retentionStamp summarises every counter a retention answer of cohorts
-// from $2 on depends on. process only ever adds rows to player_days, each
-// adding one to its day's active_players, and only moves a player's install
-// day earlier, moving one from a later day's new_players to an earlier
-// one's; so while the active_players and new_players of every day from the
-// first cohort on, and the total of new_players, are unchanged, no cohort
-// and no activity a retention answer counts has changed. The other writer
-// of those tables is retain's erasure, which deletes a player's rows and
-// keeps the rollups; it records each erasure (and what it removed, in the
-// same transaction) in erasures, which is part of the stamp too.
-const retentionStamp = `SELECT md5(
-	coalesce((SELECT string_agg(day::text || metric || value::text, ',' ORDER BY day, metric)
-		FROM rollup_daily WHERE gameid = $1 AND dim = '' AND day >= $2 AND metric IN ('new_players', 'active_players')), '')
-	|| '|' || coalesce((SELECT sum(value) FROM rollup_daily WHERE gameid = $1 AND dim = '' AND metric = 'new_players'), 0)::text
-	|| '|' || coalesce((SELECT string_agg(request_id || coalesce(completed_at::text, '') || removed::text, ',' ORDER BY request_id)
-		FROM erasures WHERE gameid = $1), ''))`
-
-func (r *Report) computeRetention(ctx context.Context, db querier, game string, from, to, today time.Time, days []int) ([]Cohort, error) {
 	var cohorts []Cohort
 	index := map[time.Time]int{}
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
 		c := Cohort{Cohort: d.Format(time.DateOnly), Retained: map[string]*int64{}}
 		for _, n := range days {
 			if !d.AddDate(0, 0, n).After(today) {
-				c.Retained[fmt.Sprint(n)] = new(int64)
+				c.Retained[strconv.Itoa(n)] = new(int64)
 			} else {
-				c.Retained[fmt.Sprint(n)] = nil
+				c.Retained[strconv.Itoa(n)] = nil
 			}
 		}
 		index[d] = len(cohorts)
 		cohorts = append(cohorts, c)
 	}
-	rows, err := db.Query(ctx, `SELECT install_day, count(*) FROM players
-		WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 GROUP BY install_day`, game, from, to)
-	if err != nil {
-		return nil, err
-	}
-	var (
-		d    time.Time
-		size int64
-	)
-	if _, err := pgx.ForEachRow(rows, []any{&d, &size}, func() error {
-		if i, ok := index[d]; ok {
-			cohorts[i].Size = size
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	// Only the (cohort, n) pairs that are not in the future are counted.
-	var ns []int32
+	// Offset 0 is the cohort's size; the others are the cells asked for.
+	offsets := []int32{0}
 	for _, n := range days {
-		if !from.AddDate(0, 0, n).After(today) {
-			ns = append(ns, int32(n))
-		}
+		offsets = append(offsets, int32(n))
 	}
-	if len(ns) == 0 {
-		return cohorts, nil
-	}
-	// One pass over the activity of the days any cell can count, joined
-	// with the cohorts' players (a hash join: cheaper than probing
-	// player_days once per player and day once cohorts are large).
-	lo, hi := from.AddDate(0, 0, int(slices.Min(ns))), to.AddDate(0, 0, int(slices.Max(ns)))
-	if hi.After(today) {
-		hi = today
-	}
-	rows, err = db.Query(ctx, `SELECT p.install_day, (d.day - p.install_day)::int, count(*)
-		FROM player_days d
-		JOIN players p ON p.gameid = d.gameid AND p.subject = d.subject
-		WHERE d.gameid = $1 AND d.day BETWEEN $4 AND $5
-		  AND p.install_day BETWEEN $2 AND $3 AND (d.day - p.install_day) = ANY($6::int[])
-		GROUP BY 1, 2`, game, from, to, lo, hi, ns)
+	rows, err := r.pool.Query(ctx, `SELECT install_day, (day - install_day)::int, players FROM cohort_days
+		WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 AND day <= $4
+		  AND (day - install_day) = ANY($5::int[])`, game, from, to, today, offsets)
 	if err != nil {
 		return nil, err
 	}
 	var (
+		d   time.Time
 		n   int32
 		cnt int64
 	)
 	_, err = pgx.ForEachRow(rows, []any{&d, &n, &cnt}, func() error {
-		if i, ok := index[d]; ok {
-			if p := cohorts[i].Retained[fmt.Sprint(n)]; p != nil {
-				*p = cnt
-			}
+		i, ok := index[d]
+		if !ok {
+			return nil
+		}
+		if n == 0 {
+			cohorts[i].Size = cnt
+		}
+		if p := cohorts[i].Retained[strconv.Itoa(int(n))]; p != nil {
+			*p = cnt
 		}
 		return nil
 	})

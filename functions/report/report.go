@@ -7,7 +7,7 @@
 // Everything is read from what process maintains (see
 // shared/store/migrations/0002_process.sql): rollup_daily (game time zone)
 // and rollup_hourly (UTC) for counters, player_days for exact distinct
-// players, players for install cohorts, sessions for ended-session lengths,
+// players, cohort_days for retention, sessions for ended-session lengths,
 // players_hll_daily for distinct players over large week/month ranges, and
 // the Redis live view. Rollup rows whose value is zero may exist and are
 // simply summed.
@@ -19,7 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
+
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -47,16 +47,11 @@ type Config struct {
 	// HyperLogLog sketches (relative standard error about 2.3%), which
 	// answer in constant time per day whatever the game's size.
 	ExactDistinctLimit int64
-	// RetentionCacheEntries is how many retention answers are kept in
-	// memory, each filed under a stamp of the counters it was computed
-	// from; a request whose stamp matches is answered from memory, exactly.
-	// 0 turns the cache off.
-	RetentionCacheEntries int
 }
 
 // DefaultConfig is what `gamemetrics serve report` uses.
 func DefaultConfig() Config {
-	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExactDistinctLimit: 200_000, RetentionCacheEntries: 256}
+	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExactDistinctLimit: 200_000}
 }
 
 // Report is the report function. Build it with New.
@@ -71,7 +66,6 @@ type Report struct {
 	metrics *metrics
 	now     func() time.Time
 	handler http.Handler
-	cohorts *cohortCache // nil when off
 }
 
 // New builds report from its dependencies: the PostgreSQL pool process
@@ -99,9 +93,6 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, objects *archive.Cli
 		log:     log,
 		metrics: newMetrics(reg),
 		now:     now,
-	}
-	if cfg.RetentionCacheEntries > 0 {
-		r.cohorts = &cohortCache{max: cfg.RetentionCacheEntries, m: make(map[cohortKey]cohortEntry)}
 	}
 	r.handler = r.routes()
 	return r
@@ -136,42 +127,6 @@ func (r *Report) Ready(ctx context.Context) (bool, error) {
 
 // Stop has nothing to drain: requests finish with the HTTP server.
 func (r *Report) Stop(context.Context) error { return nil }
-
-// cohortCache keeps retention answers with the stamp they were computed at.
-type cohortCache struct {
-	max int
-	mu  sync.Mutex
-	m   map[cohortKey]cohortEntry
-}
-
-type cohortKey struct {
-	game, tz, days  string
-	from, to, today time.Time
-}
-
-type cohortEntry struct {
-	stamp   string
-	cohorts []Cohort
-}
-
-func (c *cohortCache) get(k cohortKey, stamp string) ([]Cohort, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[k]
-	if !ok || e.stamp != stamp {
-		return nil, false
-	}
-	return e.cohorts, true
-}
-
-func (c *cohortCache) put(k cohortKey, stamp string, cohorts []Cohort) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		clear(c.m)
-	}
-	c.m[k] = cohortEntry{stamp: stamp, cohorts: cohorts}
-}
 
 var errNoArchive = errors.New("no S3 bucket configured for digests (S3_BUCKET)")
 

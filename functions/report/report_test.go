@@ -647,12 +647,9 @@ func TestOpenAPIDocumentIsServedAndListsEveryMetric(t *testing.T) {
 	}
 }
 
-func TestCachedRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
+func TestRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
 	s := seedGame(t, "Asia/Kolkata", []string{"INR"}, 20, 8)
-	r, base := newReport(t, testNow)
-	if r.cohorts == nil {
-		t.Fatal("the retention cache is off by default")
-	}
+	_, base := newReport(t, testNow)
 	u := fmt.Sprintf("%s/v1/games/%s/retention?from=2026-10-01&to=2026-10-20&days=0,1,2,7", base, s.ID)
 	check := func(evs []event.Event, when string) {
 		t.Helper()
@@ -666,10 +663,6 @@ func TestCachedRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
 		}
 	}
 	check(s.evs, "first answer")
-	check(s.evs, "answer from memory")
-	if len(r.cohorts.m) != 1 {
-		t.Errorf("%d cached answers, want 1", len(r.cohorts.m))
-	}
 	gn := &gen{rng: rand.New(rand.NewPCG(80, 80)), game: s.ID, seq: 1_000_000}
 	// A returning player: one more day of activity for an existing cohort.
 	first := newTruth(t, s.loc, testNow, s.evs).first
@@ -717,38 +710,5 @@ func TestDigestPeriodIsTheLastCompleteDayOrISOWeekInTheGamesTimezone(t *testing.
 				t.Errorf("got %s %s..%s, want %s %s..%s", label, from.Format(time.DateOnly), to.Format(time.DateOnly), tc.label, tc.from, tc.to)
 			}
 		})
-	}
-}
-
-func TestCachedRetentionIsRecomputedAfterAnErasure(t *testing.T) {
-	s := seedGame(t, "UTC", []string{"USD"}, 15, 31)
-	_, base := newReport(t, testNow)
-	u := fmt.Sprintf("%s/v1/games/%s/retention?from=2026-10-01&to=2026-10-20&days=0,1,7", base, s.ID)
-	var before, after Retention
-	getJSON(t, u, s.keys.Read, &before)
-	// What retain's erasure does to these tables: the player's rows go,
-	// the rollups stay, and the erasure is recorded with what it removed.
-	ctx := context.Background()
-	var player string
-	if err := pool.QueryRow(ctx, `SELECT subject FROM players WHERE gameid = $1 ORDER BY subject LIMIT 1`, s.ID).Scan(&player); err != nil {
-		t.Fatal(err)
-	}
-	for _, table := range []string{"player_days", "players"} {
-		if _, err := pool.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", s.ID, player); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := pool.Exec(ctx, `INSERT INTO erasures (gameid, request_id, player_sha256, requested_by, requested_at, completed_at, removed)
-		VALUES ($1, 'erase-1', 'x', 'test', now(), now(), '{"postgres.players": 1}')`, s.ID); err != nil {
-		t.Fatal(err)
-	}
-	getJSON(t, u, s.keys.Read, &after)
-	var sizeBefore, sizeAfter int64
-	for i := range before.Cohorts {
-		sizeBefore += before.Cohorts[i].Size
-		sizeAfter += after.Cohorts[i].Size
-	}
-	if sizeAfter != sizeBefore-1 {
-		t.Errorf("cohort sizes %d before and %d after erasing a player, want one less", sizeBefore, sizeAfter)
 	}
 }

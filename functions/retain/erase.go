@@ -14,6 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/function"
@@ -196,6 +197,13 @@ func (r *Retain) erasePostgres(ctx context.Context, req ErasureRequest) error {
 func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) error {
 	counts := map[string]int64{}
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		// process changes a player's activity and install day only under
+		// this row lock, so from here on both stay as read.
+		var install pgtype.Date
+		err := tx.QueryRow(ctx, "SELECT install_day FROM players WHERE gameid = $1 AND subject = $2 FOR UPDATE", req.Game, req.Player).Scan(&install)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("lock player: %w", err)
+		}
 		rows, err := tx.Query(ctx, "DELETE FROM events WHERE gameid = $1 AND subject = $2 RETURNING id", req.Game, req.Player)
 		if err != nil {
 			return err
@@ -219,6 +227,13 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 			return fmt.Errorf("player_days: %w", err)
 		}
 		counts["postgres.player_days"] = int64(len(days))
+		if install.Valid && len(days) > 0 {
+			// The player leaves their cohort on every day they were counted.
+			if _, err := tx.Exec(ctx, `UPDATE cohort_days SET players = players - 1
+				WHERE gameid = $1 AND install_day = $2 AND day = ANY($3)`, req.Game, install.Time, days); err != nil {
+				return fmt.Errorf("cohort_days: %w", err)
+			}
+		}
 		for _, table := range []string{"sessions", "player_hours", "player_spend", "players"} {
 			tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", req.Game, req.Player)
 			if err != nil {

@@ -181,6 +181,7 @@ func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
 		}
 	}
 	assertSketchesMatchActivity(t, g.ID, 2)
+	assertCohortsMatchActivity(t, g.ID, 2)
 	bobBefore := playerFootprint(t, g.ID, bob)
 	rollupsBefore := rollups(t, g.ID)
 
@@ -239,6 +240,8 @@ func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
 	}
 	// The distinct-player sketches no longer hold alice's hash.
 	assertSketchesMatchActivity(t, g.ID, 1)
+	// Retention cohorts no longer count alice.
+	assertCohortsMatchActivity(t, g.ID, 1)
 	// The audit row records who and when, never the player in clear.
 	var by string
 	var removed []byte
@@ -327,5 +330,34 @@ func assertSketchesMatchActivity(t *testing.T, game string, want int64) {
 	}
 	if most != want {
 		t.Errorf("busiest day has %d players in its sketch, want %d", most, want)
+	}
+}
+
+// assertCohortsMatchActivity checks the retention counts of game
+// (cohort_days) equal player_days joined with the players' install days,
+// and that the largest cell counts want players.
+func assertCohortsMatchActivity(t *testing.T, game string, want int64) {
+	t.Helper()
+	var diff string
+	var most int64
+	err := pool.QueryRow(context.Background(), `WITH truth AS (
+			SELECT p.install_day, d.day, count(*) AS players FROM player_days d
+			JOIN players p USING (gameid, subject) WHERE d.gameid = $1 GROUP BY 1, 2
+		), kept AS (
+			SELECT install_day, day, players FROM cohort_days WHERE gameid = $1 AND players <> 0
+		)
+		SELECT coalesce(string_agg(coalesce(t.install_day, k.install_day)::text || ' ' || coalesce(t.day, k.day)::text || ': ' ||
+			coalesce(k.players, 0) || ' kept, ' || coalesce(t.players, 0) || ' active', '; '), ''),
+			(SELECT coalesce(max(players), 0) FROM kept)
+		FROM truth t FULL JOIN kept k USING (install_day, day)
+		WHERE t.players IS DISTINCT FROM k.players`, game).Scan(&diff, &most)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff != "" {
+		t.Errorf("cohort_days differ from player_days: %s", diff)
+	}
+	if most != want {
+		t.Errorf("largest cohort cell has %d players, want %d", most, want)
 	}
 }
