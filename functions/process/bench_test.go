@@ -4,12 +4,14 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -32,7 +34,7 @@ func benchEvents(game string, n int, seed uint64) []event.Event {
 // Run with e.g. -benchtime=30000x.
 func BenchmarkHTTPDeliveries64(b *testing.B) {
 	game := newGame(b, "UTC")
-	p := newProcess(b, DefaultConfig())
+	p := newProcess(b, benchConfig(b))
 	url := httpServer(b, p)
 	evs := benchEvents(game.ID, b.N, 1)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
@@ -66,7 +68,31 @@ func BenchmarkHTTPDeliveries64(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	reportBatches(b, p)
 	b.ReportMetric(0, "ns/op")
+}
+
+// benchConfig is the default configuration with PROCESS_MAX_BATCH,
+// PROCESS_FLUSHERS and PROCESS_LINGER from the environment, to compare
+// settings.
+func benchConfig(b *testing.B) Config {
+	cfg, err := ConfigFromEnv(os.Getenv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cfg
+}
+
+// reportBatches adds the mean batch size and transaction time.
+func reportBatches(b *testing.B, p *Process) {
+	var size, dur dto.Metric
+	if p.metrics.batchSize.Write(&size) != nil || p.metrics.batchDuration.Write(&dur) != nil {
+		return
+	}
+	if n := float64(size.GetHistogram().GetSampleCount()); n > 0 {
+		b.ReportMetric(size.GetHistogram().GetSampleSum()/n, "events/batch")
+		b.ReportMetric(dur.GetHistogram().GetSampleSum()/n*1000, "ms/batch")
+	}
 }
 
 // produceAll writes evs to a new topic and returns its name.
@@ -109,7 +135,7 @@ func countedEvents(ctx context.Context, game string) (int64, error) {
 // Run with e.g. -benchtime=200000x.
 func BenchmarkConsumerMode(b *testing.B) {
 	game := newGame(b, "UTC")
-	p := newProcess(b, DefaultConfig())
+	p := newProcess(b, benchConfig(b))
 	evs := benchEvents(game.ID, b.N, 2)
 	topic, _ := produceAll(b, game.ID, evs, 12)
 	cfg := DefaultConsumerConfig()

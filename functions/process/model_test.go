@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"testing"
+	"strings"
 	"time"
 )
 
@@ -147,5 +148,36 @@ func TestDecimalFormatsSumsExactly(t *testing.T) {
 	}
 	if !a.isZero() {
 		t.Errorf("0.1+0.2+0.3-0.6 = %s, want exactly 0", a)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		want    func(Config) bool
+		wantErr string
+	}{
+		{"defaults", nil, func(c Config) bool { return c == DefaultConfig() }, ""},
+		{"every knob", map[string]string{"PROCESS_MAX_BATCH": "64", "PROCESS_FLUSHERS": "2", "PROCESS_LINGER": "500us"},
+			func(c Config) bool { return c.MaxBatch == 64 && c.Flushers == 2 && c.Linger == 500*time.Microsecond }, ""},
+		{"zero linger", map[string]string{"PROCESS_LINGER": "0s"}, func(c Config) bool { return c.Linger == 0 }, ""},
+		{"batch not a number", map[string]string{"PROCESS_MAX_BATCH": "lots"}, nil, "PROCESS_MAX_BATCH"},
+		{"no flushers", map[string]string{"PROCESS_FLUSHERS": "0"}, nil, "PROCESS_FLUSHERS"},
+		{"negative linger", map[string]string{"PROCESS_LINGER": "-1ms"}, nil, "PROCESS_LINGER"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ConfigFromEnv(func(k string) string { return tc.env[k] })
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !tc.want(c) {
+				t.Fatalf("got %+v, %v", c, err)
+			}
+		})
 	}
 }

@@ -74,7 +74,7 @@ func DefaultConfig() Config {
 	return Config{MaxBatch: 500, Flushers: 1, Linger: 2 * time.Millisecond, WriteTimeout: 10 * time.Second, Retries: 3, LiveTimeout: 2 * time.Second}
 }
 
-// ConfigFromEnv reads PROCESS_MAX_BATCH and PROCESS_LINGER over the defaults.
+// ConfigFromEnv reads PROCESS_MAX_BATCH, PROCESS_FLUSHERS and PROCESS_LINGER over the defaults.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c := DefaultConfig()
 	if v := getenv("PROCESS_MAX_BATCH"); v != "" {
@@ -83,6 +83,13 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			return c, fmt.Errorf("PROCESS_MAX_BATCH=%q: want a positive number of events", v)
 		}
 		c.MaxBatch = n
+	}
+	if v := getenv("PROCESS_FLUSHERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return c, fmt.Errorf("PROCESS_FLUSHERS=%q: want a positive number of concurrent transactions", v)
+		}
+		c.Flushers = n
 	}
 	if v := getenv("PROCESS_LINGER"); v != "" {
 		d, err := time.ParseDuration(v)
