@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"math/big"
 	"math/rand/v2"
-	"testing"
 	"strings"
+	"testing"
 	"time"
 )
 
