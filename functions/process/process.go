@@ -19,6 +19,10 @@
 //     of its session.end if one reported it, else latest event − begin; it
 //     is closed once it has a session.end or 30 minutes without events.
 //
+// Events of a player erased by retain (table erasures) that ingest received
+// before the erasure began are acknowledged and not stored, so a backlog or
+// a retry cannot bring an erased player back.
+//
 // PostgreSQL is the truth. The Redis live view is updated after each commit;
 // a Redis failure is logged and counted but never fails a delivery.
 package process
@@ -222,12 +226,13 @@ func (p *Process) apply(ctx context.Context, recs []*record) ([]error, []*record
 	}
 	uerrs := make([]error, len(unique))
 	var fresh []*record
+	erased := 0
 	wctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
 	out, err := p.writer.write(wctx, append([]*record(nil), unique...))
 	cancel()
 	switch {
 	case err == nil:
-		fresh = out.fresh
+		fresh, erased = out.fresh, len(out.erased)
 	case permanent(err) && len(unique) > 1:
 		p.metrics.batchErrors.WithLabelValues("isolating").Inc()
 		p.log.Warn("batch failed on its data, retrying event by event", "events", len(unique), "err", err)
@@ -238,6 +243,7 @@ func (p *Process) apply(ctx context.Context, recs []*record) ([]error, []*record
 			uerrs[i] = p.failure(r, err)
 			if err == nil {
 				fresh = append(fresh, out.fresh...)
+				erased += len(out.erased)
 			}
 		}
 	default:
@@ -260,7 +266,8 @@ func (p *Process) apply(ctx context.Context, recs []*record) ([]error, []*record
 		}
 	}
 	p.metrics.events.WithLabelValues("new").Add(float64(len(fresh)))
-	p.metrics.events.WithLabelValues("duplicate").Add(float64(committed - len(fresh)))
+	p.metrics.events.WithLabelValues("erased").Add(float64(erased))
+	p.metrics.events.WithLabelValues("duplicate").Add(float64(committed - len(fresh) - erased))
 	for _, r := range fresh {
 		if !r.received.IsZero() {
 			p.metrics.lag.Observe(now.Sub(r.received).Seconds())
@@ -373,7 +380,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gamemetrics_process_events_total",
-			Help: "Delivered events by outcome: new, duplicate, rejected (4xx before writing), poison (4xx on write), failed (5xx)."},
+			Help: "Delivered events by outcome: new, duplicate, erased (of a player erased after ingest received them; acknowledged, not stored), rejected (4xx before writing), poison (4xx on write), failed (5xx)."},
 			[]string{"outcome"}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "gamemetrics_process_batch_size_events", Help: "Events per batch transaction.",

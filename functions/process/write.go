@@ -32,7 +32,16 @@ type writer struct {
 
 // outcome of writing one batch.
 type outcome struct {
-	fresh []*record // records that were new (not duplicates)
+	fresh  []*record // records that were new (not duplicates)
+	erased []*record // records of erased players, not stored (see erasedError)
+}
+
+// erasedError aborts a batch transaction that holds events of a player
+// erased after ingest received them: the batch is rerun without them.
+type erasedError struct{ recs map[*record]bool }
+
+func (e *erasedError) Error() string {
+	return fmt.Sprintf("%d events of erased players", len(e.recs))
 }
 
 // permanent reports whether err is a fault of the data (it will fail the
@@ -82,8 +91,9 @@ func (w *writer) writeSorted(ctx context.Context, recs []*record) (outcome, erro
 		}
 	}
 	var (
-		out outcome
-		err error
+		out    outcome
+		err    error
+		erased []*record
 	)
 	for attempt := 0; ; attempt++ {
 		err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
@@ -91,7 +101,24 @@ func (w *writer) writeSorted(ctx context.Context, recs []*record) (outcome, erro
 			out, err = w.writeTx(ctx, tx, recs)
 			return err
 		})
+		if ee := (*erasedError)(nil); errors.As(err, &ee) {
+			// Rare: rerun without them (at most once per player, since
+			// the erasure is already recorded).
+			recs = slices.DeleteFunc(recs, func(r *record) bool {
+				if ee.recs[r] {
+					erased = append(erased, r)
+					return true
+				}
+				return false
+			})
+			attempt--
+			if len(recs) == 0 {
+				return outcome{erased: erased}, nil
+			}
+			continue
+		}
 		if err == nil || !retryable(err) || attempt >= w.retries {
+			out.erased = erased
 			return out, err
 		}
 		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
@@ -176,6 +203,13 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::
 	$14::date[], $15::timestamptz[])
 ON CONFLICT DO NOTHING
 RETURNING gameid, subject, sessionid`
+
+	// Erasures of the batch's players (by store.PlayerHash), with when each
+	// began: events ingest received before then are not stored again.
+	checkErasures = `SELECT e.gameid, e.player_sha256, max(e.started_at)
+FROM erasures e JOIN unnest($1::text[], $2::text[]) AS u(gameid, hash)
+	ON e.gameid = u.gameid AND e.player_sha256 = u.hash
+GROUP BY e.gameid, e.player_sha256`
 
 	lockSessions = `SELECT s.gameid, s.subject, s.sessionid, s.start_at, s.first_at, s.last_at, s.end_at,
 	s.end_length_s::text, s.platform, s.app_version, s.country
@@ -353,6 +387,17 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 		}
 		b.Queue(lockSessions, games, subjects, sids)
 	}
+	// Last, so that it runs once this transaction holds (or has inserted)
+	// every player row of the batch: retain's erasure locks the player row
+	// before deleting, so an erasure either finished before (and is seen
+	// here) or waits for this batch to commit (and deletes what it wrote).
+	{
+		games, hashes := make([]string, len(pkeys)), make([]string, len(pkeys))
+		for i, k := range pkeys {
+			games[i], hashes[i] = k.game, store.PlayerHash(k.game, k.subject)
+		}
+		b.Queue(checkErasures, games, hashes)
+	}
 	res := tx.SendBatch(ctx, b)
 	rows, _ := res.Query()
 	var out outcome
@@ -433,8 +478,35 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 			return out, fmt.Errorf("lock sessions: %w", err)
 		}
 	}
+	rows, _ = res.Query()
+	erasedAt := map[[2]string]time.Time{}
+	var hash string
+	var began time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&g, &hash, &began}, func() error {
+		erasedAt[[2]string{g, hash}] = began
+		return nil
+	}); err != nil {
+		res.Close()
+		return out, fmt.Errorf("check erasures: %w", err)
+	}
 	if err := res.Close(); err != nil {
 		return out, err
+	}
+	if len(erasedAt) > 0 {
+		gone := map[*record]bool{}
+		for _, r := range recs {
+			at, ok := erasedAt[[2]string{r.game, store.PlayerHash(r.game, r.subject)}]
+			received := r.received
+			if received.IsZero() {
+				received = r.time
+			}
+			if ok && !received.After(at) {
+				gone[r] = true
+			}
+		}
+		if len(gone) > 0 {
+			return out, &erasedError{recs: gone}
+		}
 	}
 
 	// Merge and compute deltas.

@@ -2,8 +2,6 @@ package retain
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,10 +46,7 @@ type ErasureResult struct {
 }
 
 // PlayerHash is how the audit names a player: hex SHA-256 of "game:player".
-func PlayerHash(game, player string) string {
-	h := sha256.Sum256([]byte(game + ":" + player))
-	return hex.EncodeToString(h[:])
-}
+func PlayerHash(game, player string) string { return store.PlayerHash(game, player) }
 
 // Erase removes every trace of a player from PostgreSQL, Redis and the S3
 // archive and records the audit row. Aggregates are kept.
@@ -197,12 +192,26 @@ func (r *Retain) erasePostgres(ctx context.Context, req ErasureRequest) error {
 func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) error {
 	counts := map[string]int64{}
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		// process changes a player's activity and install day only under
-		// this row lock, so from here on both stay as read.
+		// Lock the player's key, whether or not the player has a row yet:
+		// an upsert also waits for a process transaction that is inserting
+		// the player right now (a SELECT ... FOR UPDATE would not see that
+		// row). process changes a player's events, activity and install day
+		// only under this key, and a process batch that starts after this
+		// commits sees the erasure and leaves the player's older events out.
 		var install pgtype.Date
-		err := tx.QueryRow(ctx, "SELECT install_day FROM players WHERE gameid = $1 AND subject = $2 FOR UPDATE", req.Game, req.Player).Scan(&install)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		var inserted bool
+		if err := tx.QueryRow(ctx, `INSERT INTO players AS p (gameid, subject, first_seen, last_seen, install_day)
+			VALUES ($1, $2, now(), now(), current_date)
+			ON CONFLICT (gameid, subject) DO UPDATE SET gameid = p.gameid
+			RETURNING install_day, xmax = 0`, req.Game, req.Player).Scan(&install, &inserted); err != nil {
 			return fmt.Errorf("lock player: %w", err)
+		}
+		if inserted {
+			// Only a lock: the key stays locked until commit.
+			if _, err := tx.Exec(ctx, "DELETE FROM players WHERE gameid = $1 AND subject = $2", req.Game, req.Player); err != nil {
+				return fmt.Errorf("lock player: %w", err)
+			}
+			install.Valid = false
 		}
 		rows, err := tx.Query(ctx, "DELETE FROM events WHERE gameid = $1 AND subject = $2 RETURNING id", req.Game, req.Player)
 		if err != nil {

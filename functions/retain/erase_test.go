@@ -278,6 +278,48 @@ func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
 	}
 }
 
+// Events ingest accepted before an erasure but that process sees after it
+// (a Kafka backlog, retries) must not bring the player back; events the
+// player sends after the erasure are new data and are counted.
+func TestEventsOfAnErasedPlayerStillOnTheirWayAreNotStoredAgain(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 3, 400)
+	r := newRetain(t, 5)
+	now := time.Now()
+	carol := fmt.Sprintf("carol-%d", now.UnixNano())
+	dave := fmt.Sprintf("dave-%d", now.UnixNano())
+	gn := &gen{game: g.ID}
+	feed(t, gn.days([]string{carol, dave}, []int{2, 0}, now))
+	// Sent before the erasure, delivered after it: one new event and one
+	// duplicate of an event already stored (and erased).
+	inFlight := gn.event("com.gamemetrics.heartbeat", carol, "s-backlog", now.Add(-time.Hour), "")
+	stored := gn.days([]string{carol}, []int{1}, now)
+	feed(t, stored)
+	if _, err := r.Handle(ctx, erasureEvent("erase-carol", g.ID, carol)); err != nil {
+		t.Fatal(err)
+	}
+	daveBefore := playerFootprint(t, g.ID, dave)
+	feed(t, []event.Event{inFlight, stored[0]}) // acknowledged (feed fails on any error) ...
+	if found := traces(t, carol); len(found) > 0 {
+		t.Fatalf("events received before the erasure brought the player back: %v", found) // ... and not stored
+	}
+	assertCohortsMatchActivity(t, g.ID, 1)
+	if got := playerFootprint(t, g.ID, dave); got != daveBefore {
+		t.Errorf("another player's data changed:\nbefore:\n%s\nafter:\n%s", daveBefore, got)
+	}
+	// The player comes back and plays again: that is new data.
+	later := time.Now()
+	feed(t, []event.Event{gn.event("com.gamemetrics.heartbeat", carol, "s-again", later, "")})
+	var n int
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM events WHERE gameid = $1 AND subject = $2", g.ID, carol).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d events of the returning player stored, want the 1 sent after the erasure", n)
+	}
+	assertCohortsMatchActivity(t, g.ID, 1)
+}
+
 func TestErasureRejectsBadRequests(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 5)

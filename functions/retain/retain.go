@@ -22,10 +22,15 @@
 // erasure rebuilds the sketches of the player's active days from
 // player_days without them; WAU/MAU estimates then leave that player out.
 //
-// Erasure removes what is stored when it runs. Events of the player still
-// in flight (in Kafka, not yet processed) are stored after it: erase once
-// the player has stopped sending, or repeat the erasure. Its cost is a scan
-// of the game's hot partitions and of every archived day of the game.
+// Erasure removes what is stored when it runs, and the audit row it writes
+// first also stops what is still on its way: process leaves out every event
+// of the player that ingest received before the erasure began (still in
+// Kafka, retried, or redelivered), acknowledging it without storing it.
+// Events the player sends after the erasure are new data and are counted.
+// The raw events topics themselves keep records until their retention.ms
+// (7 days in production, eventing/overlays/production/topics.yaml). Its
+// cost is a scan of the game's hot partitions and of every archived day of
+// the game.
 //
 // Crash safety. Both tasks are idempotent and resumable; every step can be
 // rerun:
