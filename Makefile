@@ -9,17 +9,18 @@ export GOFLAGS ?= -buildvcs=false
 # running as root; otherwise the exact command is printed.
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring
 
 all: build
 
-# deps: what `make dev` needs; test-deps adds the browser for the dashboard test.
+# deps: what `make dev` needs; test-deps adds the browser for the dashboard
+# test and promtool (Debian prometheus) for the monitoring rules.
 deps:
 	@$(MAKE) --no-print-directory apt-install PKGS="redis-server:redis-server postgresql-15-hll:/usr/share/postgresql/15/extension/hll.control"
 	@$(GO) mod download
 
 test-deps: deps
-	@$(MAKE) --no-print-directory apt-install PKGS="chromium:chromium"
+	@$(MAKE) --no-print-directory apt-install PKGS="chromium:chromium prometheus:promtool"
 
 # apt-install PKGS="package:command-or-file ...": installs the packages whose
 # command or file is missing (as root), or prints the command to run.
@@ -60,6 +61,12 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+## monitoring: promtool checks and unit tests of the alert rules, the dashboard
+## and the manifests in monitoring/, against the metrics the code registers
+monitoring:
+	@$(MAKE) --no-print-directory apt-install PKGS="prometheus:promtool"
+	$(GO) test -count=1 ./monitoring/
 
 ## validate: Knative/eventing manifests, func.yaml and Terraform, checked offline
 validate:
