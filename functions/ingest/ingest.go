@@ -119,12 +119,64 @@ func (in *Ingest) answer(w http.ResponseWriter, status int, resp Response) {
 	function.WriteJSON(w, status, resp)
 }
 
-// ServeHTTP implements the ingest contract on POST /.
+// allowAnyOrigin lets games running in a browser (platform "web") read
+// ingest's answers from any origin. A write key travels in the
+// Authorization header, never in a cookie, so a page on another origin gains
+// nothing it did not already have; Retry-After is exposed so a web client
+// can honour it on 429 and 503.
+func allowAnyOrigin(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "Retry-After")
+}
+
+// corsHeaders are allowed in a preflight that does not list what it wants.
+const corsHeaders = "Authorization, Content-Type, Content-Encoding, ce-specversion, ce-id, ce-source, ce-type, ce-subject, ce-time, ce-sessionid, ce-dataschema"
+
+// preflight answers a browser's CORS preflight for a POST: browsers send one
+// before every cross-origin POST with an Authorization header or a
+// CloudEvents content type.
+func (in *Ingest) preflight(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Allow", "POST, OPTIONS")
+	h.Set("Access-Control-Allow-Methods", "POST")
+	allowed := corsHeaders
+	if asked := r.Header.Get("Access-Control-Request-Headers"); asked != "" && headerList(asked) {
+		allowed = asked // binary mode sends any ce-<extension> header
+	}
+	h.Set("Access-Control-Allow-Headers", allowed)
+	h.Set("Access-Control-Max-Age", "86400")
+	h.Add("Vary", "Access-Control-Request-Headers")
+	in.metrics.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent)).Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// headerList reports whether s is a comma-separated list of header names.
+func headerList(s string) bool {
+	if len(s) > 2048 {
+		return false
+	}
+	for _, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == ',', c == ' ':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ServeHTTP implements the ingest contract on POST / (and the CORS
+// preflight on OPTIONS /).
 func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := in.now()
 	defer func() { in.metrics.duration.Observe(time.Since(start).Seconds()) }()
+	allowAnyOrigin(w.Header())
+	if r.Method == http.MethodOptions {
+		in.preflight(w, r)
+		return
+	}
 	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
+		w.Header().Set("Allow", "POST, OPTIONS")
 		in.answer(w, http.StatusMethodNotAllowed, Response{Error: "POST CloudEvents to /"})
 		return
 	}

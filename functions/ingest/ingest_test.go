@@ -365,6 +365,51 @@ func TestWrongMethodIs405(t *testing.T) {
 	}
 }
 
+// Games on the web platform post from a browser, cross-origin: the
+// preflight must pass and the answers must be readable by the page.
+func TestBrowsersMayPostFromAnyOrigin(t *testing.T) {
+	e := newEnv(t)
+	tests := []struct {
+		name, asked, wantHeaders string
+	}{
+		{"binary mode with an extension", "authorization, content-type, ce-id, ce-source, ce-type, ce-subject, ce-time, ce-specversion, ce-sessionid, ce-level",
+			"authorization, content-type, ce-id, ce-source, ce-type, ce-subject, ce-time, ce-specversion, ce-sessionid, ce-level"},
+		{"no list asked", "", "Authorization, Content-Type, Content-Encoding, ce-specversion"},
+		{"a list that is not header names", "authorization; x=y", "Authorization, Content-Type"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodOptions, e.url+"/", nil)
+			req.Header.Set("Origin", "https://play.example.com")
+			req.Header.Set("Access-Control-Request-Method", "POST")
+			if tc.asked != "" {
+				req.Header.Set("Access-Control-Request-Headers", tc.asked)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			h := resp.Header
+			if resp.StatusCode != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != "*" ||
+				!strings.Contains(h.Get("Access-Control-Allow-Methods"), "POST") ||
+				!strings.HasPrefix(h.Get("Access-Control-Allow-Headers"), tc.wantHeaders) || h.Get("Access-Control-Max-Age") == "" {
+				t.Errorf("preflight = %d %v", resp.StatusCode, h)
+			}
+		})
+	}
+	// The POST itself: accepted, and its answer readable cross-origin.
+	hdr := binaryHeaders("cors-1", "com.gamemetrics.heartbeat")
+	hdr["Origin"] = "https://play.example.com"
+	status, resp, h := e.post(hdr, nil)
+	if status != http.StatusAccepted || resp.Accepted != 1 {
+		t.Fatalf("POST = %d %+v", status, resp)
+	}
+	if h.Get("Access-Control-Allow-Origin") != "*" || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Retry-After") {
+		t.Errorf("POST answer headers %v", h)
+	}
+}
+
 func TestRateLimitIs429WithRetryAfter(t *testing.T) {
 	e := newEnv(t, func(c *ingest.Config) { c.RateLimit = 5 })
 	batch := func(n int) []byte {
