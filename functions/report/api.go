@@ -54,6 +54,7 @@ type answer struct {
 // query timeout, JSON or CSV encoding, errors and metrics.
 func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Request, game store.Game) (answer, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		allowAnyOrigin(w.Header())
 		start := time.Now()
 		status := http.StatusOK
 		defer func() {
@@ -448,4 +449,25 @@ func (r *Report) handleGame() func(context.Context, *http.Request, store.Game) (
 		return answer{json: info, csv: [][]string{{"game", "name", "timezone", "currencies", "today"},
 			{game.ID, game.Name, game.Timezone, strings.Join(cs, " "), today}}}, nil
 	}
+}
+
+// allowAnyOrigin lets a studio's own web tools read the API from another
+// origin. The read key travels in the Authorization header, never in a
+// cookie, so a page on another origin gains nothing it did not already have.
+func allowAnyOrigin(h http.Header) {
+	h.Set("Access-Control-Allow-Origin", "*")
+	h.Set("Access-Control-Expose-Headers", "Content-Disposition")
+}
+
+// handlePreflight answers a browser's CORS preflight for the API (sent
+// before a cross-origin GET with an Authorization header).
+func handlePreflight() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		allowAnyOrigin(h)
+		h.Set("Access-Control-Allow-Methods", "GET")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Accept")
+		h.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+	})
 }

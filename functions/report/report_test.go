@@ -712,3 +712,30 @@ func TestDigestPeriodIsTheLastCompleteDayOrISOWeekInTheGamesTimezone(t *testing.
 		})
 	}
 }
+
+// A studio's own web tools call the API from another origin.
+func TestTheAPIMayBeReadFromAnyOrigin(t *testing.T) {
+	s := seedGame(t, "UTC", []string{"USD"}, 5, 3)
+	_, base := newReport(t, testNow)
+	u := fmt.Sprintf("%s/v1/games/%s/metrics/dau?from=2026-10-01&to=2026-10-03", base, s.ID)
+	req, _ := http.NewRequest(http.MethodOptions, u, nil)
+	req.Header.Set("Origin", "https://tools.studio.example")
+	req.Header.Set("Access-Control-Request-Method", "GET")
+	req.Header.Set("Access-Control-Request-Headers", "authorization")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := resp.Header
+	if resp.StatusCode != http.StatusNoContent || h.Get("Access-Control-Allow-Origin") != "*" ||
+		!strings.Contains(h.Get("Access-Control-Allow-Headers"), "Authorization") || h.Get("Access-Control-Allow-Methods") != "GET" {
+		t.Errorf("preflight = %d %v", resp.StatusCode, h)
+	}
+	for _, key := range []string{s.keys.Read, "nope"} {
+		_, _, h := get(t, u, key)
+		if h.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("GET with key %q: no Access-Control-Allow-Origin in %v", key, h)
+		}
+	}
+}

@@ -24,6 +24,7 @@ func (r *Report) routes() http.Handler {
 	mux.Handle("GET /v1/games/{game}/progression", r.api("progression", r.handleProgression()))
 	mux.Handle("GET /v1/games/{game}/live", r.api("live", r.handleLive()))
 	mux.Handle("GET /v1/openapi.json", handleOpenAPI())
+	mux.Handle("OPTIONS /v1/", handlePreflight())
 	assets, _ := fs.Sub(dashboardFiles, "dashboard")
 	mux.Handle("GET /{$}", handleDashboard(assets))
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", handleAssets(assets)))
