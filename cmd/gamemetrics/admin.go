@@ -37,7 +37,7 @@ func runMigrate(ctx context.Context, getenv func(string) string, stdout io.Write
 
 func runGames(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("games: want a subcommand: create, list")
+		return errors.New("games: want a subcommand: create, list, set-timezone, set-retention, rotate-key")
 	}
 	pool, err := store.Open(ctx, getenv("DATABASE_URL"))
 	if err != nil {
@@ -66,6 +66,8 @@ func runGames(ctx context.Context, args []string, getenv func(string) string, st
 		return runGamesSetTimezone(ctx, pool, args[1:], stdout, stderr)
 	case "set-retention":
 		return runSetRetention(ctx, games, args[1:], stdout, stderr)
+	case "rotate-key":
+		return runRotateKey(ctx, games, args[1:], stdout, stderr)
 	case "list":
 		list, err := games.List(ctx)
 		if err != nil {
@@ -80,6 +82,32 @@ func runGames(ctx context.Context, args []string, getenv func(string) string, st
 	default:
 		return fmt.Errorf("games: unknown subcommand %q", args[0])
 	}
+}
+
+// runRotateKey replaces a game's write or read key.
+func runRotateKey(ctx context.Context, games *store.Games, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("games rotate-key", stderr)
+	game := fs.String("game", "", "game id (required)")
+	kind := fs.String("kind", "", "which key: write (game clients) or read (analysts) (required)")
+	grace := fs.Duration("grace", 0, "how long the previous key keeps working, e.g. 720h while players update the game; 0 revokes it now")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *game == "" || *kind == "" {
+		return errors.New("games rotate-key: --game and --kind (write or read) are required")
+	}
+	rot, err := games.RotateKey(ctx, *game, *kind, *grace)
+	if err != nil {
+		return fmt.Errorf("games rotate-key: %w", err)
+	}
+	fmt.Fprintf(stdout, "game %s: new %s key: %s\n", *game, *kind, rot.Key)
+	if *grace == 0 {
+		fmt.Fprintln(stdout, "The previous key is revoked (functions that cached it stop accepting it within 30 s).")
+	} else {
+		fmt.Fprintf(stdout, "The previous key keeps working until %s.\n", rot.PreviousUntil.Format(time.RFC3339))
+	}
+	fmt.Fprintln(stdout, "Keys are stored hashed: keep this one now, it cannot be shown again.")
+	return nil
 }
 
 func printGame(w io.Writer, g store.Game, keys store.Keys) {

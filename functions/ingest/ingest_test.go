@@ -309,6 +309,42 @@ func TestAuthentication(t *testing.T) {
 	}
 }
 
+// A rotated write key keeps working for its grace period; a revoked one
+// stops once ingest's key cache has expired it.
+func TestRotatedWriteKeysWorkUntilTheyExpire(t *testing.T) {
+	e := newEnv(t, func(c *ingest.Config) { c.KeyCacheTTL = 50 * time.Millisecond })
+	ctx := context.Background()
+	games := store.NewGames(devstacktest.Connect(t, stack).Pool)
+	send := func(key, id string) int {
+		t.Helper()
+		h := binaryHeaders(id, "com.gamemetrics.heartbeat")
+		h["Authorization"] = "Bearer " + key
+		status, _, _ := e.post(h, nil)
+		return status
+	}
+	old := e.keys.Write
+	rot, err := games.RotateKey(ctx, e.game.ID, store.WriteKey, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := send(old, "rot-1"), send(rot.Key, "rot-2"); a != http.StatusAccepted || b != http.StatusAccepted {
+		t.Fatalf("during the grace period: old key %d, new key %d; want 202 for both", a, b)
+	}
+	revoked, err := games.RotateKey(ctx, e.game.ID, store.WriteKey, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the key cache's TTL
+	for _, key := range []string{old, rot.Key} {
+		if s := send(key, "rot-3"); s != http.StatusUnauthorized {
+			t.Errorf("revoked key %.8s…: %d, want 401", key, s)
+		}
+	}
+	if s := send(revoked.Key, "rot-4"); s != http.StatusAccepted {
+		t.Errorf("current key: %d, want 202", s)
+	}
+}
+
 func TestRequestLimitsAndModes(t *testing.T) {
 	e := newEnv(t)
 	big := strings.Repeat("x", 33<<10)

@@ -113,17 +113,80 @@ func (g *Games) Create(ctx context.Context, name, timezone string) (Game, Keys, 
 	if keys.Read, err = newSecret(ReadKeyPrefix); err != nil {
 		return Game{}, Keys{}, err
 	}
-	rows, err := g.pool.Query(ctx, `INSERT INTO games (id, name, timezone, write_key_hash, read_key_hash)
-		VALUES ($1, $2, $3, $4, $5) RETURNING `+gameColumns,
-		id, name, timezone, HashKey(keys.Write), HashKey(keys.Read))
-	if err != nil {
-		return Game{}, Keys{}, fmt.Errorf("create game: %w", err)
-	}
-	game, err := pgx.CollectExactlyOneRow(rows, scanGame)
+	var game Game
+	err = pgx.BeginFunc(ctx, g.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `INSERT INTO games (id, name, timezone) VALUES ($1, $2, $3) RETURNING `+gameColumns,
+			id, name, timezone)
+		if err != nil {
+			return err
+		}
+		if game, err = pgx.CollectExactlyOneRow(rows, scanGame); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO game_keys (hash, gameid, kind) VALUES ($1, $3, 'write'), ($2, $3, 'read')`,
+			HashKey(keys.Write), HashKey(keys.Read), id)
+		return err
+	})
 	if err != nil {
 		return Game{}, Keys{}, fmt.Errorf("create game: %w", err)
 	}
 	return game, keys, nil
+}
+
+// Key kinds.
+const (
+	WriteKey = "write"
+	ReadKey  = "read"
+)
+
+// Rotation is the outcome of RotateKey.
+type Rotation struct {
+	// Key is the new current key; it is shown once and stored hashed.
+	Key string
+	// PreviousUntil is when the keys it replaces stop working.
+	PreviousUntil time.Time
+}
+
+// RotateKey gives game a new key of kind (WriteKey or ReadKey). Every key of
+// that kind still working stops at now+grace at the latest (a grace of 0
+// revokes them at once; a longer grace lets game builds with the old write
+// key keep sending until players have updated). Lookups are cached by
+// KeyCache, so a revoked key may work for up to its TTL more.
+func (g *Games) RotateKey(ctx context.Context, id, kind string, grace time.Duration) (Rotation, error) {
+	prefix := map[string]string{WriteKey: WriteKeyPrefix, ReadKey: ReadKeyPrefix}[kind]
+	if prefix == "" {
+		return Rotation{}, fmt.Errorf("key kind %q: want %s or %s", kind, WriteKey, ReadKey)
+	}
+	if grace < 0 {
+		return Rotation{}, fmt.Errorf("grace %s: want 0 or more", grace)
+	}
+	key, err := newSecret(prefix)
+	if err != nil {
+		return Rotation{}, err
+	}
+	var until time.Time
+	err = pgx.BeginFunc(ctx, g.pool, func(tx pgx.Tx) error {
+		// The game row lock orders concurrent rotations of one game.
+		var found bool
+		if err := tx.QueryRow(ctx, `SELECT true FROM games WHERE id = $1 FOR UPDATE`, id).Scan(&found); errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		} else if err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT now() + make_interval(secs => $1)`, grace.Seconds()).Scan(&until); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE game_keys SET expires_at = $3
+			WHERE gameid = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > $3)`, id, kind, until); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO game_keys (hash, gameid, kind) VALUES ($1, $2, $3)`, HashKey(key), id, kind)
+		return err
+	})
+	if err != nil {
+		return Rotation{}, fmt.Errorf("rotate %s key of %s: %w", kind, id, err)
+	}
+	return Rotation{Key: key, PreviousUntil: until.UTC()}, nil
 }
 
 const gameColumns = `id, name, timezone, hot_days, archive_days, rate_limit, created_at`
@@ -134,8 +197,8 @@ func scanGame(row pgx.CollectableRow) (Game, error) {
 	return g, err
 }
 
-func (g *Games) one(ctx context.Context, where string, arg any) (Game, error) {
-	rows, err := g.pool.Query(ctx, "SELECT "+gameColumns+" FROM games WHERE "+where, arg)
+func (g *Games) one(ctx context.Context, sql string, args ...any) (Game, error) {
+	rows, err := g.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return Game{}, err
 	}
@@ -147,14 +210,20 @@ func (g *Games) one(ctx context.Context, where string, arg any) (Game, error) {
 }
 
 // Get returns the game with the given id.
-func (g *Games) Get(ctx context.Context, id string) (Game, error) { return g.one(ctx, "id = $1", id) }
+func (g *Games) Get(ctx context.Context, id string) (Game, error) {
+	return g.one(ctx, "SELECT "+gameColumns+" FROM games WHERE id = $1", id)
+}
+
+// byKey finds the game of a key of kind that has not expired.
+const byKey = `SELECT ` + gameColumns + ` FROM games
+WHERE id = (SELECT gameid FROM game_keys WHERE hash = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > now()))`
 
 // ByWriteKey returns the game a write key belongs to.
 func (g *Games) ByWriteKey(ctx context.Context, key string) (Game, error) {
 	if !strings.HasPrefix(key, WriteKeyPrefix) {
 		return Game{}, ErrNotFound
 	}
-	return g.one(ctx, "write_key_hash = $1", HashKey(key))
+	return g.one(ctx, byKey, HashKey(key), WriteKey)
 }
 
 // ByReadKey returns the game a read key belongs to.
@@ -162,7 +231,7 @@ func (g *Games) ByReadKey(ctx context.Context, key string) (Game, error) {
 	if !strings.HasPrefix(key, ReadKeyPrefix) {
 		return Game{}, ErrNotFound
 	}
-	return g.one(ctx, "read_key_hash = $1", HashKey(key))
+	return g.one(ctx, byKey, HashKey(key), ReadKey)
 }
 
 // List returns every game, oldest first.
