@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 # running as root; otherwise the exact command is printed.
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -68,9 +68,16 @@ monitoring:
 	@$(MAKE) --no-print-directory apt-install PKGS="prometheus:promtool"
 	$(GO) test -count=1 ./monitoring/
 
-## validate: Knative/eventing manifests, func.yaml and Terraform, checked offline
+## chaos: the local chaos experiments (toxiproxy between the functions and
+## PostgreSQL/Redis; also part of test-go) and the Chaos Mesh manifests' check
+chaos:
+	$(GO) test -race -count=1 ./chaos/
+	cd chaos/validate && $(GO) test ./...
+
+## validate: Knative/eventing manifests, func.yaml, Terraform and chaos/mesh, checked offline
 validate:
 	cd knative/validate && $(GO) test ./...
+	cd chaos/validate && $(GO) vet ./... && $(GO) test ./...
 	terraform fmt -check -recursive terraform
 
 ## fuzz: a short run of every fuzz target

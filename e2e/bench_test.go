@@ -14,7 +14,7 @@ import (
 
 // eventsTotal is the report API's count of accepted events over the range.
 func (p *platform) eventsTotal(ctx context.Context, from, to string) (float64, error) {
-	pts, err := p.metric(ctx, "events", from, to)
+	pts, err := p.reader().Metric(ctx, "events", from, to)
 	var sum float64
 	for _, pt := range pts {
 		sum += pt.Value

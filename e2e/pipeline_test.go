@@ -7,15 +7,11 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -137,91 +133,9 @@ func (p *platform) stop(name string) {
 
 func (p *platform) url(name string) string { return "http://" + p.servers[name].addr + "/" }
 
-// metric reads one daily series from the report API.
-func (p *platform) metric(ctx context.Context, metric, from, to string) ([]simulation.Point, error) {
-	q := url.Values{"from": {from}, "to": {to}, "interval": {"day"}}
-	var out struct {
-		Points []simulation.Point `json:"points"`
-	}
-	err := p.get(ctx, fmt.Sprintf("v1/games/%s/metrics/%s?%s", p.game.ID, metric, q.Encode()), &out)
-	return out.Points, err
-}
-
-func (p *platform) retention(ctx context.Context, from, to string, days string) ([]simulation.Cohort, error) {
-	q := url.Values{"from": {from}, "to": {to}, "days": {days}}
-	var out struct {
-		Cohorts []simulation.Cohort `json:"cohorts"`
-	}
-	err := p.get(ctx, fmt.Sprintf("v1/games/%s/retention?%s", p.game.ID, q.Encode()), &out)
-	return out.Cohorts, err
-}
-
-func (p *platform) get(ctx context.Context, path string, v any) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.url(function.Report)+path, nil)
-	req.Header.Set("Authorization", "Bearer "+p.keys.Read)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
-	}
-	return json.Unmarshal(b, v)
-}
-
-// mismatches compares the report API with the truth and describes every
-// difference; empty means exact agreement.
-func (p *platform) mismatches(ctx context.Context, truth simulation.Truth) ([]string, error) {
-	var diffs []string
-	for _, m := range simulation.TruthMetrics() {
-		got, err := p.metric(ctx, m, truth.From, truth.To)
-		if err != nil {
-			return nil, err
-		}
-		want := truth.Metrics[m]
-		if len(got) != len(want) {
-			diffs = append(diffs, fmt.Sprintf("%s: %d points, want %d", m, len(got), len(want)))
-			continue
-		}
-		for i := range want {
-			tol := 0.0
-			if strings.HasSuffix(m, "_avg") {
-				tol = 0.011
-			}
-			if got[i].T != want[i].T || math.Abs(got[i].Value-want[i].Value) > tol {
-				diffs = append(diffs, fmt.Sprintf("%s %s = %v, want %s %v", m, got[i].T, got[i].Value, want[i].T, want[i].Value))
-			}
-		}
-	}
-	days := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(truth.RetentionDays)), ","), "[]")
-	cohorts, err := p.retention(ctx, truth.From, truth.To, days)
-	if err != nil {
-		return nil, err
-	}
-	if len(cohorts) != len(truth.Retention) {
-		diffs = append(diffs, fmt.Sprintf("retention: %d cohorts, want %d", len(cohorts), len(truth.Retention)))
-	} else {
-		for i, want := range truth.Retention {
-			got := cohorts[i]
-			if got.Cohort != want.Cohort || got.Size != want.Size || fmt.Sprint(deref(got.Retained)) != fmt.Sprint(deref(want.Retained)) {
-				diffs = append(diffs, fmt.Sprintf("retention %s = size %d %v, want %s size %d %v", got.Cohort, got.Size, deref(got.Retained), want.Cohort, want.Size, deref(want.Retained)))
-			}
-		}
-	}
-	return diffs, nil
-}
-
-func deref(m map[string]*int) map[string]string {
-	out := map[string]string{}
-	for k, v := range m {
-		out[k] = "null"
-		if v != nil {
-			out[k] = fmt.Sprint(*v)
-		}
-	}
-	return out
+// reader reads the report API with the game's read key.
+func (p *platform) reader() simulation.Reader {
+	return simulation.Reader{BaseURL: p.url(function.Report), Game: p.game.ID, ReadKey: p.keys.Read}
 }
 
 // waitForTruth polls the report API until it agrees with the truth exactly.
@@ -229,24 +143,15 @@ func (p *platform) waitForTruth(truth simulation.Truth, within time.Duration) {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	var diffs []string
-	var err error
-	for {
-		diffs, err = p.mismatches(ctx, truth)
-		if err == nil && len(diffs) == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			if err != nil {
-				p.t.Fatalf("report API: %v", err)
-			}
-			if len(diffs) > 20 {
-				diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
-			}
-			p.t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
-		case <-time.After(500 * time.Millisecond):
-		}
+	diffs, err := p.reader().WaitForTruth(ctx, truth, 500*time.Millisecond)
+	if err != nil {
+		p.t.Fatalf("report API: %v", err)
+	}
+	if len(diffs) > 20 {
+		diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
+	}
+	if len(diffs) > 0 {
+		p.t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
 	}
 }
 

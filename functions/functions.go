@@ -61,11 +61,20 @@ func (d *Deps) pool(ctx context.Context) (*pgxpool.Pool, error) {
 	return d.Pool, nil
 }
 
+// redis builds the Redis client without requiring Redis to answer: a
+// function that starts (or scales up from zero) during a Redis outage must
+// still serve, since PostgreSQL and Kafka hold everything that matters.
 func (d *Deps) redis(ctx context.Context) (*redis.Client, error) {
 	if d.Redis == nil {
-		c, err := cache.Open(ctx, d.getenv("REDIS_URL"))
+		c, err := cache.Dial(d.getenv("REDIS_URL"))
 		if err != nil {
 			return nil, err
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := c.Ping(pctx).Err(); err != nil {
+			d.log.Warn("Redis does not answer; starting without it (no rate limiting, live view stale) until it does",
+				"addr", c.Options().Addr, "err", err)
 		}
 		d.Redis = c
 	}

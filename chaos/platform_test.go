@@ -1,0 +1,427 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/Shopify/toxiproxy/v2/toxics"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/shared/devstack"
+	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
+	"github.com/gamemetrics/gamemetrics/shared/eventing"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/simulation"
+	"github.com/gamemetrics/gamemetrics/shared/store"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
+)
+
+var stack *devstack.Stack
+
+// TestMain starts the real local stack once; a stack that cannot start
+// fails the package with the reason (devstacktest never skips).
+// go-redis logs every failed dial to stderr; the experiments count them
+// through the functions' metrics instead.
+func TestMain(m *testing.M) {
+	redis.SetLogger(quiet{})
+	toxics.Register("lose_commit_ack", new(loseCommitAck))
+	os.Exit(devstacktest.Main(m, &stack))
+}
+
+type quiet struct{}
+
+func (quiet) Printf(context.Context, string, ...any) {}
+
+// platform is the pipeline of one experiment: every function served over
+// HTTP and connected to PostgreSQL and Redis only through toxiproxy, and
+// the local eventing runtime delivering gamemetrics.events to process.
+type platform struct {
+	t       testing.TB
+	deps    *functions.Deps
+	servers map[string]*server
+	game    store.Game
+	keys    store.Keys
+	log     *slog.Logger
+	// db reaches PostgreSQL directly, around the proxy, for the checks.
+	db *pgxpool.Pool
+	// postgres and redis are the proxies every function connects through.
+	postgres, redis *proxy
+	// eventing holds the gamemetrics_eventing_* metrics.
+	eventing *prometheus.Registry
+}
+
+// server is one function served over HTTP, with the registry holding the
+// metrics of its current incarnation.
+type server struct {
+	addr    string
+	metrics *prometheus.Registry
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+func newPlatform(t testing.TB, timezone string) *platform {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	clients := devstacktest.Connect(t, stack)
+	toxi := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	pg := newProxy(t, toxi, "postgres", stack.DatabaseURL)
+	rd := newProxy(t, toxi, "redis", stack.RedisURL)
+	getenv := func(name string) string {
+		switch name {
+		case "DATABASE_URL":
+			return pg.url
+		case "REDIS_URL":
+			return rd.url
+		}
+		return stack.Getenv(name)
+	}
+	deps := functions.NewDeps(getenv, log)
+	t.Cleanup(deps.Close)
+	game, keys, err := store.NewGames(clients.Pool).Create(ctx, t.Name(), timezone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &platform{t: t, deps: deps, servers: map[string]*server{}, game: game, keys: keys, log: log,
+		db: clients.Pool, postgres: pg, redis: rd, eventing: telemetry.NewRegistry()}
+	for _, name := range functions.Implemented() {
+		p.start(name, "127.0.0.1:0")
+	}
+	services := map[string]string{}
+	for name, s := range p.servers {
+		services[name] = "http://" + s.addr
+	}
+	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: services,
+		Log: log, Registerer: p.eventing, PingJitter: -1})
+	if err != nil {
+		t.Fatalf("local eventing from eventing/base: %v", err)
+	}
+	if err := rt.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Heal everything first so draining functions can finish.
+		pg.heal()
+		rd.heal()
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := rt.Stop(sctx); err != nil {
+			t.Errorf("stop eventing: %v", err)
+		}
+		for name := range p.servers {
+			p.stop(name)
+		}
+	})
+	return p
+}
+
+// start serves a function on addr (":0" picks a port; a restart reuses it).
+func (p *platform) start(name, addr string) {
+	p.t.Helper()
+	reg := telemetry.NewRegistry()
+	fn, err := functions.Build(context.Background(), name, p.deps, reg)
+	if err != nil {
+		p.t.Fatalf("build %s: %v", name, err)
+	}
+	var l net.Listener
+	for range 50 { // the old listener's port may take a moment to free up
+		if l, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("listen for %s on %s: %v", name, addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{addr: l.Addr().String(), metrics: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := function.Serve(ctx, l, function.Mux(fn, reg, p.log), 10*time.Second, p.log)
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		s.done <- errors.Join(err, fn.Stop(sctx))
+	}()
+	p.servers[name] = s
+}
+
+// stop shuts a function down as a SIGTERM would: it drains what it holds.
+func (p *platform) stop(name string) {
+	s := p.servers[name]
+	if s == nil || s.cancel == nil {
+		return
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		p.t.Errorf("stop %s: %v", name, err)
+	}
+	s.cancel = nil
+}
+
+// restart stops a function and serves a new one on the same address.
+func (p *platform) restart(name string) {
+	p.t.Helper()
+	addr := p.servers[name].addr
+	p.stop(name)
+	p.start(name, addr)
+}
+
+func (p *platform) url(name string) string { return "http://" + p.servers[name].addr + "/" }
+
+// sendConfig is how the simulated clients of an experiment send.
+func (p *platform) sendConfig(seed uint64) simulation.SendConfig {
+	return simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 50, Concurrency: 4, Seed: seed}
+}
+
+// metric sums the samples of a counter or gauge (a histogram's count) in
+// reg whose labels include the given name/value pairs.
+func metric(reg prometheus.Gatherer, name string, labels ...string) float64 {
+	families, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !hasLabel(m, labels[i], labels[i+1]) {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				total += m.Counter.GetValue()
+			case m.Gauge != nil:
+				total += m.Gauge.GetValue()
+			case m.Histogram != nil:
+				total += float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return total
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// histogramMean is a histogram's mean observation in reg.
+func histogramMean(reg prometheus.Gatherer, name string) float64 {
+	families, _ := reg.Gather()
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			h := f.GetMetric()[0].GetHistogram()
+			if h.GetSampleCount() > 0 {
+				return h.GetSampleSum() / float64(h.GetSampleCount())
+			}
+		}
+	}
+	return 0
+}
+
+// processed is a process metric of its current incarnation.
+func (p *platform) processed(outcome string) int {
+	return int(metric(p.servers[function.Process].metrics, "gamemetrics_process_events_total", "outcome", outcome))
+}
+
+// waitFor polls cond until it holds, failing with what after within.
+func (p *platform) waitFor(what string, within time.Duration, cond func() bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("after %s: still waiting for %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stored counts the game's rows in events and event_ids, read directly
+// from PostgreSQL.
+func (p *platform) stored(ctx context.Context) (events, ids int) {
+	p.t.Helper()
+	err := p.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM events WHERE gameid = $1), (SELECT count(*) FROM event_ids WHERE gameid = $1)`,
+		p.game.ID).Scan(&events, &ids)
+	if err != nil {
+		p.t.Fatalf("count stored events: %v", err)
+	}
+	return events, ids
+}
+
+// assertStoredOnce checks that each of the unique events is stored exactly
+// once: as many raw rows and idempotency keys as distinct event ids, and
+// as many "new" outcomes in process as well.
+func (p *platform) assertStoredOnce(evs []simulation.Event) {
+	p.t.Helper()
+	unique := map[string]bool{}
+	for _, e := range evs {
+		unique[e.ID] = true
+	}
+	events, ids := p.stored(context.Background())
+	if events != len(unique) || ids != len(unique) {
+		p.t.Errorf("PostgreSQL holds %d events and %d event ids, want exactly %d of each", events, ids, len(unique))
+	}
+}
+
+// reader reads the report API with the game's read key.
+func (p *platform) reader() simulation.Reader {
+	return simulation.Reader{BaseURL: p.url(function.Report), Game: p.game.ID, ReadKey: p.keys.Read}
+}
+
+// get reads a report API path with the read key; the status is returned
+// with the decoded body.
+func (p *platform) get(ctx context.Context, path string, v any) (int, error) {
+	return p.reader().Get(ctx, path, v)
+}
+
+// waitForTruth polls the report API until it agrees with the truth exactly.
+func (p *platform) waitForTruth(truth simulation.Truth, within time.Duration) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	diffs, err := p.reader().WaitForTruth(ctx, truth, 500*time.Millisecond)
+	if err != nil {
+		p.t.Fatalf("report API: %v", err)
+	}
+	if len(diffs) > 20 {
+		diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
+	}
+	if len(diffs) > 0 {
+		p.t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
+	}
+}
+
+// proxy is one toxiproxy proxy in front of a stack server. The toxiproxy
+// server runs in the test process; its proxies and toxics are the same
+// values its HTTP API creates.
+type proxy struct {
+	t     testing.TB
+	p     *toxiproxy.Proxy
+	url   string // the server's URL with the proxy's address
+	toxic []string
+}
+
+func newProxy(t testing.TB, srv *toxiproxy.ApiServer, name, serverURL string) *proxy {
+	t.Helper()
+	u, err := url.Parse(serverURL)
+	if err != nil || u.Host == "" {
+		t.Fatalf("toxiproxy for %s: cannot find the host in %q: %v", name, serverURL, err)
+	}
+	p := toxiproxy.NewProxy(srv, name, "127.0.0.1:0", u.Host)
+	if err := srv.Collection.Add(p, true); err != nil {
+		t.Fatalf("toxiproxy: start the %s proxy to %s: %v", name, u.Host, err)
+	}
+	t.Cleanup(func() { srv.Collection.Remove(name) })
+	u.Host = p.Listen
+	return &proxy{t: t, p: p, url: u.String()}
+}
+
+// add puts a toxic on the proxy, such as
+// add("slow", "latency", "downstream", map[string]any{"latency": 75}).
+func (x *proxy) add(name, typ, stream string, attributes map[string]any) {
+	x.t.Helper()
+	b, _ := json.Marshal(map[string]any{"name": name, "type": typ, "stream": stream, "attributes": attributes})
+	if _, err := x.p.Toxics.AddToxicJson(bytes.NewReader(b)); err != nil {
+		x.t.Fatalf("toxiproxy %s: add %s toxic %s: %v", x.p.Name, typ, name, err)
+	}
+	x.toxic = append(x.toxic, name)
+}
+
+// remove takes a toxic off the proxy.
+func (x *proxy) remove(name string) {
+	x.t.Helper()
+	if err := x.p.Toxics.RemoveToxic(context.Background(), name); err != nil {
+		x.t.Fatalf("toxiproxy %s: remove toxic %s: %v", x.p.Name, name, err)
+	}
+	x.toxic = removeName(x.toxic, name)
+}
+
+// disable closes the proxy's listener and every connection through it, as
+// if the server were gone: new connections are refused.
+func (x *proxy) disable() { x.p.Stop() }
+
+// enable listens again on the same address.
+func (x *proxy) enable() {
+	x.t.Helper()
+	if x.p.Enabled {
+		return
+	}
+	if err := x.p.Start(); err != nil {
+		x.t.Fatalf("toxiproxy %s: enable again on %s: %v", x.p.Name, x.p.Listen, err)
+	}
+}
+
+// heal removes every toxic and enables the proxy.
+func (x *proxy) heal() {
+	for _, name := range x.toxic {
+		x.p.Toxics.RemoveToxic(context.Background(), name)
+	}
+	x.toxic = nil
+	if !x.p.Enabled {
+		x.p.Start()
+	}
+}
+
+func removeName(names []string, name string) []string {
+	out := names[:0]
+	for _, n := range names {
+		if n != name {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// loseCommitAck is a toxic for the downstream (server to client) stream of
+// a PostgreSQL connection: when the server's answer holds the
+// CommandComplete of a COMMIT, it drops it and closes the connection. The
+// transaction is committed; the client only sees its connection die and
+// cannot know. Every commit made while it is active is such a commit.
+type loseCommitAck struct{}
+
+// commitComplete is the CommandComplete message of COMMIT: 'C', its length
+// (4 + len("COMMIT\x00") = 11) and the tag.
+var commitComplete = append([]byte{'C', 0, 0, 0, 11}, "COMMIT\x00"...)
+
+func (*loseCommitAck) Pipe(stub *toxics.ToxicStub) {
+	for {
+		select {
+		case <-stub.Interrupt:
+			return
+		case c := <-stub.Input:
+			if c == nil || bytes.Contains(c.Data, commitComplete) {
+				stub.Close()
+				return
+			}
+			stub.Output <- c
+		}
+	}
+}
