@@ -135,7 +135,11 @@ func stackEnv(stack *devstack.Stack, getenv func(string) string) func(string) st
 func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoGame, error) {
 	var d demoGame
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &d) == nil {
-		if g, err := games.ByWriteKey(ctx, d.WriteKey); err == nil && g.ID == d.ID {
+		// Both saved keys must still work (games rotate-key may have
+		// replaced one); otherwise a new demo game is made.
+		w, werr := games.ByWriteKey(ctx, d.WriteKey)
+		r, rerr := games.ByReadKey(ctx, d.ReadKey)
+		if werr == nil && rerr == nil && w.ID == d.ID && r.ID == d.ID {
 			return d, nil
 		}
 	}
