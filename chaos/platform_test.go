@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -24,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/eventing"
@@ -55,7 +54,7 @@ func (quiet) Printf(context.Context, string, ...any) {}
 type platform struct {
 	t       testing.TB
 	deps    *functions.Deps
-	servers map[string]*server
+	servers *functionstest.Servers
 	game    store.Game
 	keys    store.Keys
 	log     *slog.Logger
@@ -65,15 +64,6 @@ type platform struct {
 	postgres, redis *proxy
 	// eventing holds the gamemetrics_eventing_* metrics.
 	eventing *prometheus.Registry
-}
-
-// server is one function served over HTTP, with the registry holding the
-// metrics of its current incarnation.
-type server struct {
-	addr    string
-	metrics *prometheus.Registry
-	cancel  context.CancelFunc
-	done    chan error
 }
 
 func newPlatform(t testing.TB, timezone string) *platform {
@@ -102,16 +92,12 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &platform{t: t, deps: deps, servers: map[string]*server{}, game: game, keys: keys, log: log,
+	p := &platform{t: t, deps: deps, servers: functionstest.New(t, deps, log), game: game, keys: keys, log: log,
 		db: clients.Pool, postgres: pg, redis: rd, eventing: telemetry.NewRegistry()}
 	for _, name := range functions.Implemented() {
-		p.start(name, "127.0.0.1:0")
+		p.servers.Start(name, "127.0.0.1:0")
 	}
-	services := map[string]string{}
-	for name, s := range p.servers {
-		services[name] = "http://" + s.addr
-	}
-	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: services,
+	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: p.servers.Services(),
 		Log: log, Registerer: p.eventing, PingJitter: -1})
 	if err != nil {
 		t.Fatalf("local eventing from eventing/base: %v", err)
@@ -128,64 +114,15 @@ func newPlatform(t testing.TB, timezone string) *platform {
 		if err := rt.Stop(sctx); err != nil {
 			t.Errorf("stop eventing: %v", err)
 		}
-		for name := range p.servers {
-			p.stop(name)
-		}
+		// The functions stop after this, at functionstest's cleanup.
 	})
 	return p
 }
 
-// start serves a function on addr (":0" picks a port; a restart reuses it).
-func (p *platform) start(name, addr string) {
-	p.t.Helper()
-	reg := telemetry.NewRegistry()
-	fn, err := functions.Build(context.Background(), name, p.deps, reg)
-	if err != nil {
-		p.t.Fatalf("build %s: %v", name, err)
-	}
-	var l net.Listener
-	for range 50 { // the old listener's port may take a moment to free up
-		if l, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("listen for %s on %s: %v", name, addr, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{addr: l.Addr().String(), metrics: reg, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		err := function.Serve(ctx, l, function.Mux(fn, reg, p.log), 10*time.Second, p.log)
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		s.done <- errors.Join(err, fn.Stop(sctx))
-	}()
-	p.servers[name] = s
-}
-
-// stop shuts a function down as a SIGTERM would: it drains what it holds.
-func (p *platform) stop(name string) {
-	s := p.servers[name]
-	if s == nil || s.cancel == nil {
-		return
-	}
-	s.cancel()
-	if err := <-s.done; err != nil {
-		p.t.Errorf("stop %s: %v", name, err)
-	}
-	s.cancel = nil
-}
-
 // restart stops a function and serves a new one on the same address.
-func (p *platform) restart(name string) {
-	p.t.Helper()
-	addr := p.servers[name].addr
-	p.stop(name)
-	p.start(name, addr)
-}
+func (p *platform) restart(name string) { p.servers.Restart(name) }
 
-func (p *platform) url(name string) string { return "http://" + p.servers[name].addr + "/" }
+func (p *platform) url(name string) string { return p.servers.URL(name) }
 
 // sendConfig is how the simulated clients of an experiment send.
 func (p *platform) sendConfig(seed uint64) simulation.SendConfig {
@@ -249,7 +186,7 @@ func histogramMean(reg prometheus.Gatherer, name string) float64 {
 
 // processed is a process metric of its current incarnation.
 func (p *platform) processed(outcome string) int {
-	return int(metric(p.servers[function.Process].metrics, "gamemetrics_process_events_total", "outcome", outcome))
+	return int(metric(p.servers.Get(function.Process).Metrics, "gamemetrics_process_events_total", "outcome", outcome))
 }
 
 // waitFor polls cond until it holds, failing with what after within.

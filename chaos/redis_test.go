@@ -61,7 +61,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 	if st.Accepted != int64(len(stream)) {
 		t.Fatalf("with Redis down ingest accepted %d of %d events: the rate limiter should fail open", st.Accepted, len(stream))
 	}
-	ingest := p.servers[function.Ingest].metrics
+	ingest := p.servers.Get(function.Ingest).Metrics
 	unchecked := int(metric(ingest, "gamemetrics_ingest_ratelimit_errors_total"))
 	if unchecked == 0 {
 		t.Errorf("ingest admitted %d requests with Redis down but gamemetrics_ingest_ratelimit_errors_total is 0", st.Requests)
@@ -75,7 +75,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 	if n := p.processed("failed"); n != 0 {
 		t.Errorf("process answered 5xx for %d deliveries because Redis was down; the live view must never fail a delivery", n)
 	}
-	liveErrors := int(metric(p.servers[function.Process].metrics, "gamemetrics_process_live_errors_total"))
+	liveErrors := int(metric(p.servers.Get(function.Process).Metrics, "gamemetrics_process_live_errors_total"))
 	if liveErrors == 0 {
 		t.Error("process updated no live view with Redis down, yet gamemetrics_process_live_errors_total is 0")
 	}

@@ -7,17 +7,16 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/eventing"
@@ -34,18 +33,10 @@ func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
 // platform is the pipeline of one test.
 type platform struct {
 	t       testing.TB
-	deps    *functions.Deps
-	servers map[string]*server
+	servers *functionstest.Servers
 	game    store.Game
 	keys    store.Keys
 	log     *slog.Logger
-}
-
-// server is one function served over HTTP, which a test may kill and restart.
-type server struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
 }
 
 func newPlatform(t testing.TB, timezone string) *platform {
@@ -61,15 +52,11 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &platform{t: t, deps: deps, servers: map[string]*server{}, game: game, keys: keys, log: log}
+	p := &platform{t: t, servers: functionstest.New(t, deps, log), game: game, keys: keys, log: log}
 	for _, name := range functions.Implemented() {
-		p.start(name, "127.0.0.1:0")
+		p.servers.Start(name, "127.0.0.1:0")
 	}
-	services := map[string]string{}
-	for name, s := range p.servers {
-		services[name] = "http://" + s.addr
-	}
-	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: services,
+	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: p.servers.Services(),
 		Log: log, Registerer: telemetry.NewRegistry(), PingJitter: -1})
 	if err != nil {
 		t.Fatalf("local eventing from eventing/base: %v", err)
@@ -83,55 +70,12 @@ func newPlatform(t testing.TB, timezone string) *platform {
 		if err := rt.Stop(sctx); err != nil {
 			t.Errorf("stop eventing: %v", err)
 		}
-		for name := range p.servers {
-			p.stop(name)
-		}
+		// The functions stop after this, at functionstest's cleanup.
 	})
 	return p
 }
 
-// start serves a function on addr (":0" picks a port; a restart reuses it).
-func (p *platform) start(name, addr string) {
-	p.t.Helper()
-	fn, err := functions.Build(context.Background(), name, p.deps, telemetry.NewRegistry())
-	if err != nil {
-		p.t.Fatalf("build %s: %v", name, err)
-	}
-	var l net.Listener
-	for range 50 { // the old listener's port may take a moment to free up
-		if l, err = net.Listen("tcp", addr); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("listen for %s on %s: %v", name, addr, err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{addr: l.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		err := function.Serve(ctx, l, function.Mux(fn, telemetry.NewRegistry(), p.log), 10*time.Second, p.log)
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		s.done <- errors.Join(err, fn.Stop(sctx))
-	}()
-	p.servers[name] = s
-}
-
-// stop shuts a function down as a SIGTERM would.
-func (p *platform) stop(name string) {
-	s := p.servers[name]
-	if s == nil || s.cancel == nil {
-		return
-	}
-	s.cancel()
-	if err := <-s.done; err != nil {
-		p.t.Errorf("stop %s: %v", name, err)
-	}
-	s.cancel = nil
-}
-
-func (p *platform) url(name string) string { return "http://" + p.servers[name].addr + "/" }
+func (p *platform) url(name string) string { return p.servers.URL(name) }
 
 // reader reads the report API with the game's read key.
 func (p *platform) reader() simulation.Reader {
@@ -175,14 +119,14 @@ func TestPipelineIsExactThroughDuplicatesMalformedEventsAndAProcessRestart(t *te
 	}
 	// Kill process mid-stream: deliveries fail and are retried by the
 	// eventing runtime with the manifest's backoff until it is back.
-	addr := p.servers[function.Process].addr
-	p.stop(function.Process)
+	addr := p.servers.Get(function.Process).Addr
+	p.servers.Stop(function.Process)
 	st2, err := simulation.Send(ctx, stream[third:2*third], cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	p.start(function.Process, addr)
+	p.servers.Start(function.Process, addr)
 	st3, err := simulation.Send(ctx, stream[2*third:], cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,119 @@
+// Package functionstest serves GameMetrics functions over HTTP inside a
+// test process, each on its own loopback port exactly as `gamemetrics serve`
+// does (function.Mux, function.Serve with draining), so end-to-end and
+// chaos tests can kill, restart and read the metrics of each one.
+package functionstest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
+)
+
+// Server is one function served over HTTP.
+type Server struct {
+	Addr string
+	// Metrics holds the metrics of the current incarnation (a restart
+	// starts from zero, as a new pod would).
+	Metrics *prometheus.Registry
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// Servers is a set of functions sharing one Deps.
+type Servers struct {
+	t    testing.TB
+	deps *functions.Deps
+	log  *slog.Logger
+	m    map[string]*Server
+}
+
+// New returns an empty set; Start adds functions. StopAll runs at cleanup.
+func New(t testing.TB, deps *functions.Deps, log *slog.Logger) *Servers {
+	s := &Servers{t: t, deps: deps, log: log, m: map[string]*Server{}}
+	t.Cleanup(s.StopAll)
+	return s
+}
+
+// Start serves the named function on addr ("127.0.0.1:0" picks a port;
+// Restart reuses the old one).
+func (s *Servers) Start(name, addr string) {
+	s.t.Helper()
+	reg := telemetry.NewRegistry()
+	fn, err := functions.Build(context.Background(), name, s.deps, reg)
+	if err != nil {
+		s.t.Fatalf("build %s: %v", name, err)
+	}
+	var l net.Listener
+	for range 50 { // the old listener's port may take a moment to free up
+		if l, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		s.t.Fatalf("listen for %s on %s: %v", name, addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &Server{Addr: l.Addr().String(), Metrics: reg, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		err := function.Serve(ctx, l, function.Mux(fn, reg, s.log), 10*time.Second, s.log)
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		srv.done <- errors.Join(err, fn.Stop(sctx))
+	}()
+	s.m[name] = srv
+}
+
+// Stop shuts a function down as a SIGTERM would: it drains what it holds.
+func (s *Servers) Stop(name string) {
+	srv := s.m[name]
+	if srv == nil || srv.cancel == nil {
+		return
+	}
+	srv.cancel()
+	if err := <-srv.done; err != nil {
+		s.t.Errorf("stop %s: %v", name, err)
+	}
+	srv.cancel = nil
+}
+
+// Restart stops a function and serves a new one on the same address.
+func (s *Servers) Restart(name string) {
+	s.t.Helper()
+	addr := s.Get(name).Addr
+	s.Stop(name)
+	s.Start(name, addr)
+}
+
+// StopAll stops every function still running.
+func (s *Servers) StopAll() {
+	for name := range s.m {
+		s.Stop(name)
+	}
+}
+
+// Get returns the named function's server (nil if never started).
+func (s *Servers) Get(name string) *Server { return s.m[name] }
+
+// URL is the named function's base URL, ending in "/".
+func (s *Servers) URL(name string) string { return "http://" + s.m[name].Addr + "/" }
+
+// Services maps every started function to its URL without the trailing
+// slash, as eventing.Config.Services wants.
+func (s *Servers) Services() map[string]string {
+	out := make(map[string]string, len(s.m))
+	for name, srv := range s.m {
+		out[name] = "http://" + srv.Addr
+	}
+	return out
+}
