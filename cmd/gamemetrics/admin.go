@@ -118,8 +118,11 @@ func printGame(w io.Writer, g store.Game, keys store.Keys) {
 // runEvents prints the newest records of a topic, headers included, so an
 // operator can see exactly what ingest wrote.
 func runEvents(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "replay" {
+		return runReplay(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "tail" {
-		return errors.New("events: want the subcommand tail")
+		return errors.New("events: want a subcommand: tail, replay")
 	}
 	fs := newFlags("events tail", stderr)
 	topic := fs.String("topic", kafka.TopicEvents, "topic to read")

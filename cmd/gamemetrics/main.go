@@ -36,6 +36,8 @@ Usage:
         process consuming gamemetrics.events directly (no Knative eventing)
   gamemetrics events tail [--topic gamemetrics.events] [-n 10]
         print the newest records of a topic with their headers ($KAFKA_BROKERS)
+  gamemetrics events replay [--from gamemetrics.events.dlq] [--to gamemetrics.events] [--dry-run]
+        copy dead-lettered events back for process once the cause is fixed (counted once)
   gamemetrics games set-retention --game G [--hot-days N] [--archive-days N]
         days raw events stay in PostgreSQL, then in the S3 archive
   gamemetrics players erase --game G --player P [--by WHO] [--request-id ID] [--url $RETAIN_URL | --local]
