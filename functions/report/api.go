@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -44,10 +46,33 @@ func badParam(param, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, param: param, reason: param + ": " + fmt.Sprintf(format, args...)}
 }
 
-// answer is what an API handler produces: a JSON value and its CSV form.
+// answer is what an API handler produces: a JSON value and its CSV form,
+// or a stream of NDJSON (raw events) written after the handler returns.
 type answer struct {
 	json any
 	csv  [][]string
+	// stream writes the body; filename names the download.
+	stream   func(ctx context.Context, w io.Writer) error
+	filename string
+}
+
+// lazyResponse sends the 200 and its headers with the first byte of a
+// stream, so a stream that fails before writing anything still gets an
+// error status.
+type lazyResponse struct {
+	w        http.ResponseWriter
+	filename string
+	started  bool
+}
+
+func (l *lazyResponse) Write(b []byte) (int, error) {
+	if !l.started {
+		l.started = true
+		l.w.Header().Set("Content-Type", "application/x-ndjson")
+		l.w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, l.filename))
+		l.w.WriteHeader(http.StatusOK)
+	}
+	return l.w.Write(b)
 }
 
 // api wraps an endpoint: authentication by read key, the game check, the
@@ -106,6 +131,31 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 			}
 			r.log.Error("report query failed", "gameid", game.ID, "endpoint", endpoint, "url", req.URL.String(), "err", err)
 			fail(http.StatusServiceUnavailable, "the numbers cannot be read right now; retry later", nil)
+			return
+		}
+		if ans.stream != nil {
+			sctx, scancel := context.WithTimeout(req.Context(), r.cfg.ExportTimeout)
+			defer scancel()
+			lw := &lazyResponse{w: w, filename: ans.filename}
+			err := ans.stream(sctx, lw)
+			switch {
+			case err == nil && !lw.started:
+				lw.Write(nil) // an empty day: 200 with no lines
+			case err != nil && !lw.started:
+				var ae *apiError
+				if errors.As(err, &ae) {
+					fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
+					return
+				}
+				r.log.Error("export failed", "gameid", game.ID, "url", req.URL.String(), "err", err)
+				fail(http.StatusServiceUnavailable, "the events cannot be read right now; retry later", nil)
+			case err != nil:
+				// Part of the body is out: cut the connection so the client
+				// sees a broken download, never a silently short one.
+				r.log.Error("export failed mid-stream", "gameid", game.ID, "url", req.URL.String(), "err", err)
+				status = http.StatusInternalServerError
+				panic(http.ErrAbortHandler)
+			}
 			return
 		}
 		if wantCSV && ans.csv != nil {
@@ -470,4 +520,30 @@ func handlePreflight() http.Handler {
 		h.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
 	})
+}
+
+// handleEvents exports one UTC day of the game's raw events, as stored
+// (one per id), as NDJSON structured CloudEvents: the studio's own data,
+// from PostgreSQL while the day is hot and from the S3 archive after.
+func (r *Report) handleEvents() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(_ context.Context, req *http.Request, game store.Game) (answer, error) {
+		q := req.URL.Query().Get("date")
+		day, err := time.Parse(time.DateOnly, q)
+		if err != nil {
+			return answer{}, badParam("date", "want the UTC day as YYYY-MM-DD, not %q", q)
+		}
+		if day.After(r.now().UTC().Add(24 * time.Hour)) {
+			return answer{}, badParam("date", "%s is in the future", q)
+		}
+		return answer{
+			filename: fmt.Sprintf("%s-%s.ndjson", game.ID, q),
+			stream: func(ctx context.Context, w io.Writer) error {
+				_, err := retain.WriteDay(ctx, r.pool, r.objects, game.ID, day, w)
+				if errors.Is(err, retain.ErrNoArchive) {
+					return &apiError{status: http.StatusServiceUnavailable, reason: "the day is archived and this deployment has no S3 archive configured (S3_BUCKET)"}
+				}
+				return err
+			},
+		}, nil
+	}
 }

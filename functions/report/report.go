@@ -41,6 +41,9 @@ type Config struct {
 	KeyCacheTTL time.Duration
 	// QueryTimeout bounds the database work of one API request.
 	QueryTimeout time.Duration
+	// ExportTimeout bounds one raw events export (a day of a big game is
+	// millions of events).
+	ExportTimeout time.Duration
 	// ExactDistinctLimit decides how distinct players over a week or month
 	// are counted: exactly from player_days while the sum of the daily
 	// counts of the requested range is at most this, else from the daily
@@ -51,7 +54,7 @@ type Config struct {
 
 // DefaultConfig is what `gamemetrics serve report` uses.
 func DefaultConfig() Config {
-	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExactDistinctLimit: 200_000}
+	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExportTimeout: 15 * time.Minute, ExactDistinctLimit: 200_000}
 }
 
 // Report is the report function. Build it with New.
@@ -81,6 +84,9 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, objects *archive.Cli
 	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = DefaultConfig().QueryTimeout
+	}
+	if cfg.ExportTimeout <= 0 {
+		cfg.ExportTimeout = DefaultConfig().ExportTimeout
 	}
 	games := store.NewGames(pool)
 	r := &Report{

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 )
@@ -623,7 +625,7 @@ func TestOpenAPIDocumentIsServedAndListsEveryMetric(t *testing.T) {
 	if !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Errorf("openapi = %q", doc.OpenAPI)
 	}
-	for _, p := range []string{"/v1/games/{game}/metrics/{metric}", "/v1/games/{game}/retention", "/v1/games/{game}/progression", "/v1/games/{game}/live", "/v1/game"} {
+	for _, p := range []string{"/v1/games/{game}/metrics/{metric}", "/v1/games/{game}/retention", "/v1/games/{game}/progression", "/v1/games/{game}/live", "/v1/games/{game}/events", "/v1/game"} {
 		if _, ok := doc.Paths[p]["get"]; !ok {
 			t.Errorf("path %s missing", p)
 		}
@@ -736,6 +738,59 @@ func TestTheAPIMayBeReadFromAnyOrigin(t *testing.T) {
 		_, _, h := get(t, u, key)
 		if h.Get("Access-Control-Allow-Origin") != "*" {
 			t.Errorf("GET with key %q: no Access-Control-Allow-Origin in %v", key, h)
+		}
+	}
+}
+
+// Studios can take their own raw data out: a UTC day of events, one per
+// id, as the NDJSON CloudEvents ingest accepted.
+func TestRawEventsExportOneUTCDayAsNDJSON(t *testing.T) {
+	s := seedGame(t, "Asia/Kolkata", []string{"INR"}, 6, 41)
+	_, base := newReport(t, testNow)
+	byDay := map[string]map[string]event.Event{}
+	for _, e := range s.evs {
+		d := e.Time().UTC().Format(time.DateOnly)
+		if byDay[d] == nil {
+			byDay[d] = map[string]event.Event{}
+		}
+		byDay[d][e.ID()] = e
+	}
+	for d, want := range byDay {
+		status, body, h := get(t, fmt.Sprintf("%s/v1/games/%s/events?date=%s", base, s.ID, d), s.keys.Read)
+		if status != http.StatusOK || h.Get("Content-Type") != "application/x-ndjson" || !strings.Contains(h.Get("Content-Disposition"), d) {
+			t.Fatalf("%s: %d %v", d, status, h)
+		}
+		got := map[string]bool{}
+		if err := archive.DecodeNDJSON(bytes.NewReader(body), func(e event.Event) error {
+			w, ok := want[e.ID()]
+			if !ok || got[e.ID()] {
+				return fmt.Errorf("event %s: not sent that day, or twice", e.ID())
+			}
+			got[e.ID()] = true
+			if e.Type() != w.Type() || e.Subject() != w.Subject() || !e.Time().Equal(w.Time()) || e.Extensions()["gameid"] != s.ID {
+				return fmt.Errorf("event %s differs: %v, sent %v", e.ID(), e, w)
+			}
+			return nil
+		}); err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+		if len(got) != len(want) {
+			t.Errorf("%s: %d events exported, %d sent", d, len(got), len(want))
+		}
+	}
+	for _, tc := range []struct {
+		name, path, key string
+		status          int
+	}{
+		{"a day without events", "/v1/games/" + s.ID + "/events?date=2020-01-01", s.keys.Read, http.StatusOK},
+		{"no date", "/v1/games/" + s.ID + "/events", s.keys.Read, http.StatusBadRequest},
+		{"a bad date", "/v1/games/" + s.ID + "/events?date=yesterday", s.keys.Read, http.StatusBadRequest},
+		{"another game", "/v1/games/gother/events?date=2026-10-01", s.keys.Read, http.StatusNotFound},
+		{"a write key", "/v1/games/" + s.ID + "/events?date=2026-10-01", s.keys.Write, http.StatusUnauthorized},
+	} {
+		status, body, _ := get(t, base+tc.path, tc.key)
+		if status != tc.status || (tc.status == http.StatusOK && len(body) != 0) {
+			t.Errorf("%s: %d %q, want %d", tc.name, status, body, tc.status)
 		}
 	}
 }

@@ -23,6 +23,7 @@ func (r *Report) routes() http.Handler {
 	mux.Handle("GET /v1/games/{game}/retention", r.api("retention", r.handleRetention()))
 	mux.Handle("GET /v1/games/{game}/progression", r.api("progression", r.handleProgression()))
 	mux.Handle("GET /v1/games/{game}/live", r.api("live", r.handleLive()))
+	mux.Handle("GET /v1/games/{game}/events", r.api("events", r.handleEvents()))
 	mux.Handle("GET /v1/openapi.json", handleOpenAPI())
 	mux.Handle("OPTIONS /v1/", handlePreflight())
 	assets, _ := fs.Sub(dashboardFiles, "dashboard")

@@ -64,8 +64,8 @@ func sortedDays[V any](m map[time.Time]V) []time.Time {
 }
 
 // readManifest returns game's committed archive of day, or nil if there is none.
-func (r *Retain) readManifest(ctx context.Context, game string, day time.Time) (*archive.Manifest, error) {
-	b, err := r.arc.Get(ctx, archive.ManifestKey(game, day))
+func readManifest(ctx context.Context, arc *archive.Client, game string, day time.Time) (*archive.Manifest, error) {
+	b, err := arc.Get(ctx, archive.ManifestKey(game, day))
 	if errors.Is(err, archive.ErrNotFound) {
 		return nil, nil
 	}
@@ -84,9 +84,9 @@ func (r *Retain) readManifest(ctx context.Context, game string, day time.Time) (
 
 // readArchive calls fn with every event of m's parts, each part checked
 // against its checksum and count first.
-func (r *Retain) readArchive(ctx context.Context, m *archive.Manifest, fn func(event.Event) error) error {
+func readArchive(ctx context.Context, arc *archive.Client, m *archive.Manifest, fn func(event.Event) error) error {
 	for _, p := range m.Parts {
-		b, err := r.arc.Get(ctx, p.Key)
+		b, err := arc.Get(ctx, p.Key)
 		if err != nil {
 			return err
 		}
@@ -217,7 +217,7 @@ func (w *dayWriter) commit(fault string) (archive.Manifest, error) {
 		return archive.Manifest{}, err
 	}
 	// Read the commit back: a manifest that did not land is no commit.
-	got, err := w.r.readManifest(w.parent, w.game, w.day)
+	got, err := readManifest(w.parent, w.r.arc, w.game, w.day)
 	if err != nil {
 		return archive.Manifest{}, err
 	}

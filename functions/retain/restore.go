@@ -57,7 +57,7 @@ func (r *Retain) Restore(ctx context.Context, game string, from, to time.Time) (
 	}
 	defer unlock()
 	for day := from; !day.After(to); day = day.AddDate(0, 0, 1) {
-		m, err := r.readManifest(ctx, game, day)
+		m, err := readManifest(ctx, r.arc, game, day)
 		if err != nil {
 			return res, err
 		}
@@ -84,7 +84,7 @@ func (r *Retain) Restore(ctx context.Context, game string, from, to time.Time) (
 					return gctx.Err()
 				}
 			}
-			err := r.readArchive(gctx, m, func(e event.Event) error {
+			err := readArchive(gctx, r.arc, m, func(e event.Event) error {
 				rw, err := rowFromEvent(game, &e)
 				if err != nil {
 					return err

@@ -167,7 +167,7 @@ func (r *Retain) RetainGame(ctx context.Context, g store.Game) (GameRetention, e
 		}
 		var m *archive.Manifest
 		if objs.manifest {
-			if m, err = r.readManifest(ctx, g.ID, day); err != nil {
+			if m, err = readManifest(ctx, r.arc, g.ID, day); err != nil {
 				return res, err
 			}
 		}
@@ -257,7 +257,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	if existing != nil {
 		next = existing.maxPart + 1
 		if existing.manifest {
-			m, err := r.readManifest(ctx, game, day)
+			m, err := readManifest(ctx, r.arc, game, day)
 			if err != nil {
 				return 0, false, err
 			}
@@ -268,7 +268,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	// before drop, a restored day, or late events for an archived day).
 	archived := map[string]bool{}
 	if old != nil {
-		if err := r.readArchive(ctx, old, func(e event.Event) error {
+		if err := readArchive(ctx, r.arc, old, func(e event.Event) error {
 			archived[e.ID()] = true
 			return nil
 		}); err != nil {
@@ -361,7 +361,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	default:
 		if old != nil {
 			// Merge: the new generation holds the old archive too.
-			if err := r.readArchive(ctx, old, func(e event.Event) error { return w.add(&e) }); err != nil {
+			if err := readArchive(ctx, r.arc, old, func(e event.Event) error { return w.add(&e) }); err != nil {
 				w.abandon()
 				return 0, false, err
 			}
