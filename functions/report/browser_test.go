@@ -177,6 +177,30 @@ func TestDashboardShowsTheSeededNumbers(t *testing.T) {
 		t.Errorf("players online shows %q, want 0 (the seeded events are weeks old)", page.Online)
 	}
 
+	// Raw events of one UTC day, downloaded with the key: the page counts
+	// the lines it saved.
+	day := s.evs[0].Time().UTC().Format(time.DateOnly)
+	wantLines := 0
+	for _, e := range s.evs {
+		if e.Time().UTC().Format(time.DateOnly) == day {
+			wantLines++
+		}
+	}
+	if err := chromedp.Do(ctx,
+		js(`(document.getElementById("export-date").value = "`+day+`", true)`),
+		chromedp.Click(chromedp.CSS("#export button")),
+		chromedp.Poll[chromedp.Void](`/events$/.test(document.getElementById("export-status").textContent)`, chromedp.WithPollingTimeout(20*time.Second)),
+	); err != nil {
+		t.Fatalf("download raw events: %v", err)
+	}
+	exportText, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("export-status")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := thousands(wantLines) + " events"; exportText != want {
+		t.Errorf("raw events of %s: the page says %q, want %q", day, exportText, want)
+	}
+
 	// Reloading keeps the key: the dashboard opens without asking again.
 	if err := chromedp.Do(ctx, chromedp.Reload(), waitState("ready")); err != nil {
 		t.Fatal(err)
@@ -245,4 +269,13 @@ func shot(t *testing.T, ctx context.Context, name string) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", path)
+}
+
+// thousands formats n as the dashboard does (en-US: 1,234).
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -208,6 +208,35 @@
     }
   }
 
+  // exportDay downloads one UTC day of raw events: fetched with the key
+  // (a link could not send it), then saved from a blob URL.
+  async function exportDay() {
+    const day = $("export-date").value;
+    if (!game || !day) return;
+    const status = $("export-status");
+    status.textContent = "Downloading…";
+    try {
+      const resp = await fetch("/v1/games/" + encodeURIComponent(game.game) + "/events?date=" + day,
+        { headers: { Authorization: "Bearer " + localStorage.getItem(KEY) } });
+      if (!resp.ok) {
+        let msg = "HTTP " + resp.status;
+        try { msg = (await resp.json()).error || msg; } catch (_) { /* not JSON */ }
+        throw new Error(msg);
+      }
+      const blob = await resp.blob();
+      const a = el("a", { href: URL.createObjectURL(blob), download: game.game + "-" + day + ".ndjson" });
+      document.body.appendChild(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 60000);
+      const lines = blob.size ? (await blob.text()).split("\n").filter((l) => l).length : 0;
+      status.textContent = lines ? fmt(lines) + " events" : "No events stored for " + day;
+    } catch (err) {
+      status.textContent = "";
+      showError("Raw events of " + day + ": " + err.message);
+    }
+  }
+
   function startLive() {
     if (liveTimer) clearInterval(liveTimer);
     refreshLive();
@@ -223,6 +252,8 @@
     $("range").addEventListener("submit", (e) => { e.preventDefault(); load(); });
     $("interval").addEventListener("change", load);
     $("currency").addEventListener("change", load);
+    $("export").addEventListener("submit", (e) => { e.preventDefault(); exportDay(); });
+    $("export-date").value = addDays(isoDate(new Date()), -1);
     $("forget").addEventListener("click", () => {
       localStorage.removeItem(KEY);
       game = null;
