@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -242,18 +240,7 @@ func (p *platform) get(ctx context.Context, path string, v any) (int, error) {
 // waitForTruth polls the report API until it agrees with the truth exactly.
 func (p *platform) waitForTruth(truth simulation.Truth, within time.Duration) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	diffs, err := p.reader().WaitForTruth(ctx, truth, 500*time.Millisecond)
-	if err != nil {
-		p.t.Fatalf("report API: %v", err)
-	}
-	if len(diffs) > 20 {
-		diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
-	}
-	if len(diffs) > 0 {
-		p.t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
-	}
+	functionstest.WaitForTruth(p.t, p.reader(), truth, within)
 }
 
 // proxy is one toxiproxy proxy in front of a stack server. The toxiproxy

@@ -7,11 +7,9 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -85,18 +83,7 @@ func (p *platform) reader() simulation.Reader {
 // waitForTruth polls the report API until it agrees with the truth exactly.
 func (p *platform) waitForTruth(truth simulation.Truth, within time.Duration) {
 	p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	diffs, err := p.reader().WaitForTruth(ctx, truth, 500*time.Millisecond)
-	if err != nil {
-		p.t.Fatalf("report API: %v", err)
-	}
-	if len(diffs) > 20 {
-		diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
-	}
-	if len(diffs) > 0 {
-		p.t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
-	}
+	functionstest.WaitForTruth(p.t, p.reader(), truth, within)
 }
 
 // A simulated game with 5% duplicate sends, shuffled batches, late and

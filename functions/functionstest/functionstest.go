@@ -1,14 +1,17 @@
 // Package functionstest serves GameMetrics functions over HTTP inside a
 // test process, each on its own loopback port exactly as `gamemetrics serve`
 // does (function.Mux, function.Serve with draining), so end-to-end and
-// chaos tests can kill, restart and read the metrics of each one.
+// chaos tests can kill, restart and read the metrics of each one, and wait
+// for the report API to agree with a simulation's truth.
 package functionstest
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
@@ -116,4 +120,23 @@ func (s *Servers) Services() map[string]string {
 		out[name] = "http://" + srv.Addr
 	}
 	return out
+}
+
+// WaitForTruth polls the report API through r until it agrees with truth
+// exactly, and fails t with the remaining differences if it does not
+// within the given time.
+func WaitForTruth(t testing.TB, r simulation.Reader, truth simulation.Truth, within time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	diffs, err := r.WaitForTruth(ctx, truth, 500*time.Millisecond)
+	if err != nil {
+		t.Fatalf("report API: %v", err)
+	}
+	if len(diffs) > 20 {
+		diffs = append(diffs[:20], fmt.Sprintf("… and %d more", len(diffs)-20))
+	}
+	if len(diffs) > 0 {
+		t.Fatalf("after %s the report API still disagrees with the simulator's truth:\n  %s", within, strings.Join(diffs, "\n  "))
+	}
 }

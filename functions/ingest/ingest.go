@@ -119,16 +119,6 @@ func (in *Ingest) answer(w http.ResponseWriter, status int, resp Response) {
 	function.WriteJSON(w, status, resp)
 }
 
-// allowAnyOrigin lets games running in a browser (platform "web") read
-// ingest's answers from any origin. A write key travels in the
-// Authorization header, never in a cookie, so a page on another origin gains
-// nothing it did not already have; Retry-After is exposed so a web client
-// can honour it on 429 and 503.
-func allowAnyOrigin(h http.Header) {
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Retry-After")
-}
-
 // corsHeaders are allowed in a preflight that does not list what it wants.
 const corsHeaders = "Authorization, Content-Type, Content-Encoding, ce-specversion, ce-id, ce-source, ce-type, ce-subject, ce-time, ce-sessionid, ce-dataschema"
 
@@ -170,7 +160,9 @@ func headerList(s string) bool {
 func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := in.now()
 	defer func() { in.metrics.duration.Observe(time.Since(start).Seconds()) }()
-	allowAnyOrigin(w.Header())
+	// Games on the web platform read the answer (and Retry-After on 429
+	// and 503) from their own origin.
+	function.AllowAnyOrigin(w.Header(), "Retry-After")
 	if r.Method == http.MethodOptions {
 		in.preflight(w, r)
 		return

@@ -391,10 +391,12 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 	// every player row of the batch: retain's erasure locks the player row
 	// before deleting, so an erasure either finished before (and is seen
 	// here) or waits for this batch to commit (and deletes what it wrote).
+	byHash := make(map[string]playerKey, len(pkeys))
 	{
 		games, hashes := make([]string, len(pkeys)), make([]string, len(pkeys))
 		for i, k := range pkeys {
 			games[i], hashes[i] = k.game, store.PlayerHash(k.game, k.subject)
+			byHash[hashes[i]] = k
 		}
 		b.Queue(checkErasures, games, hashes)
 	}
@@ -479,11 +481,11 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 		}
 	}
 	rows, _ = res.Query()
-	erasedAt := map[[2]string]time.Time{}
+	erasedAt := map[playerKey]time.Time{}
 	var hash string
 	var began time.Time
 	if _, err := pgx.ForEachRow(rows, []any{&g, &hash, &began}, func() error {
-		erasedAt[[2]string{g, hash}] = began
+		erasedAt[byHash[hash]] = began
 		return nil
 	}); err != nil {
 		res.Close()
@@ -495,7 +497,7 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 	if len(erasedAt) > 0 {
 		gone := map[*record]bool{}
 		for _, r := range recs {
-			at, ok := erasedAt[[2]string{r.game, store.PlayerHash(r.game, r.subject)}]
+			at, ok := erasedAt[playerKey{r.game, r.subject}]
 			received := r.received
 			if received.IsZero() {
 				received = r.time

@@ -79,7 +79,8 @@ func (l *lazyResponse) Write(b []byte) (int, error) {
 // query timeout, JSON or CSV encoding, errors and metrics.
 func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Request, game store.Game) (answer, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		allowAnyOrigin(w.Header())
+		// Studios' own web tools read the API from their origin.
+		function.AllowAnyOrigin(w.Header(), "Content-Disposition")
 		start := time.Now()
 		status := http.StatusOK
 		defer func() {
@@ -501,20 +502,12 @@ func (r *Report) handleGame() func(context.Context, *http.Request, store.Game) (
 	}
 }
 
-// allowAnyOrigin lets a studio's own web tools read the API from another
-// origin. The read key travels in the Authorization header, never in a
-// cookie, so a page on another origin gains nothing it did not already have.
-func allowAnyOrigin(h http.Header) {
-	h.Set("Access-Control-Allow-Origin", "*")
-	h.Set("Access-Control-Expose-Headers", "Content-Disposition")
-}
-
 // handlePreflight answers a browser's CORS preflight for the API (sent
 // before a cross-origin GET with an Authorization header).
 func handlePreflight() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
-		allowAnyOrigin(h)
+		function.AllowAnyOrigin(h, "Content-Disposition")
 		h.Set("Access-Control-Allow-Methods", "GET")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Accept")
 		h.Set("Access-Control-Max-Age", "86400")
