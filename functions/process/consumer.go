@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -26,14 +29,18 @@ type ConsumerConfig struct {
 	// Backoff is the first wait before rewriting a batch that failed on a
 	// transient fault; it doubles up to 5 s.
 	Backoff time.Duration
+	// Writers is how many transactions write one poll's events at once,
+	// each taking a disjoint set of players (so they never wait for each
+	// other's player or session rows, only briefly for shared rollup rows).
+	Writers int
 }
 
 // DefaultConsumerConfig consumes gamemetrics.events in group gamemetrics-process.
 func DefaultConsumerConfig() ConsumerConfig {
-	return ConsumerConfig{Group: "gamemetrics-process", Topic: kafka.TopicEvents, MaxRecords: 10_000, Backoff: 100 * time.Millisecond}
+	return ConsumerConfig{Group: "gamemetrics-process", Topic: kafka.TopicEvents, MaxRecords: 10_000, Backoff: 100 * time.Millisecond, Writers: 2}
 }
 
-// ConsumerConfigFromEnv reads PROCESS_KAFKA_GROUP and PROCESS_KAFKA_MAX_RECORDS
+// ConsumerConfigFromEnv reads PROCESS_KAFKA_GROUP, PROCESS_KAFKA_MAX_RECORDS and PROCESS_KAFKA_WRITERS
 // over the defaults (bad numbers keep the default).
 func ConsumerConfigFromEnv(getenv func(string) string) ConsumerConfig {
 	c := DefaultConsumerConfig()
@@ -42,6 +49,9 @@ func ConsumerConfigFromEnv(getenv func(string) string) ConsumerConfig {
 	}
 	if n, err := strconv.Atoi(getenv("PROCESS_KAFKA_MAX_RECORDS")); err == nil && n > 0 {
 		c.MaxRecords = n
+	}
+	if n, err := strconv.Atoi(getenv("PROCESS_KAFKA_WRITERS")); err == nil && n > 0 {
+		c.Writers = n
 	}
 	return c
 }
@@ -64,6 +74,8 @@ type Consumer struct {
 	cl  *kgo.Client
 	cfg ConsumerConfig
 	log *slog.Logger
+
+	minShare int // fewest events worth a transaction of their own
 }
 
 // NewConsumer connects a consumer-group client (auto-commit off) for p.
@@ -79,6 +91,7 @@ func NewConsumer(p *Process, kc kafka.Config, cfg ConsumerConfig, extra ...kgo.O
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = DefaultConsumerConfig().Backoff
 	}
+	cfg.Writers = max(1, cfg.Writers)
 	opts = append(opts,
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
@@ -91,19 +104,63 @@ func NewConsumer(p *Process, kc kafka.Config, cfg ConsumerConfig, extra ...kgo.O
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}
-	return &Consumer{p: p, cl: cl, cfg: cfg, log: p.log.With("mode", "consumer", "group", cfg.Group)}, nil
+	return &Consumer{p: p, cl: cl, cfg: cfg, log: p.log.With("mode", "consumer", "group", cfg.Group), minShare: 500}, nil
 }
 
 // Run consumes until ctx ends. Offsets of records not yet committed to the
 // database are never committed to Kafka.
+//
+// Two stages overlap: while one poll's events are written to PostgreSQL
+// (where the batch spends most of its time, in another process), the next
+// poll is fetched and decoded. Batches are still written and committed one
+// after another, in poll order.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consuming", "topic", c.cfg.Topic)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	decoded := make(chan *polled) // unbuffered: at most one poll waits, decoded, for the writer
+	go func() {
+		defer close(decoded)
+		for {
+			b := c.poll(ctx)
+			if b == nil {
+				return
+			}
+			select {
+			case decoded <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for b := range decoded {
+		if err := c.write(ctx, b); err != nil {
+			return nil // only ctx ends the retries
+		}
+		if err := c.cl.CommitRecords(ctx, b.kafka...); err != nil {
+			// Harmless: these records will be delivered again and deduplicated.
+			c.p.metrics.commitErrors.Inc()
+			c.log.Warn("offset commit failed", "records", len(b.kafka), "err", err)
+		}
+	}
+	return nil
+}
+
+// polled is one poll's records, decoded.
+type polled struct {
+	kafka []*kgo.Record
+	recs  []*record    // events to write
+	from  []int        // index in kafka of each of recs
+	dead  []deadLetter // records that can never be processed
+}
+
+// poll fetches the next records and decodes them, retrying transient
+// faults (an unreachable database while looking up a game) until ctx ends;
+// nil means ctx ended or the client closed.
+func (c *Consumer) poll(ctx context.Context) *polled {
 	for {
 		fetches := c.cl.PollRecords(ctx, c.cfg.MaxRecords)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if fetches.IsClientClosed() {
+		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(topic string, partition int32, err error) {
@@ -114,30 +171,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 			continue
 		}
 		c.p.metrics.consumed.Add(float64(len(recs)))
-		if err := c.process(ctx, recs); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		var b *polled
+		err := c.retry(ctx, len(recs), func() (err error) {
+			b, err = c.decode(ctx, recs)
 			return err
+		})
+		if err != nil {
+			return nil
 		}
-		if err := c.cl.CommitRecords(ctx, recs...); err != nil {
-			// Harmless: these records will be delivered again and deduplicated.
-			c.p.metrics.commitErrors.Inc()
-			c.log.Warn("offset commit failed", "records", len(recs), "err", err)
-		}
+		return b
 	}
 }
 
-// process writes one poll's records, retrying transient faults until they
-// are committed or ctx ends.
-func (c *Consumer) process(ctx context.Context, recs []*kgo.Record) error {
+// retry runs f until it succeeds or ctx ends, backing off after each
+// failure (only transient faults fail: anything else is a dead letter).
+func (c *Consumer) retry(ctx context.Context, records int, f func() error) error {
 	backoff := c.cfg.Backoff
 	for {
-		err := c.attempt(ctx, recs)
+		err := f()
 		if err == nil {
 			return nil
 		}
-		c.log.Warn("batch not committed, retrying", "records", len(recs), "in", backoff, "err", err)
+		c.log.Warn("batch not committed, retrying", "records", records, "in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -152,59 +207,95 @@ type deadLetter struct {
 	err error
 }
 
-func (c *Consumer) attempt(ctx context.Context, recs []*kgo.Record) error {
-	var (
-		rs   []*record
-		dead []deadLetter
-	)
-	for _, kr := range recs {
+// decode turns records into events for the writer; a transient fault fails
+// the whole poll (it is decoded again).
+func (c *Consumer) decode(ctx context.Context, recs []*kgo.Record) (*polled, error) {
+	b := &polled{kafka: recs}
+	rejected := 0
+	for i, kr := range recs {
 		ev, err := kafka.Event(ctx, kr)
 		if err != nil {
-			dead = append(dead, deadLetter{kr, function.Reject(400, "record at %s/%d@%d is not a CloudEvent: %v", kr.Topic, kr.Partition, kr.Offset, err)})
+			b.dead = append(b.dead, deadLetter{kr, function.Reject(400, "record at %s/%d@%d is not a CloudEvent: %v", kr.Topic, kr.Partition, kr.Offset, err)})
 			continue
 		}
 		r, err := c.p.decode(ctx, ev)
 		if err != nil {
 			if function.StatusOf(err) >= 500 {
-				return err
+				return nil, err
 			}
-			c.p.metrics.events.WithLabelValues("rejected").Inc()
-			dead = append(dead, deadLetter{kr, err})
+			rejected++
+			b.dead = append(b.dead, deadLetter{kr, err})
 			continue
 		}
-		rs = append(rs, r)
+		b.recs = append(b.recs, r)
+		b.from = append(b.from, i)
 	}
-	var fresh []*record
-	if len(rs) > 0 {
-		errs, f := c.p.apply(ctx, rs)
-		for i, err := range errs {
-			if err == nil {
-				continue
-			}
-			if function.StatusOf(err) >= 500 {
-				return err
-			}
-			dead = append(dead, deadLetter{recFor(recs, rs[i]), err})
-		}
-		fresh = f
-	}
-	if err := c.deadLetters(ctx, dead); err != nil {
-		return err
-	}
-	c.p.recordLive(fresh)
-	return nil
+	c.p.metrics.events.WithLabelValues("rejected").Add(float64(rejected))
+	return b, nil
 }
 
-// recFor finds the Kafka record a poison record came from (rare path).
-func recFor(recs []*kgo.Record, r *record) *kgo.Record {
-	for _, kr := range recs {
-		for _, h := range kr.Headers {
-			if h.Key == "ce_id" && string(h.Value) == r.id {
-				return kr
+// write stores one poll's events and dead letters, retrying transient
+// faults until they are committed or ctx ends.
+func (c *Consumer) write(ctx context.Context, b *polled) error {
+	return c.retry(ctx, len(b.kafka), func() error {
+		dead := b.dead
+		var fresh []*record
+		if len(b.recs) > 0 {
+			errs, f := c.apply(ctx, b.recs)
+			for i, err := range errs {
+				if err == nil {
+					continue
+				}
+				if function.StatusOf(err) >= 500 {
+					return err
+				}
+				dead = append(dead, deadLetter{b.kafka[b.from[i]], err})
 			}
+			fresh = f
 		}
+		if err := c.deadLetters(ctx, dead); err != nil {
+			return err
+		}
+		c.p.recordLive(fresh)
+		return nil
+	})
+}
+
+// apply writes recs in up to cfg.Writers concurrent transactions, each
+// with the events of a disjoint set of players, and returns each record's
+// result and the new records, as Process.apply does.
+func (c *Consumer) apply(ctx context.Context, recs []*record) ([]error, []*record) {
+	n := c.cfg.Writers
+	if n == 1 || len(recs) < 2*c.minShare {
+		return c.p.apply(ctx, recs)
 	}
-	return &kgo.Record{Value: r.data}
+	n = min(n, len(recs)/c.minShare)
+	parts := make([][]*record, n)
+	index := make([][]int, n)
+	for i, r := range recs {
+		h := fnv.New32a()
+		h.Write([]byte(r.game))
+		h.Write([]byte{0})
+		h.Write([]byte(r.subject))
+		k := int(h.Sum32() % uint32(n))
+		parts[k], index[k] = append(parts[k], r), append(index[k], i)
+	}
+	errs := make([]error, len(recs))
+	fresh := make([][]*record, n)
+	var wg sync.WaitGroup
+	for k := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var es []error
+			es, fresh[k] = c.p.apply(ctx, parts[k])
+			for j, err := range es {
+				errs[index[k][j]] = err
+			}
+		}()
+	}
+	wg.Wait()
+	return errs, slices.Concat(fresh...)
 }
 
 // deadLetters copies refused records to the dead-letter topic with why.

@@ -226,6 +226,18 @@ func TestDatabaseRestartMidStreamGives5xxThenExactAggregates(t *testing.T) {
 }
 
 func TestConsumerModeEndToEndThroughKafka(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		records, writers int
+	}{
+		{"one transaction per poll", 100, 1},
+		{"polls split over concurrent transactions", 10_000, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testConsumerMode(t, tc.records, tc.writers) })
+	}
+}
+
+func testConsumerMode(t *testing.T, records, writers int) {
 	setup(t)
 	game := newGame(t, "Asia/Tokyo")
 	p := newProcess(t, DefaultConfig())
@@ -262,12 +274,13 @@ func TestConsumerModeEndToEndThroughKafka(t *testing.T) {
 	}
 
 	cfg := DefaultConsumerConfig()
-	cfg.Topic, cfg.Group, cfg.MaxRecords = topic, "group-"+game.ID, 100
+	cfg.Topic, cfg.Group, cfg.MaxRecords, cfg.Writers = topic, "group-"+game.ID, records, writers
 	kc := kafka.Config{Brokers: stack.KafkaBrokers}
 	c, err := NewConsumer(p, kc, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c.minShare = 1 // split even the small polls of this test
 	rctx, stop := context.WithCancel(ctx)
 	ran := make(chan error, 1)
 	go func() { ran <- c.Run(rctx) }()
@@ -293,6 +306,13 @@ func TestConsumerModeEndToEndThroughKafka(t *testing.T) {
 	}
 	c.Close()
 	sameAggregates(t, game, evs)
+	var batches dto.Metric
+	if err := p.metrics.batchSize.Write(&batches); err != nil {
+		t.Fatal(err)
+	}
+	if n := batches.GetHistogram().GetSampleCount(); writers > 1 && n < uint64(writers) {
+		t.Errorf("%d transactions: the polls were not split over %d writers", n, writers)
+	}
 	if n := counterValue(p.metrics.events.WithLabelValues("rejected")); n != 1 {
 		t.Errorf("rejected = %v, want the one unknown-type record (sent to the DLQ)", n)
 	}
