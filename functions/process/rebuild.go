@@ -129,7 +129,7 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			slices.SortFunc(recs, func(a, b *record) int {
 				return cmpPlayer(playerKey{a.game, a.id}, playerKey{b.game, b.id})
 			})
-			if _, err := w.writeTx(ctx, tx, recs); err != nil {
+			if _, err := w.writeTx(ctx, tx, recs, false); err != nil {
 				return fmt.Errorf("replay: %w", err)
 			}
 			st.Events += int64(len(recs))

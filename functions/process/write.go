@@ -96,11 +96,7 @@ func (w *writer) writeSorted(ctx context.Context, recs []*record) (outcome, erro
 		erased []*record
 	)
 	for attempt := 0; ; attempt++ {
-		err = pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-			var err error
-			out, err = w.writeTx(ctx, tx, recs)
-			return err
-		})
+		out, err = w.writeOwnTx(ctx, recs)
 		if ee := (*erasedError)(nil); errors.As(err, &ee) {
 			// Rare: rerun without them (at most once per player, since
 			// the erasure is already recorded).
@@ -123,6 +119,34 @@ func (w *writer) writeSorted(ctx context.Context, recs []*record) (outcome, erro
 		}
 		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
 	}
+}
+
+// querier is what a batch is written through: a pgx.Tx inside a longer
+// transaction (rebuild), or a pooled connection the batch begins and
+// commits its own transaction on.
+type querier interface {
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, rows pgx.CopyFromSource) (int64, error)
+}
+
+// writeOwnTx writes recs in a transaction of their own. BEGIN travels with
+// the first statements and COMMIT with the last ones, which saves two of a
+// batch's five round trips and, above all, means the hot rollup rows are
+// locked only while the last statements run, not also while a separate
+// COMMIT travels: concurrent batches of one game queue on those rows.
+func (w *writer) writeOwnTx(ctx context.Context, recs []*record) (outcome, error) {
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer conn.Release() // destroys the connection if it is still in a transaction
+	out, err := w.writeTx(ctx, conn, recs, true)
+	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			conn.Conn().Close(ctx)
+		}
+	}
+	return out, err
 }
 
 type playerKey struct{ game, subject string }
@@ -316,12 +340,14 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::
 ON CONFLICT (gameid, hour, metric, dim) DO UPDATE SET value = r.value + excluded.value`
 )
 
-// writeTx is one attempt at a batch inside tx. Round trip 1 inserts the raw
-// events (learning which are new), creates missing player and session rows
-// and locks the touched ones; Go then merges states and computes rollup
-// deltas; round trip 2 writes states, activity and rollups.
-func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcome, error) {
-	if err := w.lockZones(ctx, tx, recs); err != nil {
+// writeTx is one attempt at a batch through tx; own says the batch begins
+// and commits a transaction of its own (see writeOwnTx), else tx is one
+// already. Round trip 1 inserts the raw events (learning which are new),
+// creates missing player and session rows and locks the touched ones; Go
+// then merges states and computes rollup deltas; round trip 2 writes
+// states, activity and rollups (rows every batch of the game touches last).
+func (w *writer) writeTx(ctx context.Context, tx querier, recs []*record, own bool) (outcome, error) {
+	if err := w.lockZones(ctx, tx, recs, own); err != nil {
 		return outcome{}, err
 	}
 	n := len(recs)
@@ -640,6 +666,25 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 	if len(changedSessions) > 0 {
 		b.Queue(updateSessions, w.sessionArgs(changedSessions, sessions)...)
 	}
+	if len(spend) > 0 {
+		keys := make([]spendKey, 0, len(spend))
+		for k := range spend {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, func(a, b spendKey) int {
+			return cmpSession(sessionKey{a.game, a.subject, a.currency}, sessionKey{b.game, b.subject, b.currency})
+		})
+		games, subs, curs, amts, cnts := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)),
+			make([]string, len(keys)), make([]int64, len(keys))
+		for i, k := range keys {
+			games[i], subs[i], curs[i] = k.game, k.subject, k.currency
+			amts[i], cnts[i] = fmt.Sprint(spend[k][0]), spend[k][1]
+		}
+		b.Queue(upsertSpend, games, subs, curs, amts, cnts)
+	}
+	// From here on rows every batch of the game writes (cohorts, activity
+	// counts, sketches, rollups): last, so they stay locked for as short a
+	// time as possible.
 	if len(moved.games) > 0 {
 		b.Queue(moveCohorts, moved.games, moved.subjects, moved.from, moved.to)
 	}
@@ -657,23 +702,10 @@ func (w *writer) writeTx(ctx context.Context, tx pgx.Tx, recs []*record) (outcom
 		}
 		b.Queue(upsertHLL, games, ds, subs)
 	}
-	if len(spend) > 0 {
-		keys := make([]spendKey, 0, len(spend))
-		for k := range spend {
-			keys = append(keys, k)
-		}
-		slices.SortFunc(keys, func(a, b spendKey) int {
-			return cmpSession(sessionKey{a.game, a.subject, a.currency}, sessionKey{b.game, b.subject, b.currency})
-		})
-		games, subs, curs, amts, cnts := make([]string, len(keys)), make([]string, len(keys)), make([]string, len(keys)),
-			make([]string, len(keys)), make([]int64, len(keys))
-		for i, k := range keys {
-			games[i], subs[i], curs[i] = k.game, k.subject, k.currency
-			amts[i], cnts[i] = fmt.Sprint(spend[k][0]), spend[k][1]
-		}
-		b.Queue(upsertSpend, games, subs, curs, amts, cnts)
-	}
 	queueRollups(b, d)
+	if own {
+		b.Queue("COMMIT")
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return out, fmt.Errorf("write aggregates: %w", err)
 	}

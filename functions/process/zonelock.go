@@ -22,8 +22,9 @@ const zoneLockKey = `hashtextextended('gamemetrics/zone/' || id, 0)`
 
 // lockZones takes the shared zone locks of the games of recs, reads their
 // zones, and re-buckets the records of any game whose zone changed since
-// it was cached (telling the cache through w.rezone).
-func (w *writer) lockZones(ctx context.Context, tx pgx.Tx, recs []*record) error {
+// it was cached (telling the cache through w.rezone). It is the first round
+// trip of a batch: begin says it also begins the transaction.
+func (w *writer) lockZones(ctx context.Context, tx querier, recs []*record, begin bool) error {
 	var games []string
 	for _, r := range recs {
 		games = append(games, r.game)
@@ -31,10 +32,19 @@ func (w *writer) lockZones(ctx context.Context, tx pgx.Tx, recs []*record) error
 	slices.Sort(games)
 	games = slices.Compact(games)
 	b := &pgx.Batch{}
+	if begin {
+		b.Queue("BEGIN")
+	}
 	b.Queue(`SELECT pg_advisory_xact_lock_shared(`+zoneLockKey+`) FROM unnest($1::text[]) AS u(id) ORDER BY id`, games)
 	// A separate statement, so its snapshot is taken after the locks are held.
 	b.Queue(`SELECT id, timezone FROM games WHERE id = ANY($1)`, games)
 	res := tx.SendBatch(ctx, b)
+	if begin {
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			return fmt.Errorf("begin: %w", err)
+		}
+	}
 	if _, err := res.Exec(); err != nil {
 		res.Close()
 		return fmt.Errorf("lock zones: %w", err)
