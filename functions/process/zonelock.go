@@ -22,32 +22,42 @@ const zoneLockKey = `hashtextextended('gamemetrics/zone/' || id, 0)`
 
 // lockZones takes the shared zone locks of the games of recs, reads their
 // zones, and re-buckets the records of any game whose zone changed since
-// it was cached (telling the cache through w.rezone). It is the first round
-// trip of a batch: begin says it also begins the transaction.
-func (w *writer) lockZones(ctx context.Context, tx querier, recs []*record, begin bool) error {
+// it was cached (telling the cache through w.rezone). A batch in its own
+// transaction sends the same statements with its first round trip instead
+// (see writeTx).
+func (w *writer) lockZones(ctx context.Context, tx querier, recs []*record) error {
+	b := &pgx.Batch{}
+	queueZoneLock(b, recs)
+	res := tx.SendBatch(ctx, b)
+	changed, err := w.readZones(res)
+	if err != nil {
+		res.Close()
+		return err
+	}
+	if err := res.Close(); err != nil {
+		return err
+	}
+	w.applyZones(changed, recs)
+	return nil
+}
+
+// queueZoneLock queues the two statements readZones reads.
+func queueZoneLock(b *pgx.Batch, recs []*record) {
 	var games []string
 	for _, r := range recs {
 		games = append(games, r.game)
 	}
 	slices.Sort(games)
 	games = slices.Compact(games)
-	b := &pgx.Batch{}
-	if begin {
-		b.Queue("BEGIN")
-	}
 	b.Queue(`SELECT pg_advisory_xact_lock_shared(`+zoneLockKey+`) FROM unnest($1::text[]) AS u(id) ORDER BY id`, games)
 	// A separate statement, so its snapshot is taken after the locks are held.
 	b.Queue(`SELECT id, timezone FROM games WHERE id = ANY($1)`, games)
-	res := tx.SendBatch(ctx, b)
-	if begin {
-		if _, err := res.Exec(); err != nil {
-			res.Close()
-			return fmt.Errorf("begin: %w", err)
-		}
-	}
+}
+
+// readZones returns the games whose zone is not the cached one.
+func (w *writer) readZones(res pgx.BatchResults) (map[string]*time.Location, error) {
 	if _, err := res.Exec(); err != nil {
-		res.Close()
-		return fmt.Errorf("lock zones: %w", err)
+		return nil, fmt.Errorf("lock zones: %w", err)
 	}
 	rows, _ := res.Query()
 	changed := map[string]*time.Location{}
@@ -64,12 +74,13 @@ func (w *writer) lockZones(ctx context.Context, tx querier, recs []*record, begi
 		return nil
 	})
 	if err != nil {
-		res.Close()
-		return fmt.Errorf("read zones: %w", err)
+		return nil, fmt.Errorf("read zones: %w", err)
 	}
-	if err := res.Close(); err != nil {
-		return err
-	}
+	return changed, nil
+}
+
+// applyZones caches changed zones and re-buckets the records of those games.
+func (w *writer) applyZones(changed map[string]*time.Location, recs []*record) {
 	for game, loc := range changed {
 		if w.rezone != nil {
 			w.rezone(game, loc)
@@ -82,7 +93,6 @@ func (w *writer) lockZones(ctx context.Context, tx querier, recs []*record, begi
 			}
 		}
 	}
-	return nil
 }
 
 // set replaces the cached zone of a game.
