@@ -89,14 +89,19 @@ func BenchmarkHTTPDeliveryFloor64(b *testing.B) {
 // deliver64 posts evs to url from 64 concurrent clients (as a KafkaSource
 // with ordering: unordered would) and returns how long that took.
 func deliver64(b *testing.B, url string, evs []event.Event) time.Duration {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	return deliver(b, url, evs, 64)
+}
+
+// deliver posts evs to url from conc concurrent clients.
+func deliver(b *testing.B, url string, evs []event.Event, conc int) time.Duration {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
 	var (
 		wg   sync.WaitGroup
 		next int
 		mu   sync.Mutex
 	)
 	start := time.Now()
-	for w := 0; w < 64; w++ {
+	for w := 0; w < conc; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -308,4 +313,37 @@ func BenchmarkFreshness10kPerSecond(b *testing.B) {
 		b.ReportMetric(lat[total-1]*1000, "max-ms")
 		b.ReportMetric(0, "ns/op")
 	}
+}
+
+// An upper bound for concurrent batch transactions that share no rows: two
+// games, each with its own process (one batch transaction at a time) and
+// 32 of the 64 deliveries in flight, so the two transactions never queue on
+// each other's rollup rows. Compare with BenchmarkHTTPDeliveries64.
+func BenchmarkHTTPDeliveries64TwoGames(b *testing.B) {
+	var (
+		urls [2]string
+		evs  [2][]event.Event
+		ps   [2]*Process
+	)
+	for i := range urls {
+		game := newGame(b, "UTC")
+		ps[i] = newProcess(b, benchConfig(b))
+		urls[i] = httpServer(b, ps[i])
+		evs[i] = benchEvents(game.ID, b.N/2, uint64(1+i))
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	var elapsed [2]time.Duration
+	for i := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			elapsed[i] = deliver(b, urls[i], evs[i], 32)
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(len(evs[0])+len(evs[1]))/max(elapsed[0], elapsed[1]).Seconds(), "events/s")
+	reportBatches(b, ps[0])
+	b.ReportMetric(0, "ns/op")
 }

@@ -189,6 +189,11 @@ func (r *Retain) erasePostgres(ctx context.Context, req ErasureRequest) error {
 	}
 }
 
+const (
+	deletePlayerEvents    = "DELETE FROM events WHERE gameid = $1 AND subject = $2 AND day BETWEEN $3 AND $4 RETURNING id"
+	deleteAllPlayerEvents = "DELETE FROM events WHERE gameid = $1 AND subject = $2 RETURNING id"
+)
+
 func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) error {
 	counts := map[string]int64{}
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
@@ -198,12 +203,13 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 		// row). process changes a player's events, activity and install day
 		// only under this key, and a process batch that starts after this
 		// commits sees the erasure and leaves the player's older events out.
-		var install pgtype.Date
+		var install, firstDay, lastDay pgtype.Date
 		var inserted bool
 		if err := tx.QueryRow(ctx, `INSERT INTO players AS p (gameid, subject, first_seen, last_seen, install_day)
 			VALUES ($1, $2, now(), now(), current_date)
 			ON CONFLICT (gameid, subject) DO UPDATE SET gameid = p.gameid
-			RETURNING install_day, xmax = 0`, req.Game, req.Player).Scan(&install, &inserted); err != nil {
+			RETURNING install_day, (first_seen AT TIME ZONE 'UTC')::date, (last_seen AT TIME ZONE 'UTC')::date, xmax = 0`,
+			req.Game, req.Player).Scan(&install, &firstDay, &lastDay, &inserted); err != nil {
 			return fmt.Errorf("lock player: %w", err)
 		}
 		if inserted {
@@ -213,7 +219,16 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 			}
 			install.Valid = false
 		}
-		rows, err := tx.Query(ctx, "DELETE FROM events WHERE gameid = $1 AND subject = $2 RETURNING id", req.Game, req.Player)
+		// The player's events lie in the UTC days of their first and last
+		// event (process keeps first_seen and last_seen as the earliest and
+		// latest event time it stored), so only those day partitions are
+		// scanned, not every hot day of the game. Without a player row,
+		// look everywhere.
+		events, args := deleteAllPlayerEvents, []any{req.Game, req.Player}
+		if !inserted {
+			events, args = deletePlayerEvents, append(args, firstDay, lastDay)
+		}
+		rows, err := tx.Query(ctx, events, args...)
 		if err != nil {
 			return err
 		}

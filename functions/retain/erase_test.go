@@ -403,3 +403,31 @@ func assertCohortsMatchActivity(t *testing.T, game string, want int64) {
 		t.Errorf("largest cohort cell has %d players, want %d", most, want)
 	}
 }
+
+// Erasing a player scans only the day partitions between their first and
+// last event, not every hot day of the game.
+func TestErasureScansOnlyThePlayersDays(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 30, 400)
+	now := time.Now()
+	gn := &gen{game: g.ID}
+	feed(t, gn.days([]string{"early", "late"}, []int{9, 6, 3, 0}, now))
+	day := func(offset int) time.Time { return now.UTC().AddDate(0, 0, -offset).Truncate(24 * time.Hour) }
+	rows, err := pool.Query(ctx, "EXPLAIN "+retain.DeletePlayerEvents, g.ID, "early", day(6), day(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	for _, line := range plan {
+		if strings.Contains(line, "Scan") && strings.Contains(line, " on events_") {
+			scanned++
+		}
+	}
+	if scanned != 2 {
+		t.Errorf("scans %d partitions, want the 2 of the player's days:\n%s", scanned, strings.Join(plan, "\n"))
+	}
+}
