@@ -44,7 +44,14 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	if testing.Verbose() {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	deps := functions.NewDeps(stack.Getenv, log)
+	// The stack's addresses, then the environment (PROCESS_FLUSHERS and
+	// the like, to compare settings in the benchmarks).
+	deps := functions.NewDeps(func(name string) string {
+		if v := stack.Getenv(name); v != "" {
+			return v
+		}
+		return os.Getenv(name)
+	}, log)
 	t.Cleanup(deps.Close)
 	game, keys, err := store.NewGames(devstacktest.Connect(t, stack).Pool).Create(ctx, t.Name(), timezone)
 	if err != nil {
