@@ -23,7 +23,6 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
-	"github.com/gamemetrics/gamemetrics/shared/eventing"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -90,30 +89,16 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &platform{t: t, deps: deps, servers: functionstest.New(t, deps, log), game: game, keys: keys, log: log,
-		db: clients.Pool, postgres: pg, redis: rd, eventing: telemetry.NewRegistry()}
-	for _, name := range functions.Implemented() {
-		p.servers.Start(name, "127.0.0.1:0")
-	}
-	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: p.servers.Services(),
-		Log: log, Registerer: p.eventing, PingJitter: -1})
-	if err != nil {
-		t.Fatalf("local eventing from eventing/base: %v", err)
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	reg := telemetry.NewRegistry()
+	servers := functionstest.Platform(t, deps, log, "../eventing/base", stack.KafkaBrokers, reg)
+	// Heal everything first so the runtime and the draining functions can
+	// finish (this cleanup runs before Platform's).
 	t.Cleanup(func() {
-		// Heal everything first so draining functions can finish.
 		pg.heal()
 		rd.heal()
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := rt.Stop(sctx); err != nil {
-			t.Errorf("stop eventing: %v", err)
-		}
-		// The functions stop after this, at functionstest's cleanup.
 	})
+	p := &platform{t: t, deps: deps, servers: servers, game: game, keys: keys, log: log,
+		db: clients.Pool, postgres: pg, redis: rd, eventing: reg}
 	return p
 }
 

@@ -17,7 +17,6 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
-	"github.com/gamemetrics/gamemetrics/shared/eventing"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -57,26 +56,8 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &platform{t: t, servers: functionstest.New(t, deps, log), game: game, keys: keys, log: log}
-	for _, name := range functions.Implemented() {
-		p.servers.Start(name, "127.0.0.1:0")
-	}
-	rt, err := eventing.New(eventing.Config{Dir: "../eventing/base", Brokers: stack.KafkaBrokers, Services: p.servers.Services(),
-		Log: log, Registerer: telemetry.NewRegistry(), PingJitter: -1})
-	if err != nil {
-		t.Fatalf("local eventing from eventing/base: %v", err)
-	}
-	if err := rt.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := rt.Stop(sctx); err != nil {
-			t.Errorf("stop eventing: %v", err)
-		}
-		// The functions stop after this, at functionstest's cleanup.
-	})
+	servers := functionstest.Platform(t, deps, log, "../eventing/base", stack.KafkaBrokers, telemetry.NewRegistry())
+	p := &platform{t: t, servers: servers, game: game, keys: keys, log: log}
 	return p
 }
 

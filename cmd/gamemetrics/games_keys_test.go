@@ -7,7 +7,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -16,13 +15,9 @@ import (
 // A leaked or shipped key is replaced: with a grace period both keys work
 // until it ends; without one the old key stops at once.
 func TestGamesRotateKeyKeepsTheOldKeyForTheGraceThenRevokesIt(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := migrated(t)
 	getenv := stack.Getenv
 	var out, errb bytes.Buffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &errb); err != nil {
-		t.Fatal(err)
-	}
 	games := store.NewGames(devstacktest.Connect(t, stack).Pool)
 	g, first, err := games.Create(ctx, "rotate", "UTC")
 	if err != nil {

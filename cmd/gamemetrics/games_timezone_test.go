@@ -2,23 +2,17 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
 func TestGamesSetTimezoneChangesTheZoneAndRefusesBadInput(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := migrated(t)
 	getenv := stack.Getenv
 	var out, errb bytes.Buffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &errb); err != nil {
-		t.Fatal(err)
-	}
 	clients := devstacktest.Connect(t, stack)
 	pool := clients.Pool
 	g, _, err := store.NewGames(pool).Create(ctx, "tz", "UTC")

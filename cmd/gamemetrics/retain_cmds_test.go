@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -22,13 +21,9 @@ import (
 )
 
 func TestRetainCommandsAgainstTheLocalStack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx := migrated(t)
 	getenv := stack.Getenv
 	var out, errb bytes.Buffer
-	if err := run(ctx, []string{"migrate"}, getenv, &out, &errb); err != nil {
-		t.Fatal(err)
-	}
 	clients := devstacktest.Connect(t, stack)
 	pool := clients.Pool
 	rdb := clients.Redis

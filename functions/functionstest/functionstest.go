@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gamemetrics/gamemetrics/functions"
+	"github.com/gamemetrics/gamemetrics/shared/eventing"
 	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
@@ -45,6 +46,34 @@ type Servers struct {
 func New(t testing.TB, deps *functions.Deps, log *slog.Logger) *Servers {
 	s := &Servers{t: t, deps: deps, log: log, m: map[string]*Server{}}
 	t.Cleanup(s.StopAll)
+	return s
+}
+
+// Platform serves every implemented function and runs the local eventing
+// runtime from the manifests in dir (../eventing/base from a test package),
+// delivering from brokers to those functions, as `gamemetrics dev` does.
+// The runtime stops at cleanup, before the functions: cleanups t registers
+// after Platform returns run before both.
+func Platform(t testing.TB, deps *functions.Deps, log *slog.Logger, dir string, brokers []string, reg prometheus.Registerer) *Servers {
+	t.Helper()
+	s := New(t, deps, log)
+	for _, name := range functions.Implemented() {
+		s.Start(name, "127.0.0.1:0")
+	}
+	rt, err := eventing.New(eventing.Config{Dir: dir, Brokers: brokers, Services: s.Services(), Log: log, Registerer: reg, PingJitter: -1})
+	if err != nil {
+		t.Fatalf("local eventing from %s: %v", dir, err)
+	}
+	if err := rt.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := rt.Stop(ctx); err != nil {
+			t.Errorf("stop eventing: %v", err)
+		}
+	})
 	return s
 }
 

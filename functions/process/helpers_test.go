@@ -22,6 +22,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -521,25 +522,28 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	rows, err := pool.Query(ctx, `SELECT 'daily|' || to_char(day, 'YYYY-MM-DD') || '|' || metric || '|' || dim, value::text
+	// readKeyValues adds the (key, value) rows of sql to out, value normalised by norm.
+	readKeyValues := func(sql string, norm func(string) string) {
+		rows, _ := pool.Query(ctx, sql, game)
+		var k, v string
+		if _, err := pgx.ForEachRow(rows, []any{&k, &v}, func() error {
+			out[k] = norm(v)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	readKeyValues(`SELECT 'daily|' || to_char(day, 'YYYY-MM-DD') || '|' || metric || '|' || dim, value::text
 		FROM rollup_daily WHERE gameid = $1 AND value <> 0
 		UNION ALL
 		SELECT 'hourly|' || to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || metric || '|' || dim, value::text
-		FROM rollup_hourly WHERE gameid = $1 AND value <> 0`, game)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			t.Fatal(err)
-		}
-		out[k] = ratOf(t, v).RatString()
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
-	rows, err = pool.Query(ctx, `SELECT subject, sessionid, begin_at, length_s::text, day, coalesce(platform, ''), end_at IS NOT NULL
+		FROM rollup_hourly WHERE gameid = $1 AND value <> 0`,
+		func(v string) string { return ratOf(t, v).RatString() })
+	readKeyValues(`SELECT 'cohort|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD'), players::text
+		FROM cohort_days WHERE gameid = $1 AND players <> 0`, func(v string) string { return v })
+	readKeyValues(`SELECT 'spend|' || subject || '|' || currency, amount_minor::text || ' ' || purchases FROM player_spend WHERE gameid = $1`,
+		func(v string) string { return v })
+	rows, err := pool.Query(ctx, `SELECT subject, sessionid, begin_at, length_s::text, day, coalesce(platform, ''), end_at IS NOT NULL
 		FROM sessions WHERE gameid = $1`, game)
 	if err != nil {
 		t.Fatal(err)
@@ -572,29 +576,6 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 		}
 		out["player|"+subject] = fmt.Sprintf("%s %s %s %s %d", first.UTC().Format(time.RFC3339Nano), last.UTC().Format(time.RFC3339Nano),
 			install.Format(time.DateOnly), fps, n)
-	}
-	rows, err = pool.Query(ctx, `SELECT 'cohort|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD'), players::text
-		FROM cohort_days WHERE gameid = $1 AND players <> 0`, game)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			t.Fatal(err)
-		}
-		out[k] = v
-	}
-	rows, err = pool.Query(ctx, `SELECT subject || '|' || currency, amount_minor::text || ' ' || purchases FROM player_spend WHERE gameid = $1`, game)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var k, v string
-		if err := rows.Scan(&k, &v); err != nil {
-			t.Fatal(err)
-		}
-		out["spend|"+k] = v
 	}
 	return out
 }
