@@ -989,22 +989,11 @@ func readInventory(root string) (metricInventory, error) {
 		}
 		// Constants, literals and HTTP statuses of the package.
 		for _, af := range parsed {
-			for _, decl := range af.Decls {
-				gd, ok := decl.(*ast.GenDecl)
-				if !ok || gd.Tok != token.CONST {
-					continue
+			eachConst(af, func(name string, value ast.Expr) {
+				if s, ok := stringLit(value); ok {
+					pkg.consts[name] = s
 				}
-				for _, spec := range gd.Specs {
-					vs := spec.(*ast.ValueSpec)
-					for i, n := range vs.Names {
-						if i < len(vs.Values) {
-							if s, ok := stringLit(vs.Values[i]); ok {
-								pkg.consts[n.Name] = s
-							}
-						}
-					}
-				}
-			}
+			})
 			ast.Inspect(af, func(n ast.Node) bool {
 				switch n := n.(type) {
 				case *ast.BasicLit:
@@ -1290,22 +1279,11 @@ func httpStatuses() (map[string]string, error) {
 		return nil, fmt.Errorf("read net/http status codes: %w", err)
 	}
 	out := map[string]string{}
-	for _, decl := range f.Decls {
-		gd, ok := decl.(*ast.GenDecl)
-		if !ok || gd.Tok != token.CONST {
-			continue
+	eachConst(f, func(name string, value ast.Expr) {
+		if lit, ok := value.(*ast.BasicLit); ok && lit.Kind == token.INT {
+			out[name] = lit.Value
 		}
-		for _, spec := range gd.Specs {
-			vs := spec.(*ast.ValueSpec)
-			for i, n := range vs.Names {
-				if i < len(vs.Values) {
-					if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.INT {
-						out[n.Name] = lit.Value
-					}
-				}
-			}
-		}
-	}
+	})
 	if out["StatusServiceUnavailable"] != "503" {
 		return nil, errors.New("net/http/status.go: StatusServiceUnavailable not found")
 	}
@@ -1360,4 +1338,22 @@ func stderrOf(err error) string {
 		return string(ee.Stderr)
 	}
 	return ""
+}
+
+// eachConst calls f for every constant of file with an explicit value.
+func eachConst(file *ast.File, f func(name string, value ast.Expr)) {
+	for _, decl := range file.Decls {
+		gd, ok := decl.(*ast.GenDecl)
+		if !ok || gd.Tok != token.CONST {
+			continue
+		}
+		for _, spec := range gd.Specs {
+			vs := spec.(*ast.ValueSpec)
+			for i, n := range vs.Names {
+				if i < len(vs.Values) {
+					f(n.Name, vs.Values[i])
+				}
+			}
+		}
+	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -272,12 +272,14 @@ func (c *Consumer) apply(ctx context.Context, recs []*record) ([]error, []*recor
 	n = min(n, len(recs)/c.minShare)
 	parts := make([][]*record, n)
 	index := make([][]int, n)
+	seed := maphash.MakeSeed()
 	for i, r := range recs {
-		h := fnv.New32a()
-		h.Write([]byte(r.game))
-		h.Write([]byte{0})
-		h.Write([]byte(r.subject))
-		k := int(h.Sum32() % uint32(n))
+		var h maphash.Hash
+		h.SetSeed(seed)
+		h.WriteString(r.game)
+		h.WriteByte(0)
+		h.WriteString(r.subject)
+		k := int(h.Sum64() % uint64(n))
 		parts[k], index[k] = append(parts[k], r), append(index[k], i)
 	}
 	errs := make([]error, len(recs))
