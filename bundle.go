@@ -14,7 +14,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gamemetrics/gamemetrics/functions"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
@@ -26,7 +26,7 @@ type Bundle struct {
 }
 
 type started struct {
-	fn   function.Function
+	fn   serving.Function
 	deps *functions.Deps
 	mux  http.Handler
 }
@@ -50,7 +50,7 @@ func (b *Bundle) Start(ctx context.Context, cfg map[string]string) error {
 		deps.Close()
 		return fmt.Errorf("start %s: %w", name, err)
 	}
-	b.started.Store(&started{fn: fn, deps: deps, mux: function.Mux(fn, reg, log)})
+	b.started.Store(&started{fn: fn, deps: deps, mux: serving.Mux(fn, reg, log)})
 	return nil
 }
 
@@ -59,7 +59,7 @@ func (b *Bundle) Start(ctx context.Context, cfg map[string]string) error {
 func (b *Bundle) Handle(w http.ResponseWriter, r *http.Request) {
 	st := b.started.Load()
 	if st == nil {
-		function.WriteJSONError(w, http.StatusServiceUnavailable, "function not started yet")
+		serving.WriteJSONError(w, http.StatusServiceUnavailable, "function not started yet")
 		return
 	}
 	st.mux.ServeHTTP(w, r)

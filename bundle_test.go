@@ -19,7 +19,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -47,20 +47,20 @@ func binaryEvent(url, id, typ, body string, headers map[string]string) *http.Req
 // requests holds, per function, a CloudEvent that function accepts.
 func requests() map[string]request {
 	return map[string]request{
-		function.Ingest: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+		serving.Ingest: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-ingest-1", "com.gamemetrics.heartbeat", "{}", map[string]string{
 				"Authorization": "Bearer " + k.Write, "Ce-Subject": "player-1", "Ce-Sessionid": "s-1"})
 		},
-		function.Process: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+		serving.Process: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-process-1", "com.gamemetrics.heartbeat", "{}", map[string]string{
 				"Ce-Subject": "player-1", "Ce-Sessionid": "s-1", "Ce-Gameid": g.ID,
 				"Ce-Knativekafkapartition": "0", "Ce-Knativekafkaoffset": "1"})
 		},
-		function.Report: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+		serving.Report: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-report-1", "dev.knative.sources.ping", `{"report":"daily"}`,
 				map[string]string{"Ce-Source": "/apis/v1/namespaces/gamemetrics/pingsources/report-daily"})
 		},
-		function.Retain: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+		serving.Retain: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-retain-1", "com.gamemetrics.player.erasure.requested",
 				`{"game":"`+g.ID+`","player":"player-1","requested_by":"bundle-test"}`, nil)
 		},
@@ -84,7 +84,7 @@ func TestBundleServesEveryFunctionThroughTheFuncRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	reqs := requests()
-	for _, name := range function.Names() {
+	for _, name := range serving.Names() {
 		t.Run(name, func(t *testing.T) {
 			cfg := map[string]string{"FUNCTION": name, "LOG_LEVEL": "warn"}
 			for _, kv := range stack.Env() {

@@ -23,7 +23,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
@@ -109,7 +109,7 @@ func (p *platform) url(name string) string { return p.servers.URL(name) }
 
 // sendConfig is how the simulated clients of an experiment send.
 func (p *platform) sendConfig(seed uint64) simulation.SendConfig {
-	return simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 50, Concurrency: 4, Seed: seed}
+	return simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: 50, Concurrency: 4, Seed: seed}
 }
 
 // metric sums the samples of a counter or gauge (a histogram's count) in
@@ -169,7 +169,7 @@ func histogramMean(reg prometheus.Gatherer, name string) float64 {
 
 // processed is a process metric of its current incarnation.
 func (p *platform) processed(outcome string) int {
-	return int(metric(p.servers.Get(function.Process).Metrics, "gamemetrics_process_events_total", "outcome", outcome))
+	return int(metric(p.servers.Get(serving.Process).Metrics, "gamemetrics_process_events_total", "outcome", outcome))
 }
 
 // waitFor polls cond until it holds, failing with what after within.
@@ -213,7 +213,7 @@ func (p *platform) assertStoredOnce(evs []simulation.Event) {
 
 // reader reads the report API with the game's read key.
 func (p *platform) reader() simulation.Reader {
-	return simulation.Reader{BaseURL: p.url(function.Report), Game: p.game.ID, ReadKey: p.keys.Read}
+	return simulation.Reader{BaseURL: p.url(serving.Report), Game: p.game.ID, ReadKey: p.keys.Read}
 }
 
 // get reads a report API path with the read key; the status is returned

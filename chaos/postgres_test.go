@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 )
 
@@ -64,7 +64,7 @@ func TestPostgresLatencyChangesNoNumber(t *testing.T) {
 	if n := p.processed("failed"); n != 0 {
 		t.Errorf("process answered 5xx for %d deliveries under latency alone", n)
 	}
-	proc := p.servers.Get(function.Process).Metrics
+	proc := p.servers.Get(serving.Process).Metrics
 	t.Logf("latency 75±25 ms: %d events (%d unique, %d duplicate sends) accepted in %d requests; truth reached %s after the first send; "+
 		"process: %d new, %d duplicate, %d failed, %d batches of %.0f events on average taking %.0f ms; eventing retries %d",
 		st.Accepted, len(evs), duplicates, st.Requests, took.Round(100*time.Millisecond),
@@ -158,7 +158,7 @@ func TestPostgresResetsLostCommitsAndAnOutageLoseAndDoubleCountNothing(t *testin
 	if eventingRetries == 0 {
 		t.Errorf("process answered 5xx %d times but the eventing runtime retried nothing", p.processed("failed"))
 	}
-	proc := p.servers.Get(function.Process).Metrics
+	proc := p.servers.Get(serving.Process).Metrics
 	t.Logf("%d events (%d unique, %d duplicate sends) accepted, %d client retries at ingest; %d deliveries answered 5xx (%d during the resets, %d while commits lost their answer, %d during the outage), %d transient batch errors; "+
 		"eventing: %d retries, %d delivered, %d dead-lettered; process: %d new, %d duplicate, so %d events committed by a transaction whose answer was lost were recognised on redelivery; PostgreSQL holds each event once",
 		accepted, len(evs), duplicates, retries, p.processed("failed"), failed[1]-failed[0], failed[2]-failed[1], failed[3]-failed[2],

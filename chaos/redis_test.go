@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/gamemetrics/gamemetrics/functions"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -61,7 +61,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 	if st.Accepted != int64(len(stream)) {
 		t.Fatalf("with Redis down ingest accepted %d of %d events: the rate limiter should fail open", st.Accepted, len(stream))
 	}
-	ingest := p.servers.Get(function.Ingest).Metrics
+	ingest := p.servers.Get(serving.Ingest).Metrics
 	unchecked := int(metric(ingest, "gamemetrics_ingest_ratelimit_errors_total"))
 	if unchecked == 0 {
 		t.Errorf("ingest admitted %d requests with Redis down but gamemetrics_ingest_ratelimit_errors_total is 0", st.Requests)
@@ -75,7 +75,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 	if n := p.processed("failed"); n != 0 {
 		t.Errorf("process answered 5xx for %d deliveries because Redis was down; the live view must never fail a delivery", n)
 	}
-	liveErrors := int(metric(p.servers.Get(function.Process).Metrics, "gamemetrics_process_live_errors_total"))
+	liveErrors := int(metric(p.servers.Get(serving.Process).Metrics, "gamemetrics_process_live_errors_total"))
 	if liveErrors == 0 {
 		t.Error("process updated no live view with Redis down, yet gamemetrics_process_live_errors_total is 0")
 	}
@@ -83,7 +83,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 		t.Errorf("live view with Redis down answered %d, want 503", status)
 	}
 	// Readiness as Knative probes it: no function needs Redis to serve.
-	readyIngest, readyProcess, readyReport := p.readiness(function.Ingest), p.readiness(function.Process), p.readiness(function.Report)
+	readyIngest, readyProcess, readyReport := p.readiness(serving.Ingest), p.readiness(serving.Process), p.readiness(serving.Report)
 	if readyIngest != http.StatusOK || readyProcess != http.StatusOK || readyReport != http.StatusOK {
 		t.Errorf("readiness with Redis down: ingest %d, process %d, report %d, want 200 (Redis is optional)", readyIngest, readyProcess, readyReport)
 	}
@@ -98,7 +98,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 		}
 		return ""
 	}, p.log)
-	fn, startErr := functions.Build(ctx, function.Process, deps, telemetry.NewRegistry())
+	fn, startErr := functions.Build(ctx, serving.Process, deps, telemetry.NewRegistry())
 	if startErr != nil {
 		t.Errorf("a process replica starting while Redis is down: %v", startErr)
 	} else {
@@ -113,7 +113,7 @@ func TestRedisOutageLeavesTheAggregatesExactAndOnlyTheLiveViewDark(t *testing.T)
 
 	// Redis comes back. Restart process first, so no batch processed
 	// during the outage is still on its way to Redis.
-	p.restart(function.Process)
+	p.restart(serving.Process)
 	p.redis.enable()
 	// go-redis keeps failing fast with its last dial error for up to a
 	// second after a run of failed dials; the live view misses what is

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 )
 
@@ -32,7 +32,7 @@ func BenchmarkEndToEndSustained(b *testing.B) {
 	if len(evs) > b.N {
 		evs = evs[:b.N]
 	}
-	cfg := simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 250, Concurrency: 8, Seed: 21}
+	cfg := simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: 250, Concurrency: 8, Seed: 21}
 	stream, _, _ := simulation.Plan(evs, cfg)
 	from, to := now.AddDate(0, 0, -4).Format("2006-01-02"), now.AddDate(0, 0, 1).Format("2006-01-02")
 	ctx := context.Background()
@@ -107,7 +107,7 @@ func BenchmarkEndToEndFreshness(b *testing.B) {
 	}()
 	b.ResetTimer()
 	start := time.Now()
-	cfg := simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: batch, Concurrency: 8, Seed: 22}
+	cfg := simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: batch, Concurrency: 8, Seed: 22}
 	for i := 0; i < len(evs); i += batch {
 		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 		time.Sleep(time.Until(due))

@@ -17,7 +17,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
@@ -65,7 +65,7 @@ func (p *platform) url(name string) string { return p.servers.URL(name) }
 
 // reader reads the report API with the game's read key.
 func (p *platform) reader() simulation.Reader {
-	return simulation.Reader{BaseURL: p.url(function.Report), Game: p.game.ID, ReadKey: p.keys.Read}
+	return simulation.Reader{BaseURL: p.url(serving.Report), Game: p.game.ID, ReadKey: p.keys.Read}
 }
 
 // waitForTruth polls the report API until it agrees with the truth exactly.
@@ -82,7 +82,7 @@ func TestPipelineIsExactThroughDuplicatesMalformedEventsAndAProcessRestart(t *te
 	loc := p.game.Location()
 	now := time.Now().UTC()
 	evs := simulation.Generate(simulation.Config{Players: 250, Days: 6, End: now, Location: loc, Seed: 11, RunID: "e2e1-"})
-	cfg := simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 50, Concurrency: 4,
+	cfg := simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: 50, Concurrency: 4,
 		Duplicates: 0.05, Late: 0.02, Malformed: 0.01, Shuffle: true, Seed: 11, Rate: 4000}
 	stream, malformed, _ := simulation.Plan(evs, cfg)
 	third := len(stream) / 3
@@ -94,14 +94,14 @@ func TestPipelineIsExactThroughDuplicatesMalformedEventsAndAProcessRestart(t *te
 	}
 	// Kill process mid-stream: deliveries fail and are retried by the
 	// eventing runtime with the manifest's backoff until it is back.
-	addr := p.servers.Get(function.Process).Addr
-	p.servers.Stop(function.Process)
+	addr := p.servers.Get(serving.Process).Addr
+	p.servers.Stop(serving.Process)
 	st2, err := simulation.Send(ctx, stream[third:2*third], cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Second)
-	p.servers.Start(function.Process, addr)
+	p.servers.Start(serving.Process, addr)
 	st3, err := simulation.Send(ctx, stream[2*third:], cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,7 @@ func TestABurstBeyondProcessSpeedDrainsWithNothingLost(t *testing.T) {
 	p := newPlatform(t, "Asia/Kolkata")
 	loc := p.game.Location()
 	evs := simulation.Generate(simulation.Config{Players: 500, Days: 4, End: time.Now().UTC(), Location: loc, Seed: 12, RunID: "e2e2-"})
-	cfg := simulation.SendConfig{URL: p.url(function.Ingest), WriteKey: p.keys.Write, Batch: 250, Concurrency: 8, Seed: 12}
+	cfg := simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: 250, Concurrency: 8, Seed: 12}
 	stream, _, _ := simulation.Plan(evs, cfg)
 	start := time.Now()
 	st, err := simulation.Send(context.Background(), stream, cfg)

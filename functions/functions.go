@@ -24,14 +24,14 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
 // Implemented lists the functions this build can serve.
 func Implemented() []string {
-	return []string{function.Ingest, function.Process, function.Report, function.Retain}
+	return []string{serving.Ingest, serving.Process, serving.Report, serving.Retain}
 }
 
 // Deps are the shared clients of one process: one pool, one Redis client,
@@ -112,9 +112,9 @@ func (d *Deps) Close() {
 
 // Build returns the named function wired to deps, registering its metrics
 // on reg.
-func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Registerer) (function.Function, error) {
-	if !slices.Contains(function.Names(), name) {
-		return nil, fmt.Errorf("unknown function %q: want one of %s", name, strings.Join(function.Names(), ", "))
+func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Registerer) (serving.Function, error) {
+	if !slices.Contains(serving.Names(), name) {
+		return nil, fmt.Errorf("unknown function %q: want one of %s", name, strings.Join(serving.Names(), ", "))
 	}
 	if !slices.Contains(Implemented(), name) {
 		return nil, errors.New("function " + name + " is not part of this build yet (implemented: " + strings.Join(Implemented(), ", ") + ")")
@@ -130,7 +130,7 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 		return nil, err
 	}
 	switch name {
-	case function.Ingest:
+	case serving.Ingest:
 		cfg, err := ingest.ConfigFromEnv(deps.getenv)
 		if err != nil {
 			return nil, err
@@ -140,13 +140,13 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 			return nil, err
 		}
 		return ingest.New(cfg, store.NewGames(pool), prod, rdb, log, reg), nil
-	case function.Process:
+	case serving.Process:
 		cfg, err := process.ConfigFromEnv(deps.getenv)
 		if err != nil {
 			return nil, err
 		}
 		return process.New(cfg, pool, rdb, log, reg), nil
-	case function.Report:
+	case serving.Report:
 		var objects *archive.Client
 		if s3cfg := archive.ConfigFromEnv(deps.getenv); s3cfg.Bucket != "" {
 			if objects, err = archive.Open(ctx, s3cfg); err != nil {
@@ -156,7 +156,7 @@ func Build(ctx context.Context, name string, deps *Deps, reg prometheus.Register
 			log.Warn("no S3_BUCKET: the API serves, but PingSource digests will fail until one is configured")
 		}
 		return report.New(report.DefaultConfig(), pool, rdb, objects, log, reg, time.Now), nil
-	case function.Retain:
+	case serving.Retain:
 		cfg, err := retain.ConfigFromEnv(deps.getenv)
 		if err != nil {
 			return nil, err

@@ -17,7 +17,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/eventing"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -38,7 +38,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	dir := fs.String("dir", envOr(getenv, "GAMEMETRICS_DEV_DIR", ".gamemetrics"), "where the local stack keeps its data")
 	manifests := fs.String("eventing", envOr(getenv, "GAMEMETRICS_EVENTING_DIR", "eventing/base"), "eventing manifests the local eventing runtime runs")
 	ports := map[string]*int{}
-	for _, name := range function.Names() {
+	for _, name := range serving.Names() {
 		def, _ := strconv.Atoi(envOr(getenv, strings.ToUpper(name)+"_PORT", strconv.Itoa(devPorts[name])))
 		ports[name] = fs.Int(name+"-port", def, "port of "+name+" ($"+strings.ToUpper(name)+"_PORT)")
 	}
@@ -156,7 +156,7 @@ func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoG
 }
 
 func printDev(w io.Writer, s *devstack.Stack, d demoGame, ports map[string]*int, devDir string, took time.Duration) {
-	ingest := fmt.Sprintf("http://127.0.0.1:%d/", *ports[function.Ingest])
+	ingest := fmt.Sprintf("http://127.0.0.1:%d/", *ports[serving.Ingest])
 	var running []string
 	for _, name := range functions.Implemented() {
 		running = append(running, fmt.Sprintf("%s http://127.0.0.1:%d/", name, *ports[name]))
@@ -192,6 +192,6 @@ See it in Kafka:
 Simulate 1,000 players, then keep some online (the dashboard's live view moves):
   GAMEMETRICS_DEV_DIR=%s go run ./cmd/gamemetrics simulate --players 1000 --realtime 10m
 
-`, took.Seconds(), ingest, ingest, *ports[function.Report], strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
+`, took.Seconds(), ingest, ingest, *ports[serving.Report], strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
 		d.ID, d.WriteKey, d.ReadKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","), devDir)
 }

@@ -11,8 +11,8 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/functions/process"
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
@@ -57,7 +57,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // without Knative eventing) while serving its HTTP face, health and
 // metrics on l. Either ending stops both; queued work is drained.
 func serveFromKafka(ctx context.Context, name string, l net.Listener, deps *functions.Deps, log *slog.Logger, getenv func(string) string) error {
-	if name != function.Process {
+	if name != serving.Process {
 		l.Close()
 		return fmt.Errorf("--from-kafka applies to process only, not %s", name)
 	}
@@ -86,7 +86,7 @@ func serveFromKafka(ctx context.Context, name string, l net.Listener, deps *func
 		cancel()
 	}()
 	log.Info("serving", "addr", l.Addr().String(), "from-kafka", true)
-	serr := function.Serve(ctx, l, function.Mux(fn, reg, log), drainTimeout, log)
+	serr := serving.Serve(ctx, l, serving.Mux(fn, reg, log), drainTimeout, log)
 	cancel()
 	serr = errors.Join(serr, <-cerr)
 	cons.Close()
@@ -110,7 +110,7 @@ func serveFunction(ctx context.Context, name string, l net.Listener, deps *funct
 	}
 	log = log.With("function", name)
 	log.Info("serving", "addr", l.Addr().String())
-	serr := function.Serve(ctx, l, function.Mux(fn, reg, log), drainTimeout, log)
+	serr := serving.Serve(ctx, l, serving.Mux(fn, reg, log), drainTimeout, log)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainTimeout)
 	defer cancel()
 	if err := fn.Stop(sctx); err != nil {

@@ -1,6 +1,6 @@
 // Package functionstest serves GameMetrics functions over HTTP inside a
 // test process, each on its own loopback port exactly as `gamemetrics serve`
-// does (function.Mux, function.Serve with draining), so end-to-end and
+// does (serving.Mux, serving.Serve with draining), so end-to-end and
 // chaos tests can kill, restart and read the metrics of each one, and wait
 // for the report API to agree with a simulation's truth.
 package functionstest
@@ -19,7 +19,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/shared/eventing"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -99,7 +99,7 @@ func (s *Servers) Start(name, addr string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := &Server{Addr: l.Addr().String(), Metrics: reg, cancel: cancel, done: make(chan error, 1)}
 	go func() {
-		err := function.Serve(ctx, l, function.Mux(fn, reg, s.log), 10*time.Second, s.log)
+		err := serving.Serve(ctx, l, serving.Mux(fn, reg, s.log), 10*time.Second, s.log)
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer scancel()
 		srv.done <- errors.Join(err, fn.Stop(sctx))

@@ -22,8 +22,8 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/events"
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -116,7 +116,7 @@ func (in *Ingest) answer(w http.ResponseWriter, status int, resp Response) {
 		resp.Rejected = []Rejected{}
 	}
 	in.metrics.requests.WithLabelValues(strconv.Itoa(status)).Inc()
-	function.WriteJSON(w, status, resp)
+	serving.WriteJSON(w, status, resp)
 }
 
 // corsHeaders are allowed in a preflight that does not list what it wants.
@@ -162,7 +162,7 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() { in.metrics.duration.Observe(time.Since(start).Seconds()) }()
 	// Games on the web platform read the answer (and Retry-After on 429
 	// and 503) from their own origin.
-	function.AllowAnyOrigin(w.Header(), "Retry-After")
+	serving.AllowAnyOrigin(w.Header(), "Retry-After")
 	if r.Method == http.MethodOptions {
 		in.preflight(w, r)
 		return
@@ -174,7 +174,7 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	game, err := in.authenticate(r.Context(), r.Header.Get("Authorization"))
 	if err != nil {
-		var fe *function.Error
+		var fe *serving.Error
 		if errors.As(err, &fe) && fe.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gamemetrics ingest"`)
 			in.answer(w, http.StatusUnauthorized, Response{Error: fe.Reason})
@@ -210,11 +210,11 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (in *Ingest) authenticate(ctx context.Context, header string) (store.Game, error) {
 	key, ok := strings.CutPrefix(header, "Bearer ")
 	if !ok || strings.TrimSpace(key) == "" {
-		return store.Game{}, &function.Error{Status: http.StatusUnauthorized, Reason: "missing write key: send Authorization: Bearer <write key>"}
+		return store.Game{}, &serving.Error{Status: http.StatusUnauthorized, Reason: "missing write key: send Authorization: Bearer <write key>"}
 	}
 	game, err := in.keys.Game(ctx, strings.TrimSpace(key))
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Game{}, &function.Error{Status: http.StatusUnauthorized, Reason: "unknown write key"}
+		return store.Game{}, &serving.Error{Status: http.StatusUnauthorized, Reason: "unknown write key"}
 	}
 	return game, err
 }
@@ -361,7 +361,7 @@ func (in *Ingest) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 		if len(resp.Rejected) > 0 {
 			reason = resp.Rejected[0].Reason
 		}
-		return nil, &function.Error{Status: status, Reason: reason}
+		return nil, &serving.Error{Status: status, Reason: reason}
 	}
 	return nil, nil
 }

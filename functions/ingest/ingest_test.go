@@ -24,8 +24,8 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -65,7 +65,7 @@ func newEnv(t testing.TB, mutate ...func(*ingest.Config)) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
 	in := ingest.New(cfg, games, prod, rdb, log, reg)
-	srv := httptest.NewServer(function.Mux(in, reg, log))
+	srv := httptest.NewServer(serving.Mux(in, reg, log))
 	t.Cleanup(srv.Close)
 	return &env{t: t, url: srv.URL, game: game, keys: keys, ingest: in}
 }

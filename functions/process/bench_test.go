@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 )
 
 // benchEvents returns n events of a realistic mix: ~20 events per player
@@ -74,7 +74,7 @@ func benchmarkHTTPDeliveries(b *testing.B, events func(game string, n int, seed 
 func BenchmarkHTTPDeliveryFloor64(b *testing.B) {
 	game := newGame(b, "UTC")
 	p := newProcess(b, benchConfig(b))
-	url := httpServer(b, function.CloudEventHandler(func(ctx context.Context, e event.Event) (*event.Event, error) {
+	url := httpServer(b, serving.CloudEventHandler(func(ctx context.Context, e event.Event) (*event.Event, error) {
 		_, err := p.decode(ctx, &e)
 		return nil, err
 	}, testLogger(b)))

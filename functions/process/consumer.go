@@ -13,8 +13,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 )
 
 // ConsumerConfig tunes the direct Kafka consumer.
@@ -215,12 +215,12 @@ func (c *Consumer) decode(ctx context.Context, recs []*kgo.Record) (*polled, err
 	for i, kr := range recs {
 		ev, err := kafka.Event(ctx, kr)
 		if err != nil {
-			b.dead = append(b.dead, deadLetter{kr, function.Reject(400, "record at %s/%d@%d is not a CloudEvent: %v", kr.Topic, kr.Partition, kr.Offset, err)})
+			b.dead = append(b.dead, deadLetter{kr, serving.Reject(400, "record at %s/%d@%d is not a CloudEvent: %v", kr.Topic, kr.Partition, kr.Offset, err)})
 			continue
 		}
 		r, err := c.p.decode(ctx, ev)
 		if err != nil {
-			if function.StatusOf(err) >= 500 {
+			if serving.StatusOf(err) >= 500 {
 				return nil, err
 			}
 			rejected++
@@ -246,7 +246,7 @@ func (c *Consumer) write(ctx context.Context, b *polled) error {
 				if err == nil {
 					continue
 				}
-				if function.StatusOf(err) >= 500 {
+				if serving.StatusOf(err) >= 500 {
 					return err
 				}
 				dead = append(dead, deadLetter{b.kafka[b.from[i]], err})
@@ -314,7 +314,7 @@ func (c *Consumer) deadLetters(ctx context.Context, dead []deadLetter) error {
 			Value: d.rec.Value,
 			Headers: append(append([]kgo.RecordHeader(nil), d.rec.Headers...),
 				kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(d.err.Error())},
-				kgo.RecordHeader{Key: HeaderDLQStatus, Value: []byte(strconv.Itoa(function.StatusOf(d.err)))}),
+				kgo.RecordHeader{Key: HeaderDLQStatus, Value: []byte(strconv.Itoa(serving.StatusOf(d.err)))}),
 		}
 	}
 	if err := c.cl.ProduceSync(ctx, out...).FirstErr(); err != nil {

@@ -44,7 +44,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/events"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -140,28 +140,28 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 	}
 	p.writer = &writer{pool: pool, partitions: store.NewPartitions(pool), zones: p.zones.known, rezone: p.zones.set, retries: cfg.Retries}
 	p.batcher = newBatcher(cfg.MaxBatch, cfg.Flushers, cfg.Linger, p.flush)
-	p.handler = function.CloudEventHandler(p.Handle, log)
+	p.handler = serving.CloudEventHandler(p.Handle, log)
 	return p
 }
 
 // Handle processes one delivered event. It returns nil once the event's
-// effects are committed; a *function.Error with a 4xx for an event that can
+// effects are committed; a *serving.Error with a 4xx for an event that can
 // never be processed (it goes to the dead-letter sink), or a 5xx when the
 // database is unavailable (the sender retries).
 func (p *Process) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
 	rec, err := p.decode(ctx, &e)
 	if err != nil {
-		if function.StatusOf(err) < 500 {
+		if serving.StatusOf(err) < 500 {
 			p.metrics.events.WithLabelValues("rejected").Inc()
 		}
 		return nil, err
 	}
 	if err := p.batcher.submit(ctx, rec); err != nil {
-		var fe *function.Error
+		var fe *serving.Error
 		if errors.As(err, &fe) {
 			return nil, err
 		}
-		return nil, function.Transient("event not committed", err)
+		return nil, serving.Transient("event not committed", err)
 	}
 	return nil, nil
 }
@@ -170,21 +170,21 @@ func (p *Process) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 func (p *Process) decode(ctx context.Context, e *event.Event) (*record, error) {
 	game, _ := e.Extensions()[events.ExtGameID].(string)
 	if game == "" {
-		return nil, function.Reject(http.StatusBadRequest, "event %q has no gameid extension (events must come through ingest)", e.ID())
+		return nil, serving.Reject(http.StatusBadRequest, "event %q has no gameid extension (events must come through ingest)", e.ID())
 	}
 	if rej := p.validator.ValidateStored(e); rej != nil {
-		return nil, function.Reject(http.StatusBadRequest, "event %q is invalid: %s", e.ID(), rej.Error())
+		return nil, serving.Reject(http.StatusBadRequest, "event %q is invalid: %s", e.ID(), rej.Error())
 	}
 	loc, err := p.zones.lookup(ctx, game)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, function.Reject(http.StatusUnprocessableEntity, "event %q: unknown game %q", e.ID(), game)
+		return nil, serving.Reject(http.StatusUnprocessableEntity, "event %q: unknown game %q", e.ID(), game)
 	}
 	if err != nil {
-		return nil, function.Transient("look up game", err)
+		return nil, serving.Transient("look up game", err)
 	}
 	rec, err := newRecord(e, game, loc)
 	if err != nil {
-		return nil, function.Reject(http.StatusBadRequest, "event %q: %v", e.ID(), err)
+		return nil, serving.Reject(http.StatusBadRequest, "event %q: %v", e.ID(), err)
 	}
 	return rec, nil
 }
@@ -291,10 +291,10 @@ func (p *Process) failure(r *record, err error) error {
 	case permanent(err):
 		p.metrics.events.WithLabelValues("poison").Inc()
 		p.log.Warn("event can never be stored", "gameid", r.game, "eventid", r.id, "type", r.typ, "err", err)
-		return &function.Error{Status: http.StatusUnprocessableEntity, Reason: fmt.Sprintf("event %q cannot be stored", r.id), Err: err}
+		return &serving.Error{Status: http.StatusUnprocessableEntity, Reason: fmt.Sprintf("event %q cannot be stored", r.id), Err: err}
 	default:
 		p.metrics.events.WithLabelValues("failed").Inc()
-		return function.Transient("database unavailable, retry", err)
+		return serving.Transient("database unavailable, retry", err)
 	}
 }
 

@@ -20,8 +20,8 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/events"
-	"github.com/gamemetrics/gamemetrics/shared/function"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 )
 
 func TestDuplicatedShuffledConcurrentDeliveriesGiveExactAggregates(t *testing.T) {
@@ -406,7 +406,7 @@ func statusOf(err error) int {
 	if err == nil {
 		return http.StatusOK
 	}
-	return function.StatusOf(err)
+	return serving.StatusOf(err)
 }
 
 func counterValue(m prometheus.Metric) float64 {

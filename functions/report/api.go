@@ -17,7 +17,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -80,7 +80,7 @@ func (l *lazyResponse) Write(b []byte) (int, error) {
 func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Request, game store.Game) (answer, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		// Studios' own web tools read the API from their origin.
-		function.AllowAnyOrigin(w.Header(), "Content-Disposition")
+		serving.AllowAnyOrigin(w.Header(), "Content-Disposition")
 		start := time.Now()
 		status := http.StatusOK
 		defer func() {
@@ -96,7 +96,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 			if s == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="gamemetrics report"`)
 			}
-			function.WriteJSON(w, s, body)
+			serving.WriteJSON(w, s, body)
 		}
 		game, err := r.authenticate(req.Context(), req.Header.Get("Authorization"))
 		if err != nil {
@@ -169,7 +169,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 			w.Write(buf.Bytes())
 			return
 		}
-		function.WriteJSON(w, http.StatusOK, ans.json)
+		serving.WriteJSON(w, http.StatusOK, ans.json)
 	})
 }
 
@@ -507,7 +507,7 @@ func (r *Report) handleGame() func(context.Context, *http.Request, store.Game) (
 func handlePreflight() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		h := w.Header()
-		function.AllowAnyOrigin(h, "Content-Disposition")
+		serving.AllowAnyOrigin(h, "Content-Disposition")
 		h.Set("Access-Control-Allow-Methods", "GET")
 		h.Set("Access-Control-Allow-Headers", "Authorization, Accept")
 		h.Set("Access-Control-Max-Age", "86400")

@@ -14,7 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -171,12 +171,12 @@ func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys
 // Keys are deterministic, so a retried tick rewrites the same objects.
 func (r *Report) digests(ctx context.Context, kind, pingID string) (*event.Event, error) {
 	if r.objects == nil {
-		return nil, function.Transient("cannot write digests", errNoArchive)
+		return nil, serving.Transient("cannot write digests", errNoArchive)
 	}
 	now := r.now()
 	games, err := r.games.List(ctx)
 	if err != nil {
-		return nil, function.Transient("list games", err)
+		return nil, serving.Transient("list games", err)
 	}
 	gen := Generated{Report: kind, GeneratedAt: now.UTC().Format(time.RFC3339), Bucket: r.objects.Bucket(), Objects: []GeneratedObject{}}
 	for _, g := range games {
@@ -184,7 +184,7 @@ func (r *Report) digests(ctx context.Context, kind, pingID string) (*event.Event
 		d, err := r.digest(ctx, g, kind, label, from, to, now)
 		if err != nil {
 			r.metrics.digests.WithLabelValues(kind, "failed").Inc()
-			return nil, function.Transient("compute digest of game "+g.ID, err)
+			return nil, serving.Transient("compute digest of game "+g.ID, err)
 		}
 		body, err := json.MarshalIndent(d, "", "  ")
 		if err != nil {
@@ -193,11 +193,11 @@ func (r *Report) digests(ctx context.Context, kind, pingID string) (*event.Event
 		jsonKey, csvKey := DigestKeys(g.ID, label)
 		if err := r.objects.Put(ctx, jsonKey, append(body, '\n'), "application/json"); err != nil {
 			r.metrics.digests.WithLabelValues(kind, "failed").Inc()
-			return nil, function.Transient("write digest", err)
+			return nil, serving.Transient("write digest", err)
 		}
 		if err := r.objects.Put(ctx, csvKey, d.csvOf(), "text/csv"); err != nil {
 			r.metrics.digests.WithLabelValues(kind, "failed").Inc()
-			return nil, function.Transient("write digest", err)
+			return nil, serving.Transient("write digest", err)
 		}
 		r.metrics.digests.WithLabelValues(kind, "written").Inc()
 		gen.Objects = append(gen.Objects, GeneratedObject{Game: g.ID, Period: label, JSON: jsonKey, CSV: csvKey})
@@ -210,7 +210,7 @@ func (r *Report) digests(ctx context.Context, kind, pingID string) (*event.Event
 	reply.SetSubject(kind)
 	reply.SetTime(now)
 	if err := reply.SetData(event.ApplicationJSON, gen); err != nil {
-		return nil, function.Reject(http.StatusInternalServerError, "encode reply: %v", err)
+		return nil, serving.Reject(http.StatusInternalServerError, "encode reply: %v", err)
 	}
 	return &reply, nil
 }

@@ -29,7 +29,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -113,11 +113,11 @@ func (r *Report) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.handler
 // com.gamemetrics.report.generated event naming the objects.
 func (r *Report) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
 	if e.Type() != TypePing {
-		return nil, function.Reject(http.StatusBadRequest, "report handles %s events, not %q", TypePing, e.Type())
+		return nil, serving.Reject(http.StatusBadRequest, "report handles %s events, not %q", TypePing, e.Type())
 	}
 	kind, err := digestKind(e.Data())
 	if err != nil {
-		return nil, function.Reject(http.StatusBadRequest, "%v", err)
+		return nil, serving.Reject(http.StatusBadRequest, "%v", err)
 	}
 	return r.digests(ctx, kind, e.ID())
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/events"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 )
 
 var (
@@ -603,7 +603,7 @@ func TestPingWritesDigestsOfEveryGameToS3AndRepliesWithTheirNames(t *testing.T) 
 		e.SetType(tc.typ)
 		e.SetSource("/x")
 		e.SetData("application/json", []byte(tc.data))
-		if _, err := r.Handle(ctx, e); function.StatusOf(err) != http.StatusBadRequest {
+		if _, err := r.Handle(ctx, e); serving.StatusOf(err) != http.StatusBadRequest {
 			t.Errorf("%s: err = %v, want a 400 rejection", tc.name, err)
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"io/fs"
 	"net/http"
 
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 )
 
 //go:embed openapi.json
@@ -17,7 +17,7 @@ var dashboardFiles embed.FS
 // routes lists every route report serves.
 func (r *Report) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /{$}", function.CloudEventHandler(r.Handle, r.log))
+	mux.Handle("POST /{$}", serving.CloudEventHandler(r.Handle, r.log))
 	mux.Handle("GET /v1/game", r.api("game", r.handleGame()))
 	mux.Handle("GET /v1/games/{game}/metrics/{metric}", r.api("metrics", r.handleMetrics()))
 	mux.Handle("GET /v1/games/{game}/retention", r.api("retention", r.handleRetention()))
@@ -30,7 +30,7 @@ func (r *Report) routes() http.Handler {
 	mux.Handle("GET /{$}", handleDashboard(assets))
 	mux.Handle("GET /assets/", http.StripPrefix("/assets/", handleAssets(assets)))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		function.WriteJSONError(w, http.StatusNotFound, "not found; the API is described at /v1/openapi.json")
+		serving.WriteJSONError(w, http.StatusNotFound, "not found; the API is described at /v1/openapi.json")
 	}))
 	return mux
 }

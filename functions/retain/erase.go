@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -54,7 +54,7 @@ func (r *Retain) Erase(ctx context.Context, req ErasureRequest) (ErasureResult, 
 	t0 := time.Now()
 	res, err := r.erase(ctx, req)
 	r.metrics.duration.WithLabelValues("erasure").Observe(time.Since(t0).Seconds())
-	if err != nil && function.StatusOf(err) >= 500 {
+	if err != nil && serving.StatusOf(err) >= 500 {
 		r.metrics.failures.WithLabelValues("erasure").Inc()
 	}
 	return res, err
@@ -62,21 +62,21 @@ func (r *Retain) Erase(ctx context.Context, req ErasureRequest) (ErasureResult, 
 
 func (r *Retain) erase(ctx context.Context, req ErasureRequest) (ErasureResult, error) {
 	if req.Game == "" || req.Player == "" || len(req.Player) > 128 {
-		return ErasureResult{}, function.Reject(http.StatusBadRequest, "erasure needs a game and a player (1–128 characters)")
+		return ErasureResult{}, serving.Reject(http.StatusBadRequest, "erasure needs a game and a player (1–128 characters)")
 	}
 	if req.ID == "" {
-		return ErasureResult{}, function.Reject(http.StatusBadRequest, "erasure request has no id")
+		return ErasureResult{}, serving.Reject(http.StatusBadRequest, "erasure request has no id")
 	}
 	if req.RequestedBy == "" {
-		return ErasureResult{}, function.Reject(http.StatusBadRequest, "erasure request does not say who requested it")
+		return ErasureResult{}, serving.Reject(http.StatusBadRequest, "erasure request does not say who requested it")
 	}
 	if _, err := r.games.Get(ctx, req.Game); errors.Is(err, store.ErrNotFound) {
-		return ErasureResult{}, function.Reject(http.StatusUnprocessableEntity, "unknown game %q", req.Game)
+		return ErasureResult{}, serving.Reject(http.StatusUnprocessableEntity, "unknown game %q", req.Game)
 	} else if err != nil {
 		return ErasureResult{}, err
 	}
 	if err := archive.ValidGame(req.Game); err != nil {
-		return ErasureResult{}, function.Reject(http.StatusUnprocessableEntity, "%v", err)
+		return ErasureResult{}, serving.Reject(http.StatusUnprocessableEntity, "%v", err)
 	}
 	log := r.log.With("gameid", req.Game, "request", req.ID)
 	unlock, err := r.lockGame(ctx, req.Game)
@@ -96,7 +96,7 @@ func (r *Retain) erase(ctx context.Context, req ErasureRequest) (ErasureResult, 
 		return res, err
 	}
 	if res.PlayerSHA256 != hash {
-		return res, function.Reject(http.StatusConflict, "request id %q was used for another player", req.ID)
+		return res, serving.Reject(http.StatusConflict, "request id %q was used for another player", req.ID)
 	}
 	if done {
 		log.Info("erasure already completed")

@@ -76,7 +76,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
-	"github.com/gamemetrics/gamemetrics/shared/function"
+	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -173,7 +173,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, arc *archive.Client,
 		metrics: newMetrics(reg),
 		now:     now,
 	}
-	r.handler = function.CloudEventHandler(r.Handle, log)
+	r.handler = serving.CloudEventHandler(r.Handle, log)
 	return r
 }
 
@@ -217,15 +217,15 @@ func (r *Retain) Handle(ctx context.Context, e event.Event) (*event.Event, error
 		}
 		if d := e.Data(); len(d) > 0 {
 			if err := json.Unmarshal(d, &req); err != nil {
-				return nil, function.Reject(http.StatusBadRequest, "ping data is not JSON: %v", err)
+				return nil, serving.Reject(http.StatusBadRequest, "ping data is not JSON: %v", err)
 			}
 		}
 		if req.Task != "" && req.Task != "retention" {
-			return nil, function.Reject(http.StatusBadRequest, "unknown task %q (want retention)", req.Task)
+			return nil, serving.Reject(http.StatusBadRequest, "unknown task %q (want retention)", req.Task)
 		}
 		res, err := r.RunRetention(ctx)
 		if err != nil {
-			return nil, function.Transient("retention not finished (the next run resumes it)", err)
+			return nil, serving.Transient("retention not finished (the next run resumes it)", err)
 		}
 		return r.reply(TypeRetentionComplete, res)
 	case TypeErasureRequested:
@@ -235,7 +235,7 @@ func (r *Retain) Handle(ctx context.Context, e event.Event) (*event.Event, error
 			RequestedBy string `json:"requested_by"`
 		}
 		if err := json.Unmarshal(e.Data(), &req); err != nil {
-			return nil, function.Reject(http.StatusBadRequest, "erasure request data: %v", err)
+			return nil, serving.Reject(http.StatusBadRequest, "erasure request data: %v", err)
 		}
 		by := req.RequestedBy
 		if by == "" {
@@ -247,14 +247,14 @@ func (r *Retain) Handle(ctx context.Context, e event.Event) (*event.Event, error
 		}
 		res, err := r.Erase(ctx, ErasureRequest{ID: e.ID(), Game: req.Game, Player: req.Player, RequestedBy: by, RequestedAt: at})
 		if err != nil {
-			if function.StatusOf(err) < 500 {
+			if serving.StatusOf(err) < 500 {
 				return nil, err
 			}
-			return nil, function.Transient("erasure not finished (a retry resumes it)", err)
+			return nil, serving.Transient("erasure not finished (a retry resumes it)", err)
 		}
 		return r.reply(TypeErasureCompleted, res)
 	default:
-		return nil, function.Reject(http.StatusBadRequest, "retain does not handle events of type %q", e.Type())
+		return nil, serving.Reject(http.StatusBadRequest, "retain does not handle events of type %q", e.Type())
 	}
 }
 

@@ -1,9 +1,9 @@
-// Package function defines what a GameMetrics function is: the Knative func
+// Package serving defines what a GameMetrics function is: the Knative func
 // instanced shape (Handle plus optional lifecycle methods), the errors that
 // carry an HTTP status, and the adapter that serves Handle over HTTP in
 // CloudEvents binary or structured mode. `gamemetrics serve`, the root
 // bundle that `func build` packages, and the tests all use the same value.
-package function
+package serving
 
 import (
 	"context"
