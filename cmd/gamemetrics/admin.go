@@ -130,15 +130,7 @@ func runEvents(ctx context.Context, args []string, getenv func(string) string, s
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	kc, err := kafka.ConfigFromEnv(getenv)
-	if err != nil {
-		return err
-	}
-	opts, err := kc.Opts()
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kafka.ClientFromEnv(getenv)
 	if err != nil {
 		return err
 	}

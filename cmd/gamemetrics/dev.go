@@ -17,7 +17,9 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/eventing"
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -35,39 +37,35 @@ type demoGame struct {
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("dev", stderr)
-	dir := fs.String("dir", envOr(getenv, "GAMEMETRICS_DEV_DIR", ".gamemetrics"), "where the local stack keeps its data")
-	manifests := fs.String("eventing", envOr(getenv, "GAMEMETRICS_EVENTING_DIR", "eventing/base"), "eventing manifests the local eventing runtime runs")
+	dir := fs.String("dir", settings.From(getenv).String("GAMEMETRICS_DEV_DIR", ".gamemetrics"), "where the local stack keeps its data")
+	manifests := fs.String("eventing", settings.From(getenv).String("GAMEMETRICS_EVENTING_DIR", "eventing/base"), "eventing manifests the local eventing runtime runs")
 	ports := map[string]*int{}
+	env := settings.From(getenv)
 	for _, name := range serving.Names() {
-		def, _ := strconv.Atoi(envOr(getenv, strings.ToUpper(name)+"_PORT", strconv.Itoa(devPorts[name])))
-		ports[name] = fs.Int(name+"-port", def, "port of "+name+" ($"+strings.ToUpper(name)+"_PORT)")
+		v := strings.ToUpper(name) + "_PORT"
+		ports[name] = fs.Int(name+"-port", env.Int(v, devPorts[name], 1), "port of "+name+" ($"+v+")")
+	}
+	if err := env.Err(); err != nil {
+		return err
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log := telemetry.NewLogger(stderr, envOr(getenv, "LOG_LEVEL", "warn"), "")
+	log := telemetry.NewLogger(stderr, settings.From(getenv).String("LOG_LEVEL", "warn"), "")
 	start := time.Now()
-	stack, err := devstack.Start(ctx, devstack.Config{Dir: *dir, Getenv: getenv, Log: log})
+	stack, pool, err := devstack.StartMigrated(ctx, devstack.Config{Dir: *dir, Getenv: getenv, Log: log})
 	if err != nil {
 		return fmt.Errorf("local stack: %w", err)
 	}
 	defer stack.Close()
-
-	pool, err := store.Open(ctx, stack.DatabaseURL)
-	if err != nil {
-		return err
-	}
 	defer pool.Close()
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	demo, err := ensureDemoGame(ctx, store.NewGames(pool), filepath.Join(*dir, "demo-game.json"))
 	if err != nil {
 		return err
 	}
 
-	env := stackEnv(stack, getenv)
-	deps := functions.NewDeps(env, log)
+	fnenv := stackEnv(stack, getenv)
+	deps := functions.NewDeps(fnenv, log)
 	defer deps.Close()
 	var wg sync.WaitGroup
 	errc := make(chan error, len(ports)+1)
@@ -94,7 +92,13 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	for name, port := range ports {
 		services[name] = fmt.Sprintf("http://127.0.0.1:%d", *port)
 	}
-	rt, err := eventing.New(eventing.Config{Dir: *manifests, Brokers: stack.KafkaBrokers, Services: services,
+	kopts, err := kafka.OptsFromEnv(fnenv)
+	if err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
+	rt, err := eventing.New(eventing.Config{Dir: *manifests, KafkaOpts: kopts, Services: services,
 		Log: log.With("function", "eventing"), Registerer: telemetry.NewRegistry()})
 	if err != nil {
 		cancel()

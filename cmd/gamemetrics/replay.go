@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -48,12 +49,8 @@ func runReplay(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	opts, err := kc.Opts()
-	if err != nil {
-		return err
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(*from), kgo.ConsumerGroup(*group),
-		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cl, err := kc.Client(kgo.ConsumeTopics(*from), kgo.ConsumerGroup(*group),
+		kgo.DisableAutoCommit(), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return err
 	}
@@ -156,7 +153,14 @@ func replayBacklog(ctx context.Context, adm *kadm.Client, topic, group string) (
 	if err := ends.Error(); err != nil {
 		return nil, err
 	}
+	// A group that never committed has no offsets: Kafka answers an empty
+	// fetch, while kfake (and a Kafka whose group this client has not joined
+	// yet, since joining runs in the background) answers GROUP_ID_NOT_FOUND.
+	// Both mean "replay from the start".
 	committed, err := adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		committed, err = nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -140,3 +140,32 @@ func consumeAll(ctx context.Context, t *testing.T, topic string, want int) []*kg
 	}
 	return out
 }
+
+// A group that never committed means "replay from the start", whatever the
+// broker answers for it (kfake: GROUP_ID_NOT_FOUND, Kafka: no offsets).
+// Asked before any member joined, so the answer is the broker's every time.
+func TestReplayBacklogOfAGroupThatNeverCommittedStartsAtTheBeginning(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := fmt.Sprint("replay-backlog-", time.Now().UnixNano())
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopics(ctx, 2, -1, nil, topic); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("x")},
+		&kgo.Record{Topic: topic, Partition: 0, Value: []byte("y")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	spans, err := replayBacklog(ctx, adm, topic, "never-joined-"+topic)
+	if err != nil {
+		t.Fatalf("backlog of a group that never committed: %v", err)
+	}
+	if n := remaining(spans); n != 2 {
+		t.Errorf("remaining %d, want both records", n)
+	}
+}

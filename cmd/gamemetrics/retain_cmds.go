@@ -40,6 +40,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
@@ -87,9 +88,9 @@ func runPlayers(ctx context.Context, args []string, getenv func(string) string, 
 	fs := newFlags("players erase", stderr)
 	game := fs.String("game", "", "game id (required)")
 	player := fs.String("player", "", "player id, the events' subject (required)")
-	by := fs.String("by", envOr(getenv, "USER", "gamemetrics-cli"), "who requests the erasure, recorded in the audit")
+	by := fs.String("by", settings.From(getenv).String("USER", "gamemetrics-cli"), "who requests the erasure, recorded in the audit")
 	id := fs.String("request-id", "", "request id; repeat a previous one to resume that erasure (default: a new one)")
-	url := fs.String("url", envOr(getenv, "RETAIN_URL", defaultRetainURL), "retain function URL ($RETAIN_URL)")
+	url := fs.String("url", settings.From(getenv).String("RETAIN_URL", defaultRetainURL), "retain function URL ($RETAIN_URL)")
 	local := fs.Bool("local", false, "run the erasure in this process instead of sending it to --url")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -216,7 +217,7 @@ func runArchive(ctx context.Context, args []string, getenv func(string) string, 
 
 // localRetain builds retain in this process from the environment.
 func localRetain(ctx context.Context, getenv func(string) string, stderr io.Writer, needRedis bool) (*retain.Retain, func(), error) {
-	log := telemetry.NewLogger(stderr, envOr(getenv, "LOG_LEVEL", "warn"), "")
+	log := telemetry.NewLogger(stderr, settings.From(getenv).String("LOG_LEVEL", "warn"), "")
 	cfg, err := retain.ConfigFromEnv(getenv)
 	if err != nil {
 		return nil, nil, err
@@ -232,7 +233,11 @@ func localRetain(ctx context.Context, getenv func(string) string, stderr io.Writ
 			return nil, nil, err
 		}
 	}
-	arc, err := archive.Open(ctx, archive.ConfigFromEnv(getenv))
+	arc, err := archive.ConfigFromEnv(getenv)
+	var objects *archive.Client
+	if err == nil {
+		objects, err = archive.Open(ctx, arc)
+	}
 	if err != nil {
 		pool.Close()
 		if rdb != nil {
@@ -240,7 +245,7 @@ func localRetain(ctx context.Context, getenv func(string) string, stderr io.Writ
 		}
 		return nil, nil, err
 	}
-	r := retain.New(cfg, pool, rdb, arc, log.With(slog.String("function", "retain")), prometheus.NewRegistry(), time.Now)
+	r := retain.New(cfg, pool, rdb, objects, log.With(slog.String("function", "retain")), prometheus.NewRegistry(), time.Now)
 	return r, func() {
 		pool.Close()
 		if rdb != nil {

@@ -63,7 +63,11 @@ func TestRetainCommandsAgainstTheLocalStack(t *testing.T) {
 		}
 	}
 	p.Stop(ctx)
-	arc, err := archive.Open(ctx, archive.ConfigFromEnv(getenv))
+	s3cfg, err := archive.ConfigFromEnv(getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arc, err := archive.Open(ctx, s3cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

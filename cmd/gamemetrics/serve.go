@@ -10,9 +10,8 @@ import (
 	"time"
 
 	"github.com/gamemetrics/gamemetrics/functions"
-	"github.com/gamemetrics/gamemetrics/functions/process"
-	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
@@ -22,7 +21,7 @@ const drainTimeout = 25 * time.Second
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	port := fs.String("port", envOr(getenv, "PORT", "8080"), "port to listen on ($PORT)")
+	port := fs.String("port", settings.From(getenv).String("PORT", "8080"), "port to listen on ($PORT)")
 	fromKafka := fs.Bool("from-kafka", false, "process only: consume gamemetrics.events directly from Kafka ($KAFKA_BROKERS) instead of waiting for KafkaSource deliveries")
 	// Flags may come before or after the function name
 	// (`serve --port 9000 ingest` and `serve process --from-kafka`).
@@ -43,12 +42,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	log := telemetry.NewLogger(stderr, getenv("LOG_LEVEL"), "")
 	deps := functions.NewDeps(getenv, log)
 	defer deps.Close()
-	l, err := net.Listen("tcp", net.JoinHostPort(envOr(getenv, "HOST", ""), *port))
+	l, err := net.Listen("tcp", net.JoinHostPort(settings.From(getenv).String("HOST", ""), *port))
 	if err != nil {
 		return err
 	}
 	if *fromKafka {
-		return serveFromKafka(ctx, name, l, deps, log, getenv)
+		return serveFromKafka(ctx, name, l, deps, log)
 	}
 	return serveFunction(ctx, name, l, deps, log)
 }
@@ -56,28 +55,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // serveFromKafka runs process as a direct Kafka consumer (for deployments
 // without Knative eventing) while serving its HTTP face, health and
 // metrics on l. Either ending stops both; queued work is drained.
-func serveFromKafka(ctx context.Context, name string, l net.Listener, deps *functions.Deps, log *slog.Logger, getenv func(string) string) error {
+func serveFromKafka(ctx context.Context, name string, l net.Listener, deps *functions.Deps, log *slog.Logger) error {
 	if name != serving.Process {
 		l.Close()
 		return fmt.Errorf("--from-kafka applies to process only, not %s", name)
 	}
-	kc, err := kafka.ConfigFromEnv(getenv)
-	if err != nil {
-		l.Close()
-		return err
-	}
 	reg := telemetry.NewRegistry()
-	fn, err := functions.Build(ctx, name, deps, reg)
+	fn, cons, err := functions.BuildConsumer(ctx, deps, reg)
 	if err != nil {
 		l.Close()
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	log = log.With("function", name)
-	cons, err := process.NewConsumer(fn.(*process.Process), kc, process.ConsumerConfigFromEnv(getenv))
-	if err != nil {
-		l.Close()
-		return err
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cerr := make(chan error, 1)

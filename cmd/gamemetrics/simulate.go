@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 )
 
@@ -18,7 +19,7 @@ import (
 // with --truth, writes the exact answers the report API must give.
 func runSimulate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("simulate", stderr)
-	url := fs.String("url", envOr(getenv, "INGEST_URL", "http://127.0.0.1:8081/"), "ingest URL ($INGEST_URL)")
+	url := fs.String("url", settings.From(getenv).String("INGEST_URL", "http://127.0.0.1:8081/"), "ingest URL ($INGEST_URL)")
 	key := fs.String("key", getenv("GAMEMETRICS_WRITE_KEY"), "write key ($GAMEMETRICS_WRITE_KEY; default: the `gamemetrics dev` demo game's)")
 	players := fs.Int("players", 1000, "players to simulate")
 	days := fs.Int("days", 7, "days of history ending now (at most 29)")
@@ -37,7 +38,7 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	if *key == "" {
-		b, err := os.ReadFile(filepath.Join(envOr(getenv, "GAMEMETRICS_DEV_DIR", ".gamemetrics"), "demo-game.json"))
+		b, err := os.ReadFile(filepath.Join(settings.From(getenv).String("GAMEMETRICS_DEV_DIR", ".gamemetrics"), "demo-game.json"))
 		var demo demoGame
 		if err != nil || json.Unmarshal(b, &demo) != nil || demo.WriteKey == "" {
 			return errors.New("simulate: give --key (or run `make dev` first, whose demo game is used by default)")

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gamemetrics/gamemetrics/shared/settings"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,23 +50,12 @@ func DefaultConfig() Config {
 }
 
 // ConfigFromEnv reads INGEST_RATE_LIMIT and INGEST_PRODUCE_TIMEOUT over the defaults.
+// INGEST_RATE_LIMIT is events per second per game (0 = unlimited).
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := DefaultConfig()
-	if v := getenv("INGEST_RATE_LIMIT"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return c, fmt.Errorf("INGEST_RATE_LIMIT=%q: want events per second per game (0 = unlimited)", v)
-		}
-		c.RateLimit = n
-	}
-	if v := getenv("INGEST_PRODUCE_TIMEOUT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			return c, fmt.Errorf("INGEST_PRODUCE_TIMEOUT=%q: want a duration such as 10s", v)
-		}
-		c.ProduceTimeout = d
-	}
-	return c, nil
+	c, env := DefaultConfig(), settings.From(getenv)
+	c.RateLimit = env.Int64("INGEST_RATE_LIMIT", c.RateLimit, 0)
+	c.ProduceTimeout = env.Duration("INGEST_PRODUCE_TIMEOUT", c.ProduceTimeout, time.Millisecond)
+	return c, env.Err()
 }
 
 // Ingest serves the ingest contract. Build it with New.
@@ -72,7 +63,6 @@ type Ingest struct {
 	cfg       Config
 	keys      *store.KeyCache
 	producer  *kgo.Client
-	redis     *redis.Client
 	limiter   *cache.RateLimiter
 	validator *events.Validator
 	log       *slog.Logger
@@ -87,7 +77,6 @@ func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client
 		cfg:       cfg,
 		keys:      store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
 		producer:  producer,
-		redis:     rdb,
 		limiter:   cache.NewRateLimiter(rdb),
 		validator: events.NewValidator(),
 		log:       log,

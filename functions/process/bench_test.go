@@ -190,7 +190,10 @@ func BenchmarkConsumerMode(b *testing.B) {
 	p := newProcess(b, benchConfig(b))
 	evs := benchEvents(game.ID, b.N, 2)
 	topic, _ := produceAll(b, game.ID, evs, 12)
-	cfg := ConsumerConfigFromEnv(os.Getenv) // PROCESS_KAFKA_WRITERS etc. to compare settings
+	cfg, err := ConsumerConfigFromEnv(os.Getenv) // PROCESS_KAFKA_WRITERS etc. to compare settings
+	if err != nil {
+		b.Fatal(err)
+	}
 	cfg.Topic, cfg.Group = topic, "bench-"+game.ID
 	c, err := NewConsumer(p, kafkaConfig(), cfg)
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gamemetrics/gamemetrics/shared/settings"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
@@ -40,20 +42,14 @@ func DefaultConsumerConfig() ConsumerConfig {
 	return ConsumerConfig{Group: "gamemetrics-process", Topic: kafka.TopicEvents, MaxRecords: 10_000, Backoff: 100 * time.Millisecond, Writers: 2}
 }
 
-// ConsumerConfigFromEnv reads PROCESS_KAFKA_GROUP, PROCESS_KAFKA_MAX_RECORDS and PROCESS_KAFKA_WRITERS
-// over the defaults (bad numbers keep the default).
-func ConsumerConfigFromEnv(getenv func(string) string) ConsumerConfig {
-	c := DefaultConsumerConfig()
-	if v := getenv("PROCESS_KAFKA_GROUP"); v != "" {
-		c.Group = v
-	}
-	if n, err := strconv.Atoi(getenv("PROCESS_KAFKA_MAX_RECORDS")); err == nil && n > 0 {
-		c.MaxRecords = n
-	}
-	if n, err := strconv.Atoi(getenv("PROCESS_KAFKA_WRITERS")); err == nil && n > 0 {
-		c.Writers = n
-	}
-	return c
+// ConsumerConfigFromEnv reads PROCESS_KAFKA_GROUP, PROCESS_KAFKA_MAX_RECORDS
+// and PROCESS_KAFKA_WRITERS over the defaults.
+func ConsumerConfigFromEnv(getenv func(string) string) (ConsumerConfig, error) {
+	c, env := DefaultConsumerConfig(), settings.From(getenv)
+	c.Group = env.String("PROCESS_KAFKA_GROUP", c.Group)
+	c.MaxRecords = env.Int("PROCESS_KAFKA_MAX_RECORDS", c.MaxRecords, 1)
+	c.Writers = env.Int("PROCESS_KAFKA_WRITERS", c.Writers, 1)
+	return c, env.Err()
 }
 
 // Header names on records process sends to the dead-letter topic.
@@ -81,10 +77,6 @@ type Consumer struct {
 // NewConsumer connects a consumer-group client (auto-commit off) for p.
 // extra options are appended (tests shorten timeouts with them).
 func NewConsumer(p *Process, kc kafka.Config, cfg ConsumerConfig, extra ...kgo.Opt) (*Consumer, error) {
-	opts, err := kc.Opts()
-	if err != nil {
-		return nil, err
-	}
 	if cfg.MaxRecords < 1 {
 		cfg.MaxRecords = DefaultConsumerConfig().MaxRecords
 	}
@@ -92,15 +84,15 @@ func NewConsumer(p *Process, kc kafka.Config, cfg ConsumerConfig, extra ...kgo.O
 		cfg.Backoff = DefaultConsumerConfig().Backoff
 	}
 	cfg.Writers = max(1, cfg.Writers)
-	opts = append(opts,
+	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(cfg.Topic),
 		kgo.DisableAutoCommit(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.FetchMaxWait(100 * time.Millisecond),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-	)
-	cl, err := kgo.NewClient(append(opts, extra...)...)
+	}, extra...)
+	cl, err := kc.Client(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka consumer: %w", err)
 	}

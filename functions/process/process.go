@@ -33,9 +33,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -80,36 +81,17 @@ func DefaultConfig() Config {
 
 // ConfigFromEnv reads PROCESS_MAX_BATCH, PROCESS_FLUSHERS and PROCESS_LINGER over the defaults.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := DefaultConfig()
-	if v := getenv("PROCESS_MAX_BATCH"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("PROCESS_MAX_BATCH=%q: want a positive number of events", v)
-		}
-		c.MaxBatch = n
-	}
-	if v := getenv("PROCESS_FLUSHERS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("PROCESS_FLUSHERS=%q: want a positive number of concurrent transactions", v)
-		}
-		c.Flushers = n
-	}
-	if v := getenv("PROCESS_LINGER"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return c, fmt.Errorf("PROCESS_LINGER=%q: want a duration such as 2ms", v)
-		}
-		c.Linger = d
-	}
-	return c, nil
+	c, env := DefaultConfig(), settings.From(getenv)
+	c.MaxBatch = env.Int("PROCESS_MAX_BATCH", c.MaxBatch, 1)
+	c.Flushers = env.Int("PROCESS_FLUSHERS", c.Flushers, 1)
+	c.Linger = env.Duration("PROCESS_LINGER", c.Linger, 0)
+	return c, env.Err()
 }
 
 // Process is the process function. Build it with New; Stop it to drain.
 type Process struct {
 	cfg       Config
 	pool      *pgxpool.Pool
-	rdb       *redis.Client
 	live      *cache.Live
 	validator *events.Validator
 	zones     *zones
@@ -130,7 +112,6 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 	p := &Process{
 		cfg:       cfg,
 		pool:      pool,
-		rdb:       rdb,
 		live:      cache.NewLive(rdb),
 		validator: events.NewValidator(),
 		zones:     &zones{games: store.NewGames(pool), m: make(map[string]*time.Location)},

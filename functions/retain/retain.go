@@ -65,8 +65,9 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
@@ -114,22 +115,10 @@ func DefaultConfig() Config {
 
 // ConfigFromEnv reads RETAIN_PART_EVENTS and RETAIN_AHEAD_DAYS over the defaults.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	c := DefaultConfig()
-	if v := getenv("RETAIN_PART_EVENTS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return c, fmt.Errorf("RETAIN_PART_EVENTS=%q: want a positive number of events", v)
-		}
-		c.PartEvents = n
-	}
-	if v := getenv("RETAIN_AHEAD_DAYS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return c, fmt.Errorf("RETAIN_AHEAD_DAYS=%q: want a number of days ≥ 0", v)
-		}
-		c.AheadDays = n
-	}
-	return c, nil
+	c, env := DefaultConfig(), settings.From(getenv)
+	c.PartEvents = env.Int("RETAIN_PART_EVENTS", c.PartEvents, 1)
+	c.AheadDays = env.Int("RETAIN_AHEAD_DAYS", c.AheadDays, 0)
+	return c, env.Err()
 }
 
 // Retain is the retain function. Build it with New.

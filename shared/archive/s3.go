@@ -13,8 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -51,23 +52,20 @@ type Config struct {
 // own environment (`gamemetrics dev` pointing functions at the local stack)
 // is honoured; when they are unset, credentials come from the default chain
 // (web identity / IRSA on EKS, shared config, instance role).
-func ConfigFromEnv(getenv func(string) string) Config {
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	env := settings.From(getenv)
 	c := Config{
-		Bucket:       getenv("S3_BUCKET"),
-		Endpoint:     getenv("S3_ENDPOINT"),
-		Region:       getenv("S3_REGION"),
+		Bucket:       env.String("S3_BUCKET", ""),
+		Endpoint:     env.String("S3_ENDPOINT", ""),
+		Region:       env.String("S3_REGION", ""),
 		AccessKey:    getenv("AWS_ACCESS_KEY_ID"),
 		SecretKey:    getenv("AWS_SECRET_ACCESS_KEY"),
 		SessionToken: getenv("AWS_SESSION_TOKEN"),
 	}
-	if v, err := strconv.ParseBool(getenv("S3_FORCE_PATH_STYLE")); err == nil {
-		c.ForcePathStyle = v
-	} else if c.Endpoint != "" {
-		// A custom endpoint is almost always an S3-compatible server
-		// that does not do virtual-hosted buckets.
-		c.ForcePathStyle = true
-	}
-	return c
+	// A custom endpoint is almost always an S3-compatible server that does
+	// not do virtual-hosted buckets.
+	c.ForcePathStyle = env.Bool("S3_FORCE_PATH_STYLE", c.Endpoint != "")
+	return c, env.Err()
 }
 
 // ErrNotFound is returned (wrapped) by Get and Head for a missing key.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
@@ -80,12 +81,19 @@ func TestClientPutGetListDeleteAgainstTheLocalS3(t *testing.T) {
 
 func TestConfigFromEnv(t *testing.T) {
 	env := map[string]string{"S3_BUCKET": "b", "S3_ENDPOINT": "http://x:1", "S3_REGION": "eu-west-1"}
-	c := archive.ConfigFromEnv(func(k string) string { return env[k] })
+	c, err := archive.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
 	if c.Bucket != "b" || c.Endpoint != "http://x:1" || c.Region != "eu-west-1" || !c.ForcePathStyle {
 		t.Errorf("got %+v", c)
 	}
 	env["S3_FORCE_PATH_STYLE"] = "false"
-	if c := archive.ConfigFromEnv(func(k string) string { return env[k] }); c.ForcePathStyle {
+	if c, _ := archive.ConfigFromEnv(func(k string) string { return env[k] }); c.ForcePathStyle {
 		t.Errorf("S3_FORCE_PATH_STYLE=false ignored: %+v", c)
+	}
+	env["S3_FORCE_PATH_STYLE"] = "sometimes"
+	if _, err := archive.ConfigFromEnv(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "S3_FORCE_PATH_STYLE") {
+		t.Errorf("a bad S3_FORCE_PATH_STYLE is not reported: %v", err)
 	}
 }

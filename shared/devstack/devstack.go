@@ -17,9 +17,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
+	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
 // Config chooses where the stack keeps its data and how it is tuned.
@@ -118,6 +121,36 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	return s, nil
 }
 
+// StartMigrated starts the stack, opens a pool on its PostgreSQL and applies
+// the schema migrations: what `gamemetrics dev` and the benchmarks need
+// before anything else. Close the pool before the stack.
+func StartMigrated(ctx context.Context, cfg Config) (*Stack, *pgxpool.Pool, error) {
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := s.Migrated(ctx)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, pool, nil
+}
+
+// Migrated opens a pool on the stack's PostgreSQL and applies the embedded
+// migrations (a no-op when they are applied already).
+func (s *Stack) Migrated(ctx context.Context) (*pgxpool.Pool, error) {
+	pool, err := store.Open(ctx, s.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("migrate %s: %w", s.DatabaseURL, err)
+	}
+	return pool, nil
+}
+
 // Env returns the variables that point a process at this stack.
 func (s *Stack) Env() []string {
 	return []string{
@@ -179,7 +212,15 @@ func (s *Stack) startKafka(cfg Config) error {
 }
 
 func (s *Stack) ensureTopics(ctx context.Context, cfg Config) error {
-	cl, err := kafkaAdminClient(s.KafkaBrokers)
+	// An external cluster (KAFKA_BROKERS) is reached with its TLS and SASL
+	// settings; the local kfake cluster needs neither.
+	var cl *kgo.Client
+	var err error
+	if s.Kafka != nil {
+		cl, err = kafka.Config{Brokers: s.KafkaBrokers}.Client()
+	} else {
+		cl, err = kafka.ClientFromEnv(cfg.Getenv)
+	}
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3bolt"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
-	"github.com/twmb/franz-go/pkg/kgo"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -57,8 +56,4 @@ func (s *Stack) startS3(cfg Config) (string, error) {
 	ep := "http://" + l.Addr().String()
 	s.log.Info("s3 (gofakes3) started", "endpoint", ep, "bucket", s.S3Bucket)
 	return ep, nil
-}
-
-func kafkaAdminClient(brokers []string) (*kgo.Client, error) {
-	return kgo.NewClient(kgo.SeedBrokers(brokers...))
 }

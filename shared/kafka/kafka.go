@@ -10,9 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/settings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -52,32 +52,48 @@ type Config struct {
 // ConfigFromEnv reads KAFKA_BROKERS, KAFKA_TLS, KAFKA_SASL_MECHANISM,
 // KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_LINGER.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	env := settings.From(getenv)
 	c := Config{
-		SASLMechanism: strings.ToUpper(getenv("KAFKA_SASL_MECHANISM")),
-		SASLUser:      getenv("KAFKA_SASL_USERNAME"),
+		Brokers:       env.List("KAFKA_BROKERS", nil),
+		TLS:           env.Bool("KAFKA_TLS", false),
+		SASLMechanism: env.OneOf("KAFKA_SASL_MECHANISM", "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+		SASLUser:      env.String("KAFKA_SASL_USERNAME", ""),
 		SASLPassword:  getenv("KAFKA_SASL_PASSWORD"),
-		Linger:        time.Millisecond,
+		Linger:        env.Duration("KAFKA_LINGER", time.Millisecond, 0),
 	}
-	for _, b := range strings.Split(getenv("KAFKA_BROKERS"), ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			c.Brokers = append(c.Brokers, b)
-		}
+	return c, env.Err()
+}
+
+// OptsFromEnv returns the connection options (brokers, TLS, SASL) for the
+// cluster the environment names, for code that builds several clients
+// itself, such as the local eventing runtime.
+func OptsFromEnv(getenv func(string) string) ([]kgo.Opt, error) {
+	c, err := ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
 	}
-	if v := getenv("KAFKA_TLS"); v != "" {
-		t, err := strconv.ParseBool(v)
-		if err != nil {
-			return c, fmt.Errorf("KAFKA_TLS=%q: %w", v, err)
-		}
-		c.TLS = t
+	return c.Opts()
+}
+
+// ClientFromEnv builds a franz-go client for the cluster the environment
+// names (KAFKA_BROKERS, KAFKA_TLS, KAFKA_SASL_*), with extra options (topics,
+// consumer groups) after the connection ones. The CLI's admin commands,
+// replay and the local eventing runtime all connect through it.
+func ClientFromEnv(getenv func(string) string, extra ...kgo.Opt) (*kgo.Client, error) {
+	c, err := ConfigFromEnv(getenv)
+	if err != nil {
+		return nil, err
 	}
-	if v := getenv("KAFKA_LINGER"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return c, fmt.Errorf("KAFKA_LINGER=%q: %w", v, err)
-		}
-		c.Linger = d
+	return c.Client(extra...)
+}
+
+// Client builds a franz-go client for c with extra options appended.
+func (c Config) Client(extra ...kgo.Opt) (*kgo.Client, error) {
+	opts, err := c.Opts()
+	if err != nil {
+		return nil, err
 	}
-	return c, nil
+	return kgo.NewClient(append(opts, extra...)...)
 }
 
 // Opts returns the client options common to producers, consumers and admin.

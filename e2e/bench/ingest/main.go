@@ -59,19 +59,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	stack, err := devstack.Start(ctx, devstack.Config{Getenv: os.Getenv, Ephemeral: true})
+	stack, pool, err := devstack.StartMigrated(ctx, devstack.Config{Getenv: os.Getenv, Ephemeral: true})
 	if err != nil {
 		return fmt.Errorf("local stack: %w", err)
 	}
 	defer stack.Close()
-	pool, err := store.Open(ctx, stack.DatabaseURL)
-	if err != nil {
-		return err
-	}
 	defer pool.Close()
-	if _, err := store.Migrate(ctx, pool); err != nil {
-		return err
-	}
 	_, keys, err := store.NewGames(pool).Create(ctx, "bench", "UTC")
 	if err != nil {
 		return err

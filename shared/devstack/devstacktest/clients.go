@@ -11,7 +11,6 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
-	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
 // Clients are one test binary's connections to the stack, opened and the
@@ -34,10 +33,7 @@ func Connect(tb testing.TB, s *devstack.Stack) Clients {
 	tb.Helper()
 	connectOnce.Do(func() {
 		ctx := context.Background()
-		if clients.Pool, connectErr = store.Open(ctx, s.DatabaseURL); connectErr != nil {
-			return
-		}
-		if _, connectErr = store.Migrate(ctx, clients.Pool); connectErr != nil {
+		if clients.Pool, connectErr = s.Migrated(ctx); connectErr != nil {
 			return
 		}
 		if clients.Redis, connectErr = cache.Open(ctx, s.RedisURL); connectErr != nil {
