@@ -88,13 +88,13 @@ func runGames(ctx context.Context, args []string, getenv func(string) string, st
 func runRotateKey(ctx context.Context, games *store.Games, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("games rotate-key", stderr)
 	game := fs.String("game", "", "game id (required)")
-	kind := fs.String("kind", "", "which key: write (game clients) or read (analysts) (required)")
+	kind := fs.String("kind", "", "which key: write (game clients), read (analysts) or admin (alert rules, destinations, items) (required)")
 	grace := fs.Duration("grace", 0, "how long the previous key keeps working, e.g. 720h while players update the game; 0 revokes it now")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *game == "" || *kind == "" {
-		return errors.New("games rotate-key: --game and --kind (write or read) are required")
+		return errors.New("games rotate-key: --game and --kind (write, read or admin) are required")
 	}
 	rot, err := games.RotateKey(ctx, *game, *kind, *grace)
 	if err != nil {
@@ -111,7 +111,8 @@ func runRotateKey(ctx context.Context, games *store.Games, args []string, stdout
 }
 
 func printGame(w io.Writer, g store.Game, keys store.Keys) {
-	fmt.Fprintf(w, "game id:   %s\nname:      %s\ntimezone:  %s\nwrite key: %s\nread key:  %s\n", g.ID, g.Name, g.Timezone, keys.Write, keys.Read)
+	fmt.Fprintf(w, "game id:   %s\nname:      %s\ntimezone:  %s\nwrite key: %s\nread key:  %s\nadmin key: %s\n",
+		g.ID, g.Name, g.Timezone, keys.Write, keys.Read, keys.Admin)
 	fmt.Fprintln(w, "Keys are stored hashed: keep them now, they cannot be shown again.")
 }
 

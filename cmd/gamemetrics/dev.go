@@ -33,6 +33,7 @@ type demoGame struct {
 	ID       string `json:"id"`
 	WriteKey string `json:"write_key"`
 	ReadKey  string `json:"read_key"`
+	AdminKey string `json:"admin_key"`
 }
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -139,11 +140,13 @@ func stackEnv(stack *devstack.Stack, getenv func(string) string) func(string) st
 func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoGame, error) {
 	var d demoGame
 	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &d) == nil {
-		// Both saved keys must still work (games rotate-key may have
-		// replaced one); otherwise a new demo game is made.
+		// Every saved key must still work (games rotate-key may have
+		// replaced one, and a file from before admin keys has none);
+		// otherwise a new demo game is made.
 		w, werr := games.ByWriteKey(ctx, d.WriteKey)
 		r, rerr := games.ByReadKey(ctx, d.ReadKey)
-		if werr == nil && rerr == nil && w.ID == d.ID && r.ID == d.ID {
+		a, aerr := games.ByAdminKey(ctx, d.AdminKey)
+		if werr == nil && rerr == nil && aerr == nil && w.ID == d.ID && r.ID == d.ID && a.ID == d.ID {
 			return d, nil
 		}
 	}
@@ -151,7 +154,7 @@ func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoG
 	if err != nil {
 		return d, err
 	}
-	d = demoGame{ID: g.ID, WriteKey: keys.Write, ReadKey: keys.Read}
+	d = demoGame{ID: g.ID, WriteKey: keys.Write, ReadKey: keys.Read, AdminKey: keys.Admin}
 	b, _ := json.MarshalIndent(d, "", "  ")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		return d, err
@@ -178,8 +181,9 @@ GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays i
   S3           %s (bucket %s)
 
 Demo game %s
-  write key    %s
-  read key     %s
+  write key    %s   (game clients: ingest)
+  read key     %s   (analysts: report API, dashboard)
+  admin key    %s   (alert rules, destinations, items)
 
 Send an event:
   curl -i %s \
@@ -197,5 +201,5 @@ Simulate 1,000 players, then keep some online (the dashboard's live view moves):
   GAMEMETRICS_DEV_DIR=%s go run ./cmd/gamemetrics simulate --players 1000 --realtime 10m
 
 `, took.Seconds(), ingest, ingest, *ports[serving.Report], strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
-		d.ID, d.WriteKey, d.ReadKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","), devDir)
+		d.ID, d.WriteKey, d.ReadKey, d.AdminKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","), devDir)
 }

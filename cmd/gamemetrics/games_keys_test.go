@@ -23,7 +23,7 @@ func TestGamesRotateKeyKeepsTheOldKeyForTheGraceThenRevokesIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	newKey := regexp.MustCompile(`new (write|read) key: (\S+)`)
+	newKey := regexp.MustCompile(`new (write|read|admin) key: (\S+)`)
 	rotate := func(args ...string) string {
 		t.Helper()
 		out.Reset()
@@ -66,6 +66,14 @@ func TestGamesRotateKeyKeepsTheOldKeyForTheGraceThenRevokesIt(t *testing.T) {
 	if works(games.ByReadKey, first.Read) || !works(games.ByReadKey, read) || works(games.ByWriteKey, read) {
 		t.Error("read key rotation: only the new read key may read, and it is no write key")
 	}
+	if !works(games.ByAdminKey, first.Admin) || works(games.ByAdminKey, first.Read) || works(games.ByReadKey, first.Admin) {
+		t.Error("the admin key must manage the game and be neither a read key nor taken for one")
+	}
+	admin := rotate("--kind", "admin")
+	if !strings.HasPrefix(admin, store.AdminKeyPrefix) || works(games.ByAdminKey, first.Admin) || !works(games.ByAdminKey, admin) ||
+		works(games.ByWriteKey, admin) || works(games.ByReadKey, admin) {
+		t.Error("admin key rotation: only the new admin key may manage the game, and it neither writes nor reads")
+	}
 
 	for _, tc := range []struct {
 		name string
@@ -73,7 +81,7 @@ func TestGamesRotateKeyKeepsTheOldKeyForTheGraceThenRevokesIt(t *testing.T) {
 		want string
 	}{
 		{"the kind is required", []string{"--game", g.ID}, "--game and --kind"},
-		{"the kind is write or read", []string{"--game", g.ID, "--kind", "admin"}, `key kind "admin"`},
+		{"the kind is write, read or admin", []string{"--game", g.ID, "--kind", "owner"}, `key kind "owner"`},
 		{"the grace is not negative", []string{"--game", g.ID, "--kind", "read", "--grace", "-1h"}, "want 0 or more"},
 		{"the game must exist", []string{"--game", "gnope", "--kind", "write"}, "not found"},
 	} {

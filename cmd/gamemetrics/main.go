@@ -22,9 +22,9 @@ Usage:
   gamemetrics migrate
         apply the embedded database migrations ($DATABASE_URL)
   gamemetrics games create --name NAME [--timezone Area/City]
-        register a game; prints its id, write key and read key
+        register a game; prints its id, write, read and admin keys
   gamemetrics games list
-  gamemetrics games rotate-key --game G --kind write|read [--grace 720h]
+  gamemetrics games rotate-key --game G --kind write|read|admin [--grace 720h]
         issue a new key; the previous one works for --grace more (0: revoked now)
   gamemetrics games set-timezone --game G --timezone Area/City
         change a game's day boundaries and rebuild its day rollups from raw events

@@ -16,10 +16,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Key prefixes make a leaked key recognisable and tell the two kinds apart.
+// Key prefixes make a leaked key recognisable and tell the kinds apart.
 const (
 	WriteKeyPrefix = "gmw_"
 	ReadKeyPrefix  = "gmr_"
+	AdminKeyPrefix = "gma_"
 )
 
 // Game is one studio's game as the platform knows it.
@@ -43,10 +44,13 @@ func (g Game) Location() *time.Location {
 	return loc
 }
 
-// Keys are a game's API keys, shown once at creation and stored only hashed.
+// Keys are a game's API keys, shown once at creation and stored only hashed:
+// Write for game clients (ingest), Read for analysts (report, recommend),
+// Admin for managing alert rules, destinations, player rules and items.
 type Keys struct {
 	Write string
 	Read  string
+	Admin string
 }
 
 // ErrNotFound means no game matched.
@@ -107,11 +111,13 @@ func (g *Games) Create(ctx context.Context, name, timezone string) (Game, Keys, 
 		return Game{}, Keys{}, err
 	}
 	var keys Keys
-	if keys.Write, err = newSecret(WriteKeyPrefix); err != nil {
-		return Game{}, Keys{}, err
-	}
-	if keys.Read, err = newSecret(ReadKeyPrefix); err != nil {
-		return Game{}, Keys{}, err
+	for _, k := range []struct {
+		dst    *string
+		prefix string
+	}{{&keys.Write, WriteKeyPrefix}, {&keys.Read, ReadKeyPrefix}, {&keys.Admin, AdminKeyPrefix}} {
+		if *k.dst, err = newSecret(k.prefix); err != nil {
+			return Game{}, Keys{}, err
+		}
 	}
 	var game Game
 	err = pgx.BeginFunc(ctx, g.pool, func(tx pgx.Tx) error {
@@ -123,8 +129,8 @@ func (g *Games) Create(ctx context.Context, name, timezone string) (Game, Keys, 
 		if game, err = pgx.CollectExactlyOneRow(rows, scanGame); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO game_keys (hash, gameid, kind) VALUES ($1, $3, 'write'), ($2, $3, 'read')`,
-			HashKey(keys.Write), HashKey(keys.Read), id)
+		_, err = tx.Exec(ctx, `INSERT INTO game_keys (hash, gameid, kind) VALUES ($1, $4, 'write'), ($2, $4, 'read'), ($3, $4, 'admin')`,
+			HashKey(keys.Write), HashKey(keys.Read), HashKey(keys.Admin), id)
 		return err
 	})
 	if err != nil {
@@ -137,7 +143,21 @@ func (g *Games) Create(ctx context.Context, name, timezone string) (Game, Keys, 
 const (
 	WriteKey = "write"
 	ReadKey  = "read"
+	AdminKey = "admin"
 )
+
+// keyPrefix is the prefix keys of kind carry ("" for an unknown kind).
+func keyPrefix(kind string) string {
+	switch kind {
+	case WriteKey:
+		return WriteKeyPrefix
+	case ReadKey:
+		return ReadKeyPrefix
+	case AdminKey:
+		return AdminKeyPrefix
+	}
+	return ""
+}
 
 // Rotation is the outcome of RotateKey.
 type Rotation struct {
@@ -147,15 +167,15 @@ type Rotation struct {
 	PreviousUntil time.Time
 }
 
-// RotateKey gives game a new key of kind (WriteKey or ReadKey). Every key of
-// that kind still working stops at now+grace at the latest (a grace of 0
-// revokes them at once; a longer grace lets game builds with the old write
-// key keep sending until players have updated). Lookups are cached by
+// RotateKey gives game a new key of kind (WriteKey, ReadKey or AdminKey).
+// Every key of that kind still working stops at now+grace at the latest (a
+// grace of 0 revokes them at once; a longer grace lets game builds with the
+// old write key keep sending until players have updated). Lookups are cached by
 // KeyCache, so a revoked key may work for up to its TTL more.
 func (g *Games) RotateKey(ctx context.Context, id, kind string, grace time.Duration) (Rotation, error) {
-	prefix := map[string]string{WriteKey: WriteKeyPrefix, ReadKey: ReadKeyPrefix}[kind]
+	prefix := keyPrefix(kind)
 	if prefix == "" {
-		return Rotation{}, fmt.Errorf("key kind %q: want %s or %s", kind, WriteKey, ReadKey)
+		return Rotation{}, fmt.Errorf("key kind %q: want %s, %s or %s", kind, WriteKey, ReadKey, AdminKey)
 	}
 	if grace < 0 {
 		return Rotation{}, fmt.Errorf("grace %s: want 0 or more", grace)
@@ -218,20 +238,28 @@ func (g *Games) Get(ctx context.Context, id string) (Game, error) {
 const byKey = `SELECT ` + gameColumns + ` FROM games
 WHERE id = (SELECT gameid FROM game_keys WHERE hash = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > now()))`
 
-// ByWriteKey returns the game a write key belongs to.
-func (g *Games) ByWriteKey(ctx context.Context, key string) (Game, error) {
-	if !strings.HasPrefix(key, WriteKeyPrefix) {
+// ByKey returns the game a working key of kind belongs to; a key of
+// another kind is ErrNotFound.
+func (g *Games) ByKey(ctx context.Context, kind, key string) (Game, error) {
+	if prefix := keyPrefix(kind); prefix == "" || !strings.HasPrefix(key, prefix) {
 		return Game{}, ErrNotFound
 	}
-	return g.one(ctx, byKey, HashKey(key), WriteKey)
+	return g.one(ctx, byKey, HashKey(key), kind)
+}
+
+// ByWriteKey returns the game a write key belongs to.
+func (g *Games) ByWriteKey(ctx context.Context, key string) (Game, error) {
+	return g.ByKey(ctx, WriteKey, key)
 }
 
 // ByReadKey returns the game a read key belongs to.
 func (g *Games) ByReadKey(ctx context.Context, key string) (Game, error) {
-	if !strings.HasPrefix(key, ReadKeyPrefix) {
-		return Game{}, ErrNotFound
-	}
-	return g.one(ctx, byKey, HashKey(key), ReadKey)
+	return g.ByKey(ctx, ReadKey, key)
+}
+
+// ByAdminKey returns the game an admin key belongs to.
+func (g *Games) ByAdminKey(ctx context.Context, key string) (Game, error) {
+	return g.ByKey(ctx, AdminKey, key)
 }
 
 // List returns every game, oldest first.
