@@ -14,10 +14,6 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/events"
 )
 
-// SessionTimeout closes a session that has no session.end: it counts as
-// closed once it has had no event for this long.
-const SessionTimeout = 30 * time.Minute
-
 // Extensions a KafkaSource adds to every event it delivers; they describe
 // the delivery, not the event, so they are not stored.
 const (
@@ -308,7 +304,7 @@ func (s sessionState) begin() time.Time {
 // length is the session's length in seconds: the length_s a session.end
 // reported (the client measured it, immune to clock skew), else the time
 // from begin to the latest event, never negative. A session without a
-// session.end is closed SessionTimeout after its latest event, and its
+// session.end is closed events.SessionTimeout after its latest event, and its
 // length is then exactly this.
 func (s sessionState) length() *big.Rat {
 	if s.endLength != nil {
@@ -323,7 +319,7 @@ func (s sessionState) length() *big.Rat {
 
 // closed says whether the session counts as over at now.
 func (s sessionState) closed(now time.Time) bool {
-	return !s.endAt.IsZero() || now.Sub(s.lastAt) >= SessionTimeout
+	return events.SessionClosed(!s.endAt.IsZero(), s.lastAt, now)
 }
 
 // playerState is what is known of one player, merged like sessionState.

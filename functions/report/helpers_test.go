@@ -398,7 +398,7 @@ func (tr *truth) value(metric, interval string, p period, currency, severity str
 			}
 			n++
 			sum.Add(sum, s.length())
-			if s.ended || tr.now.Sub(s.last) >= process.SessionTimeout {
+			if s.ended || tr.now.Sub(s.last) >= events.SessionTimeout {
 				ended++
 				endedSum.Add(endedSum, s.length())
 			}

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/gamemetrics/gamemetrics/functions/process"
+	"github.com/gamemetrics/gamemetrics/shared/events"
 )
 
 // Intervals of a metric series.
@@ -351,13 +351,13 @@ func (r *Report) distinctPlayers(ctx context.Context, q *seriesQuery, paid bool)
 
 // endedSessions returns, per period, the total length and the number of
 // the sessions that began in it and are over (a session.end arrived, or
-// process.SessionTimeout passed without events).
+// events.SessionTimeout passed without events: events.SessionClosed).
 func (r *Report) endedSessions(ctx context.Context, q *seriesQuery) ([]float64, []float64, error) {
 	sum, n := make([]float64, len(q.ps)), make([]float64, len(q.ps))
 	if len(q.ps) == 0 {
 		return sum, n, nil
 	}
-	cutoff := r.now().Add(-process.SessionTimeout)
+	cutoff := events.SessionCutoff(r.now())
 	var (
 		rows pgx.Rows
 		err  error
@@ -366,7 +366,7 @@ func (r *Report) endedSessions(ctx context.Context, q *seriesQuery) ([]float64, 
 		start, end := q.hourRange()
 		rows, err = r.pool.Query(ctx, `SELECT hour, sum(length_s)::float8, count(*)::float8 FROM sessions
 			WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND hour >= $4 AND hour < $5
-			  AND (end_at IS NOT NULL OR last_at < $6) GROUP BY hour`,
+			  AND (end_at IS NOT NULL OR last_at <= $6) GROUP BY hour`,
 			q.game, q.from.AddDate(0, 0, -1), q.to.AddDate(0, 0, 1), start, end, cutoff)
 		if err != nil {
 			return nil, nil, err
@@ -386,7 +386,7 @@ func (r *Report) endedSessions(ctx context.Context, q *seriesQuery) ([]float64, 
 	}
 	idx := q.dayIndex()
 	rows, err = r.pool.Query(ctx, `SELECT day, sum(length_s)::float8, count(*)::float8 FROM sessions
-		WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND (end_at IS NOT NULL OR last_at < $4) GROUP BY day`,
+		WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND (end_at IS NOT NULL OR last_at <= $4) GROUP BY day`,
 		q.game, q.from, q.to, cutoff)
 	if err != nil {
 		return nil, nil, err
