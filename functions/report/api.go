@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gamemetrics/gamemetrics/functions/retain"
+	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -531,8 +531,8 @@ func (r *Report) handleEvents() func(context.Context, *http.Request, store.Game)
 		return answer{
 			filename: fmt.Sprintf("%s-%s.ndjson", game.ID, q),
 			stream: func(ctx context.Context, w io.Writer) error {
-				_, err := retain.WriteDay(ctx, r.pool, r.objects, game.ID, day, w)
-				if errors.Is(err, retain.ErrNoArchive) {
+				_, err := archive.WriteDay(ctx, r.pool, r.objects, game.ID, day, w)
+				if errors.Is(err, archive.ErrNoArchive) {
 					return &apiError{status: http.StatusServiceUnavailable, reason: "the day is archived and this deployment has no S3 archive configured (S3_BUCKET)"}
 				}
 				return err

@@ -11,7 +11,6 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 )
 
@@ -20,7 +19,7 @@ import (
 func exported(t *testing.T, a *archive.Client, game string, day time.Time) ([]string, error) {
 	t.Helper()
 	var buf bytes.Buffer
-	n, err := retain.WriteDay(context.Background(), pool, a, game, day, &buf)
+	n, err := archive.WriteDay(context.Background(), pool, a, game, day, &buf)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +83,7 @@ func TestWriteDayExportsHotArchivedAndMixedDays(t *testing.T) {
 	if got, err := exported(t, arc, g.ID, old); err != nil || !slices.Equal(got, idsOn(evs, old)) {
 		t.Errorf("archived day: %v %v, want %v", got, err, idsOn(evs, old))
 	}
-	if _, err := exported(t, nil, g.ID, old); !errors.Is(err, retain.ErrNoArchive) {
+	if _, err := exported(t, nil, g.ID, old); !errors.Is(err, archive.ErrNoArchive) {
 		t.Errorf("archived day without S3: %v, want ErrNoArchive", err)
 	}
 	// A late event for the archived day (and a late copy of an archived
