@@ -18,6 +18,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/events"
+	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 )
 
@@ -77,7 +78,7 @@ func TestEveryMetricMatchesTheGroundTruthInTheGamesTimezone(t *testing.T) {
 				Hour: {date("2026-10-05"), date("2026-10-06")},
 			}
 			checked := 0
-			for _, metric := range Metrics() {
+			for _, metric := range metrics.Names() {
 				for _, interval := range []string{Day, Week, Month, Hour} {
 					variants := []map[string]string{{}}
 					switch metric {
@@ -182,21 +183,25 @@ func TestEveryMetricMatchesTheGroundTruthInTheGamesTimezone(t *testing.T) {
 
 func TestWeekAndMonthDistinctCountsFromSketchesAreFlaggedApproximate(t *testing.T) {
 	s := seedGame(t, "UTC", []string{"USD"}, 25, 3)
-	r, _ := newReport(t, testNow)
-	r.cfg.ExactDistinctLimit = 0 // always use the sketches
-	q := &seriesQuery{game: s.ID, loc: s.loc, metric: "dau", interval: Week, from: date("2026-09-28"), to: date("2026-10-25")}
-	q.ps = periods(Week, q.from, q.to, q.loc)
-	vals, approx, err := r.series(context.Background(), q)
+	setup(t)
+	// A limit of 0 always uses the sketches.
+	q := metrics.New(pool, func() time.Time { return testNow }, metrics.WithExactDistinctLimit(0))
+	from, to := date("2026-09-28"), date("2026-10-25")
+	got, err := q.Series(context.Background(), metrics.SeriesQuery{Game: s.Game, Metric: "dau", Interval: metrics.Week, From: from, To: to})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !approx {
+	if !got.Approximate {
 		t.Error("sketch-based answer not flagged approximate")
 	}
-	for i, p := range q.ps {
+	ps := periods(Week, from, to, s.loc)
+	if len(got.Points) != len(ps) {
+		t.Fatalf("%d points, want %d", len(got.Points), len(ps))
+	}
+	for i, p := range ps {
 		// Under ~160 players a sketch is still in its exact (explicit) mode.
-		if want := s.truth.value("dau", Week, p, "", ""); vals[i] != want {
-			t.Errorf("week %s: %v, want %v", p.t, vals[i], want)
+		if want := s.truth.value("dau", Week, p, "", ""); got.Points[i].Value != want {
+			t.Errorf("week %s: %v, want %v", p.t, got.Points[i].Value, want)
 		}
 	}
 }
@@ -255,44 +260,6 @@ func TestDayBoundariesFollowTheGamesTimezone(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestPeriodsSplitTheRangeByCalendar(t *testing.T) {
-	la, _ := time.LoadLocation("America/Los_Angeles")
-	kol, _ := time.LoadLocation("Asia/Kolkata")
-	ts := func(ps []period) string {
-		var out []string
-		for _, p := range ps {
-			out = append(out, p.t+"/"+p.to.Format("01-02"))
-		}
-		return strings.Join(out, " ")
-	}
-	tests := []struct {
-		name, interval, from, to string
-		loc                      *time.Location
-		want                     string
-	}{
-		{"weeks start on Monday and are clipped to the range", Week, "2026-10-01", "2026-10-20", time.UTC,
-			"2026-10-01/10-04 2026-10-05/10-11 2026-10-12/10-18 2026-10-19/10-20"},
-		{"months are clipped to the range", Month, "2026-09-15", "2026-11-03", time.UTC,
-			"2026-09-15/09-30 2026-10-01/10-31 2026-11-01/11-03"},
-		{"one day", Day, "2026-10-01", "2026-10-01", time.UTC, "2026-10-01/10-01"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ts(periods(tc.interval, date(tc.from), date(tc.to), tc.loc)); got != tc.want {
-				t.Errorf("got %s\nwant %s", got, tc.want)
-			}
-		})
-	}
-	// The day US daylight saving time ends has 25 hours in Los Angeles.
-	if n := len(periods(Hour, date("2026-11-01"), date("2026-11-01"), la)); n != 25 {
-		t.Errorf("hours of 2026-11-01 in Los Angeles = %d, want 25", n)
-	}
-	ps := periods(Hour, date("2026-10-04"), date("2026-10-10"), kol)
-	if len(ps) != 7*24 || ps[0].t != "2026-10-04T00:30:00+05:30" || ps[len(ps)-1].t != "2026-10-10T23:30:00+05:30" {
-		t.Errorf("Kolkata hours: %d from %s to %s", len(ps), ps[0].t, ps[len(ps)-1].t)
 	}
 }
 
@@ -630,7 +597,7 @@ func TestOpenAPIDocumentIsServedAndListsEveryMetric(t *testing.T) {
 			t.Errorf("path %s missing", p)
 		}
 	}
-	for _, m := range Metrics() {
+	for _, m := range metrics.Names() {
 		if !strings.Contains(string(body), `"`+m+`"`) {
 			t.Errorf("metric %s not in the document", m)
 		}
