@@ -2,8 +2,9 @@
 // standard game metrics (events, dau, revenue, sessions...) per hour, day,
 // week or month in the game's time zone, retention cohorts, progression
 // funnels and the list of a game's currencies. The report function serves
-// them over HTTP; the notify function evaluates alert rules with the very
-// same calls, so a rule's value is the report API's for the same period.
+// them over HTTP, and the notify function is to evaluate its alert rules
+// with the very same calls, so that a rule's value is the report API's for
+// the same period (Value of PeriodOf equals the API's point of that period).
 //
 // Everything is read from what process maintains in PostgreSQL (see
 // shared/store/migrations/0002_process.sql): rollup_daily (game time zone)
@@ -33,5 +34,6 @@
 // served by report's /live endpoint).
 //
 // Parameters are checked before any query: a bad one is a *ParamError that
-// names it (metric, interval, from, to, currency, severity, days, period).
+// names it (game, metric, interval, from, to, currency, severity, days,
+// period).
 package metrics
