@@ -42,6 +42,7 @@ type GameRetention struct {
 	ArchiveDaysDelete int    `json:"archive_days_deleted"`
 	ObjectsDeleted    int    `json:"objects_deleted"`
 	EventIDsDeleted   int64  `json:"event_ids_deleted"`
+	MinutesDeleted    int64  `json:"minute_rollups_deleted"`
 	Error             string `json:"error,omitempty"`
 }
 
@@ -190,6 +191,13 @@ func (r *Retain) RetainGame(ctx context.Context, g store.Game) (GameRetention, e
 		return res, err
 	}
 	res.EventIDsDeleted = tag.RowsAffected()
+
+	// Minute rollups serve recent alert windows only.
+	if tag, err = r.pool.Exec(ctx, "DELETE FROM rollup_minutely WHERE gameid = $1 AND minute < $2",
+		g.ID, r.now().Add(-store.MinuteRollupDays*24*time.Hour)); err != nil {
+		return res, err
+	}
+	res.MinutesDeleted = tag.RowsAffected()
 	return res, nil
 }
 
