@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -162,6 +163,18 @@ func TestFeedCallsTheHandlerOnceForEveryDeliveryAndReportsRefusals(t *testing.T)
 		}
 		if handled[e.ID()] != want {
 			t.Errorf("event %s handled %d times, want %d", e.ID(), handled[e.ID()], want)
+		}
+	}
+}
+
+func TestImportsNoFunction(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -deps: %v", err)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/gamemetrics/gamemetrics/functions") {
+			t.Errorf("simtest depends on %s: the function tests it serves would import each other", pkg)
 		}
 	}
 }
