@@ -23,7 +23,9 @@ type Fact struct {
 	ID, Type, Subject, Session string
 	// Time is kept to the microsecond, as PostgreSQL stores it.
 	Time time.Time
-	// Data is the decoded JSON data (see DecodeData); nil when there is none.
+	// Data is the event's data object: decoded JSON (see DecodeData), or as
+	// a generated Event holds it (numbers as int or float64); nil when there
+	// is none.
 	Data map[string]any
 }
 
@@ -54,18 +56,37 @@ func (f Fact) Text(key string) string {
 // Rat is the data field key as an exact number; false when it is absent or
 // not a number.
 func (f Fact) Rat(key string) (*big.Rat, bool) {
-	n, ok := f.Data[key].(json.Number)
-	if !ok {
-		return nil, false
+	switch n := f.Data[key].(type) {
+	case json.Number:
+		return new(big.Rat).SetString(n.String())
+	case int:
+		return big.NewRat(int64(n), 1), true
+	case int64:
+		return big.NewRat(n, 1), true
+	case float64:
+		r := new(big.Rat)
+		if r.SetFloat64(n) == nil {
+			return nil, false
+		}
+		return r, true
 	}
-	return new(big.Rat).SetString(n.String())
+	return nil, false
 }
 
 // Float is the data field key as a float64 (0 when absent or not a number).
 func (f Fact) Float(key string) float64 {
-	n, _ := f.Data[key].(json.Number)
-	v, _ := n.Float64()
-	return v
+	switch n := f.Data[key].(type) {
+	case json.Number:
+		v, _ := n.Float64()
+		return v
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	case float64:
+		return n
+	}
+	return 0
 }
 
 // SessionKey names a session: session ids are the client's, unique per player.
@@ -163,20 +184,21 @@ type Recount struct {
 
 // NewRecount recounts facts of a game in loc, as of now.
 func NewRecount(facts []Fact, loc *time.Location, now time.Time) *Recount {
-	r := &Recount{Location: loc, Now: now, Sessions: map[SessionKey]*Session{}, Players: map[string]*Player{},
+	r := &Recount{Location: loc, Now: now, Events: make([]Fact, 0, len(facts)), Sessions: map[SessionKey]*Session{}, Players: map[string]*Player{},
 		byDay: map[time.Time][]int{}, byHour: map[time.Time][]int{},
 		sessionsByDay: map[time.Time][]*Session{}, sessionsByHour: map[time.Time][]*Session{}}
-	seen := map[string]bool{}
+	seen := make(map[string]bool, len(facts))
 	for _, f := range facts {
 		if seen[f.ID] {
 			continue
 		}
 		seen[f.ID] = true
 		f.Time = f.Time.UTC().Truncate(time.Microsecond)
-		r.byDay[r.Day(f.Time)] = append(r.byDay[r.Day(f.Time)], len(r.Events))
-		r.byHour[f.Time.Truncate(time.Hour)] = append(r.byHour[f.Time.Truncate(time.Hour)], len(r.Events))
+		day, hour := r.Day(f.Time), f.Time.Truncate(time.Hour)
+		r.byDay[day] = append(r.byDay[day], len(r.Events))
+		r.byHour[hour] = append(r.byHour[hour], len(r.Events))
 		r.Events = append(r.Events, f)
-		r.count(f)
+		r.count(f, day)
 	}
 	for k, s := range r.Sessions {
 		r.Players[k.Subject].Sessions++
@@ -187,7 +209,7 @@ func NewRecount(facts []Fact, loc *time.Location, now time.Time) *Recount {
 	return r
 }
 
-func (r *Recount) count(f Fact) {
+func (r *Recount) count(f Fact, day time.Time) {
 	p := r.Players[f.Subject]
 	if p == nil {
 		p = &Player{First: f.Time, Last: f.Time, Days: map[time.Time]bool{}}
@@ -199,7 +221,7 @@ func (r *Recount) count(f Fact) {
 	if f.Time.After(p.Last) {
 		p.Last = f.Time
 	}
-	p.Days[r.Day(f.Time)] = true
+	p.Days[day] = true
 	if f.Type == events.TypePurchase && (p.FirstPurchase.IsZero() || f.Time.Before(p.FirstPurchase)) {
 		p.FirstPurchase = f.Time
 	}
@@ -246,22 +268,20 @@ func (r *Recount) in(p Period, t time.Time) bool {
 	return !d.Before(p.From) && !d.After(p.To)
 }
 
-// eventsIn returns the events of p.
-func (r *Recount) eventsIn(p Period) []*Fact {
-	var out []*Fact
-	add := func(is []int) {
+// each calls fn with every event of p.
+func (r *Recount) each(p Period, fn func(*Fact)) {
+	visit := func(is []int) {
 		for _, i := range is {
-			out = append(out, &r.Events[i])
+			fn(&r.Events[i])
 		}
 	}
 	if !p.Hour.IsZero() {
-		add(r.byHour[p.Hour.UTC()])
-		return out
+		visit(r.byHour[p.Hour.UTC()])
+		return
 	}
 	for d := p.From; !d.After(p.To); d = d.AddDate(0, 0, 1) {
-		add(r.byDay[d])
+		visit(r.byDay[d])
 	}
-	return out
 }
 
 // sessionsIn returns the sessions that began in p.
@@ -281,32 +301,31 @@ func (r *Recount) sessionsIn(p Period) []*Session {
 // documents (2 decimals, conversion 4). It panics on a metric it does not
 // know, a mistake in the calling test.
 func (r *Recount) Value(metric string, p Period, f Filter) float64 {
-	evs := r.eventsIn(p)
 	count := func(keep func(*Fact) bool) float64 {
 		n := 0.0
-		for _, e := range evs {
+		r.each(p, func(e *Fact) {
 			if keep(e) {
 				n++
 			}
-		}
+		})
 		return n
 	}
 	distinct := func(keep func(*Fact) bool) float64 {
 		set := map[string]bool{}
-		for _, e := range evs {
+		r.each(p, func(e *Fact) {
 			if keep(e) {
 				set[e.Subject] = true
 			}
-		}
+		})
 		return float64(len(set))
 	}
 	sum := func(keep func(*Fact) bool, key string) float64 {
 		v := 0.0
-		for _, e := range evs {
+		r.each(p, func(e *Fact) {
 			if keep(e) {
 				v += e.Float(key)
 			}
-		}
+		})
 		return v
 	}
 	firsts := func(at func(*Player) time.Time) float64 {
@@ -424,9 +443,9 @@ func (r *Recount) Retention(from, to time.Time, days []int) []Cohort {
 func (r *Recount) Progression(from, to time.Time) []Level {
 	levels := map[string]*Level{}
 	attempts := map[string][]float64{}
-	for _, e := range r.eventsIn(Period{From: from, To: to}) {
+	r.each(Period{From: from, To: to}, func(e *Fact) {
 		if e.Type != events.TypeProgression {
-			continue
+			return
 		}
 		name := e.Text("level")
 		l := levels[name]
@@ -445,7 +464,7 @@ func (r *Recount) Progression(from, to time.Time) []Level {
 		case "fail":
 			l.Fails++
 		}
-	}
+	})
 	var out []Level
 	for name, l := range levels {
 		if l.Completes+l.Fails > 0 {

@@ -1,8 +1,6 @@
 package simulation
 
 import (
-	"encoding/json"
-	"fmt"
 	"time"
 )
 
@@ -68,21 +66,11 @@ func ComputeTruth(evs []Event, loc *time.Location, now time.Time, retentionDays 
 	return t
 }
 
-// Facts are generated events as the recount reads them: their data as it
-// travels, in JSON.
+// Facts are generated events as the recount reads them.
 func Facts(evs []Event) []Fact {
 	out := make([]Fact, len(evs))
 	for i, e := range evs {
-		out[i] = Fact{ID: e.ID, Type: e.Type, Subject: e.Subject, Session: e.SessionID, Time: e.Time}
-		if e.Data != nil {
-			b, err := json.Marshal(e.Data)
-			if err == nil {
-				out[i].Data, err = DecodeData(b)
-			}
-			if err != nil {
-				panic(fmt.Sprintf("simulation: event %s: %v", e.ID, err)) // Generate and Live only make JSON data
-			}
-		}
+		out[i] = Fact{ID: e.ID, Type: e.Type, Subject: e.Subject, Session: e.SessionID, Time: e.Time, Data: e.Data}
 	}
 	return out
 }
