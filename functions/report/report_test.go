@@ -20,6 +20,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 var (
@@ -43,22 +44,18 @@ type seeded struct {
 	testGame
 	evs        []event.Event
 	truth      *truth
+	gen        *simtest.Generator
 	currencies []string
 }
 
 func seedGame(t *testing.T, tz string, currencies []string, players int, seedN uint64) seeded {
 	t.Helper()
 	g := newGame(t, tz)
-	gn := &gen{rng: rand.New(rand.NewPCG(seedN, 7)), game: g.ID}
-	evs := gn.players(players, seedFrom, seedDays, currencies)
+	gn := &simtest.Generator{Game: g.ID, Rand: rand.New(rand.NewPCG(seedN, 7))}
+	evs := gn.Players(players, simtest.Traffic{From: seedFrom, Days: seedDays, Sessions: 2, Currencies: currencies})
 	// every event delivered 1-2 times, shuffled: process deduplicates.
-	deliveries := append([]event.Event(nil), evs...)
-	for i := 0; i < len(evs); i += 5 {
-		deliveries = append(deliveries, evs[i])
-	}
-	gn.rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
-	seed(t, deliveries)
-	return seeded{testGame: g, evs: evs, truth: newTruth(t, g.loc, testNow, evs), currencies: currencies}
+	seed(t, gn.Deliveries(evs, 2))
+	return seeded{testGame: g, evs: evs, truth: newTruth(t, g.loc, testNow, evs), gen: gn, currencies: currencies}
 }
 
 func TestEveryMetricMatchesTheGroundTruthInTheGamesTimezone(t *testing.T) {
@@ -218,10 +215,10 @@ func TestDayBoundariesFollowTheGamesTimezone(t *testing.T) {
 	} {
 		t.Run(tc.tz, func(t *testing.T) {
 			g := newGame(t, tc.tz)
-			gn := &gen{rng: rand.New(rand.NewPCG(1, 1)), game: g.ID}
+			gn := &simtest.Generator{Game: g.ID}
 			seed(t, []event.Event{
-				gn.event(events.TypeSessionStart, "p1", "s1", tc.before, `{"platform":"ios","app_version":"1"}`),
-				gn.event(events.TypeSessionEnd, "p1", "s1", tc.after, `{}`),
+				gn.Event(events.TypeSessionStart, "p1", "s1", tc.before, `{"platform":"ios","app_version":"1"}`),
+				gn.Event(events.TypeSessionEnd, "p1", "s1", tc.after, `{}`),
 			})
 			_, base := newReport(t, testNow)
 			var dau, ev, sess, np Series
@@ -436,12 +433,12 @@ func TestEveryEndpointAnswersCSV(t *testing.T) {
 func TestLiveReadsOnlineAndEventsPerMinuteFromRedis(t *testing.T) {
 	g := newGame(t, "Asia/Kolkata")
 	now := time.Now().UTC()
-	gn := &gen{rng: rand.New(rand.NewPCG(4, 4)), game: g.ID}
+	gn := &simtest.Generator{Game: g.ID}
 	evs := []event.Event{
-		gn.event(events.TypeHeartbeat, "p1", "s1", now.Add(-30*time.Second), ""),
-		gn.event(events.TypeHeartbeat, "p1", "s1", now.Add(-20*time.Second), ""),
-		gn.event(events.TypeHeartbeat, "p2", "s2", now.Add(-2*time.Minute), ""),
-		gn.event(events.TypeHeartbeat, "p3", "s3", now.Add(-10*time.Minute), ""), // counted per minute, not online
+		gn.Event(events.TypeHeartbeat, "p1", "s1", now.Add(-30*time.Second), ""),
+		gn.Event(events.TypeHeartbeat, "p1", "s1", now.Add(-20*time.Second), ""),
+		gn.Event(events.TypeHeartbeat, "p2", "s2", now.Add(-2*time.Minute), ""),
+		gn.Event(events.TypeHeartbeat, "p3", "s3", now.Add(-10*time.Minute), ""), // counted per minute, not online
 	}
 	seed(t, evs)
 	_, base := newReport(t, time.Now()) // the live view is relative to the real clock
@@ -632,27 +629,26 @@ func TestRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
 		}
 	}
 	check(s.evs, "first answer")
-	gn := &gen{rng: rand.New(rand.NewPCG(80, 80)), game: s.ID, seq: 1_000_000}
+	gn := s.gen // its ids stay distinct from the seeded ones
 	// A returning player: one more day of activity for an existing cohort.
-	first := newTruth(t, s.loc, testNow, s.evs).first
 	var subject string
 	var installed time.Time
-	for p, f := range first {
+	for p, pl := range newTruth(t, s.loc, testNow, s.evs).Players {
 		if subject == "" || p < subject {
-			subject, installed = p, f
+			subject, installed = p, pl.First
 		}
 	}
-	more := []event.Event{gn.event(events.TypeHeartbeat, subject, "late-1", installed.Add(24*time.Hour+time.Minute), "")}
+	more := []event.Event{gn.Event(events.TypeHeartbeat, subject, "late-1", installed.Add(24*time.Hour+time.Minute), "")}
 	seed(t, more)
 	evs := append(append([]event.Event(nil), s.evs...), more...)
 	check(evs, "after a returning player's event")
 	// A late event from before the player's first one moves their install day.
-	moved := []event.Event{gn.event(events.TypeHeartbeat, subject, "late-2", installed.Add(-3*24*time.Hour), "")}
+	moved := []event.Event{gn.Event(events.TypeHeartbeat, subject, "late-2", installed.Add(-3*24*time.Hour), "")}
 	seed(t, moved)
 	evs = append(evs, moved...)
 	check(evs, "after a late event moved an install day")
 	// And a brand-new player.
-	fresh := []event.Event{gn.event(events.TypeHeartbeat, "newcomer", "n-1", date("2026-10-10").Add(12*time.Hour), "")}
+	fresh := []event.Event{gn.Event(events.TypeHeartbeat, "newcomer", "n-1", date("2026-10-10").Add(12*time.Hour), "")}
 	seed(t, fresh)
 	check(append(evs, fresh...), "after a new player")
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 // exported runs WriteDay and returns the ids of the lines, which must be
@@ -59,9 +60,9 @@ func TestWriteDayExportsHotArchivedAndMixedDays(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 4)
 	now := time.Now()
-	gn := &gen{game: g.ID}
+	gn := &simtest.Generator{Game: g.ID}
 	players := []string{fmt.Sprintf("ann-%d", now.UnixNano()), fmt.Sprintf("ben-%d", now.UnixNano())}
-	evs := gn.days(players, []int{5, 1}, now)
+	evs := gn.Days(players, []int{5, 1}, now)
 	feed(t, append(evs, evs[0], evs[3])) // duplicates are stored once
 	old, hot := utcDayOf(now).AddDate(0, 0, -5), utcDayOf(now).AddDate(0, 0, -1)
 
@@ -88,7 +89,7 @@ func TestWriteDayExportsHotArchivedAndMixedDays(t *testing.T) {
 	}
 	// A late event for the archived day (and a late copy of an archived
 	// one): the partition comes back with them until the next run merges it.
-	late := gn.event("com.gamemetrics.heartbeat", players[0], "s-late", old.Add(20*time.Hour), "")
+	late := gn.Event("com.gamemetrics.heartbeat", players[0], "s-late", old.Add(20*time.Hour), "")
 	feed(t, []event.Event{late, evs[1]})
 	want := idsOn(append(slices.Clone(evs), late), old)
 	if got, err := exported(t, arc, g.ID, old); err != nil || !slices.Equal(got, want) {
