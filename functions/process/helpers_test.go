@@ -152,8 +152,9 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 	buckets := func(at time.Time) []string {
 		return []string{"daily|" + r.Day(at).Format(time.DateOnly), "hourly|" + at.UTC().Truncate(time.Hour).Format(time.RFC3339)}
 	}
+	// Additive metrics have minute rows too; distinct players do not.
 	add := func(at time.Time, metric, dim string, v *big.Rat) {
-		for _, b := range buckets(at) {
+		for _, b := range append(buckets(at), "minutely|"+at.UTC().Truncate(time.Minute).Format(time.RFC3339)) {
 			k := b + "|" + metric + "|" + dim
 			if sums[k] == nil {
 				sums[k] = new(big.Rat)
@@ -269,7 +270,10 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 		FROM rollup_daily WHERE gameid = $1 AND value <> 0
 		UNION ALL
 		SELECT 'hourly|' || to_char(hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || metric || '|' || dim, value::text
-		FROM rollup_hourly WHERE gameid = $1 AND value <> 0`,
+		FROM rollup_hourly WHERE gameid = $1 AND value <> 0
+		UNION ALL
+		SELECT 'minutely|' || to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || metric || '|' || dim, value::text
+		FROM rollup_minutely WHERE gameid = $1 AND value <> 0`,
 		func(v string) string { return ratOf(t, v).RatString() })
 	readKeyValues(`SELECT 'cohort|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD'), players::text
 		FROM cohort_days WHERE gameid = $1 AND players <> 0`, func(v string) string { return v })
