@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 # running as root; otherwise the exact command is printed.
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate terraform-mirror bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -74,11 +74,49 @@ chaos:
 	$(GO) test -race -count=1 ./chaos/
 	cd chaos/validate && $(GO) test ./...
 
-## validate: Knative/eventing manifests, func.yaml, Terraform and chaos/mesh, checked offline
-validate:
-	cd knative/validate && $(GO) test ./...
-	cd chaos/validate && $(GO) vet ./... && $(GO) test ./...
+## validate: everything a deploy applies, checked offline: terraform init
+## -backend=false + terraform validate on every module and environment (the
+## hashicorp/aws filesystem mirror, discovered), tflint, the Kubernetes
+## version Knative needs, the project's HCL rules, the Knative/eventing/
+## platform/ArgoCD manifests, deploy.sh's order, func.yaml, chaos/mesh
+TFLINT_VERSION := v0.64.0
+TFLINT         := $(BIN)/tflint
+TF_CLI_CONFIG  := $(BIN)/terraform.rc
+
+validate: $(TFLINT) terraform-mirror
 	terraform fmt -check -recursive terraform
+	cd knative/validate && TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) TFLINT=$(TFLINT) $(GO) test -timeout 20m ./...
+	cd chaos/validate && $(GO) vet ./... && $(GO) test ./...
+
+$(TFLINT):
+	GOBIN=$(BIN) $(GO) install github.com/terraform-linters/tflint@$(TFLINT_VERSION)
+
+# terraform-mirror: writes bin/terraform.rc, the CLI configuration that
+# points terraform init at a filesystem mirror of the hashicorp/aws provider
+# (the registry is not reachable here). The mirror is found by looking for
+# registry.terraform.io/hashicorp/aws/<version>/<os_arch>/terraform-provider-aws_*
+# anywhere on the machine, once; TF_PLUGIN_MIRROR=<dir holding registry.terraform.io>
+# skips the search. Without a mirror, validate stops and says what is missing.
+terraform-mirror:
+	@mkdir -p $(BIN); \
+	mirror="$${TF_PLUGIN_MIRROR:-}"; \
+	if [ -z "$$mirror" ] && [ -f $(TF_CLI_CONFIG) ]; then \
+	  mirror=$$(sed -n 's/^ *path *= *"\(.*\)"$$/\1/p' $(TF_CLI_CONFIG)); \
+	fi; \
+	if [ -z "$$mirror" ] || ! ls "$$mirror"/registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_* >/dev/null 2>&1; then \
+	  f=$$(find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -name .terraform -o -name .git -o -name node_modules \) -prune \
+	       -o -type f -path '*/registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*' -print -quit 2>/dev/null); \
+	  mirror=$${f%%/registry.terraform.io/*}; \
+	fi; \
+	if [ -z "$$mirror" ]; then \
+	  echo "make validate: no filesystem mirror of the Terraform provider hashicorp/aws on this machine." >&2; \
+	  echo "  terraform init -backend=false needs <dir>/registry.terraform.io/hashicorp/aws/<version>/<os>_<arch>/terraform-provider-aws_*" >&2; \
+	  echo "  (the version terraform/environments/*/.terraform.lock.hcl pins). With network access, create one with" >&2; \
+	  echo "  'terraform -chdir=terraform/environments/dev providers mirror <dir>' and run 'make validate TF_PLUGIN_MIRROR=<dir>'." >&2; \
+	  exit 1; \
+	fi; \
+	printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$$mirror" > $(TF_CLI_CONFIG).tmp && mv $(TF_CLI_CONFIG).tmp $(TF_CLI_CONFIG); \
+	echo "terraform providers from the filesystem mirror $$mirror"
 
 ## fuzz: a short run of every fuzz target
 fuzz:
