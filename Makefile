@@ -84,7 +84,7 @@ TFLINT         := $(BIN)/tflint
 TF_CLI_CONFIG  := $(BIN)/terraform.rc
 
 validate: $(TFLINT) terraform-mirror
-	terraform fmt -check -recursive terraform
+	TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) terraform fmt -check -recursive terraform
 	cd knative/validate && TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) TFLINT=$(TFLINT) $(GO) test -timeout 20m ./...
 	cd chaos/validate && $(GO) vet ./... && $(GO) test ./...
 
