@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 # running as root; otherwise the exact command is printed.
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate terraform-mirror bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -159,15 +159,32 @@ bench-ingest: build $(VEGETA)
 IMAGE ?= registry.example.com/gamemetrics/gamemetrics:latest
 image:
 	@command -v func >/dev/null || { echo "make image needs the Knative func CLI >= v0.48 (knative-v1.21); see README.md, Deploying" >&2; exit 1; }
-	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE)
-
-## deploy ENV=dev|staging|production: build and push, then apply knative/ and eventing/
-ENV ?= dev
-deploy:
-	@case "$(ENV)" in dev|staging|production) ;; *) echo "ENV must be dev, staging or production" >&2; exit 1;; esac
-	@for t in func crane kubectl; do command -v $$t >/dev/null || { echo "make deploy needs $$t on PATH (crane: go install github.com/google/go-containerregistry/cmd/crane@latest)" >&2; exit 1; }; done
 	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE) --push
-	knative/deploy.sh $(ENV) "$$(crane digest --full-ref $(IMAGE))"
+
+## image-cli: the operator CLI image (migration Job, status, replay): a static
+## binary on distroless, non-root, pushed without a container engine
+CLI_IMAGE ?= registry.example.com/gamemetrics/gamemetrics-cli:latest
+CLI_BASE  ?= gcr.io/distroless/static-debian12:nonroot
+CRANE     := $(BIN)/crane
+$(CRANE):
+	GOBIN=$(BIN) $(GO) install github.com/google/go-containerregistry/cmd/crane@v0.22.1
+
+image-cli: $(CRANE)
+	rm -rf $(BIN)/cli-image && mkdir -p $(BIN)/cli-image
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o $(BIN)/cli-image/gamemetrics ./cmd/gamemetrics
+	tar --owner=0 --group=0 --mode=0755 -C $(BIN)/cli-image -cf $(BIN)/cli-image.tar gamemetrics
+	# Two tags, because ECR tags are immutable: the bare layer, then the
+	# configured image (use a tag per build, e.g. the commit).
+	$(CRANE) append --platform linux/amd64 --base $(CLI_BASE) --new_layer $(BIN)/cli-image.tar --new_tag $(CLI_IMAGE)-layer
+	$(CRANE) mutate $(CLI_IMAGE)-layer --entrypoint /gamemetrics --user 65532:65532 --tag $(CLI_IMAGE)
+
+## deploy ENV=dev|staging|production IMAGE=<repo>:<tag> CLI_IMAGE=<repo>:<tag>:
+## build and push both images, then knative/deploy.sh with their digests
+ENV ?= dev
+deploy: image image-cli
+	@case "$(ENV)" in dev|staging|production) ;; *) echo "ENV must be dev, staging or production" >&2; exit 1;; esac
+	@for t in kubectl helm curl; do command -v $$t >/dev/null || { echo "make deploy needs $$t on PATH (knative/README.md)" >&2; exit 1; }; done
+	knative/deploy.sh $(ENV) "$$($(CRANE) digest --full-ref $(IMAGE))" "$$($(CRANE) digest --full-ref $(CLI_IMAGE))"
 
 clean:
 	rm -rf $(BIN)

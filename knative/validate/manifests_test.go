@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -40,6 +41,19 @@ func TestEveryEnvironmentRendersTheSameResources(t *testing.T) {
 
 func TestFuncYAMLDescribesTheBundle(t *testing.T) {
 	assertNoProblems(t, CheckFuncYAML(filepath.Join(repoRoot, "func.yaml")))
+}
+
+func TestFuncYAMLCheckCatchesALocalValue(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "func.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := strings.Replace(string(data), "value: '{{ env:DATABASE_URL }}'", "value: postgres://gamemetrics@localhost:5432/gamemetrics?sslmode=disable", 1)
+	path := filepath.Join(t.TempDir(), "func.yaml")
+	if err := os.WriteFile(path, []byte(planted), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	assertOnlyProblem(t, CheckFuncYAML(path), "run.envs.DATABASE_URL: literal value")
 }
 
 // Each fixture in testdata/manifests plants one mistake; the same
