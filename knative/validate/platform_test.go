@@ -170,3 +170,12 @@ func TestArgoCDChecksCatchPlantedMistakes(t *testing.T) {
 		assertOnlyProblem(t, ArgoCDProblems(repoRoot, &ArgoCD{Root: base.Root, Apps: apps}, loadPlatform(t, repoRoot)), "Application/external-secrets")
 	})
 }
+
+// Repository is what `go run ./cmd/validate` runs: every check at once.
+func TestRepositoryRunsEveryCheckCleanly(t *testing.T) {
+	ps, err := Repository(context.Background(), repoRoot, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoProblems(t, ps)
+}
