@@ -21,7 +21,9 @@ if [ -z "${ARGOCD_ENV_CHART:-}" ]; then
 	kubectl kustomize . | sed "${args[@]}"
 	exit 0
 fi
-root=$(git rev-parse --show-toplevel)
+# ArgoCD runs the plugin in the application's directory of the repository
+# copy it sent the sidecar; ARGOCD_APP_SOURCE_PATH is that directory's path.
+root=${PWD%/"${ARGOCD_APP_SOURCE_PATH:-}"}
 while read -r name namespace repository chart version values; do
 	[ "$name" = "$ARGOCD_ENV_CHART" ] || continue
 	ref="$repository/$chart" repo=()
