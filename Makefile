@@ -95,8 +95,10 @@ $(TFLINT):
 # points terraform init at a filesystem mirror of the hashicorp/aws provider
 # (the registry is not reachable here). The mirror is found by looking for
 # registry.terraform.io/hashicorp/aws/<version>/<os_arch>/terraform-provider-aws_*
-# anywhere on the machine, once; TF_PLUGIN_MIRROR=<dir holding registry.terraform.io>
-# skips the search. Without a mirror, validate stops and says what is missing.
+# anywhere on the machine (below TF_MIRROR_SEARCH), once; TF_PLUGIN_MIRROR=<dir
+# holding registry.terraform.io> skips the search. Without a mirror, validate
+# stops and says what is missing.
+TF_MIRROR_SEARCH ?= /
 terraform-mirror:
 	@mkdir -p $(BIN); \
 	mirror="$${TF_PLUGIN_MIRROR:-}"; \
@@ -104,7 +106,7 @@ terraform-mirror:
 	  mirror=$$(sed -n 's/^ *path *= *"\(.*\)"$$/\1/p' $(TF_CLI_CONFIG)); \
 	fi; \
 	if [ -z "$$mirror" ] || ! ls "$$mirror"/registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_* >/dev/null 2>&1; then \
-	  f=$$(find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -name .terraform -o -name .git -o -name node_modules \) -prune \
+	  f=$$(find $(TF_MIRROR_SEARCH) -xdev \( -path /proc -o -path /sys -o -path /dev -o -name .terraform -o -name .git -o -name node_modules \) -prune \
 	       -o -type f -path '*/registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*' -print -quit 2>/dev/null); \
 	  mirror=$${f%%/registry.terraform.io/*}; \
 	fi; \

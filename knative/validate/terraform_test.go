@@ -3,6 +3,7 @@ package validate
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -218,4 +219,23 @@ func TestTFLintCatchesPlantedMistakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSomeProblem(t, TFLint(context.Background(), tree), "terraform_documented_variables")
+}
+
+// Without a provider mirror, make validate must stop and say what is missing.
+func TestMakeValidateSaysWhatIsMissingWithoutAProviderMirror(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Fatal("this test runs make: install it")
+	}
+	tmp := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "-C", repoRoot, "terraform-mirror",
+		"TF_MIRROR_SEARCH="+tmp, "TF_CLI_CONFIG="+filepath.Join(tmp, "terraform.rc"), "TF_PLUGIN_MIRROR=")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("make terraform-mirror succeeded without a mirror:\n%s", out)
+	}
+	for _, want := range []string{"no filesystem mirror of the Terraform provider hashicorp/aws", "registry.terraform.io/hashicorp/aws/<version>/<os>_<arch>/terraform-provider-aws_*", "providers mirror"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the message lacks %q:\n%s", want, out)
+		}
+	}
 }
