@@ -3,11 +3,12 @@
 # over an earlier deploy, in the only order that works from nothing:
 #
 #   1  platform    Knative CRDs (Established), Knative Serving/Kourier/
-#                  Eventing/eventing-kafka, the Helm charts of
+#                  Eventing/eventing-kafka, the gamemetrics namespace
+#                  (Strimzi watches it from install on), the Helm charts of
 #                  knative/platform/charts.txt (Strimzi, External Secrets,
 #                  ExternalDNS, Karpenter), then the cluster resources that
 #                  need their CRDs (StorageClass, NodePool, ClusterSecretStore)
-#   2  secrets     namespace, ConfigMaps, ServiceAccounts, NetworkPolicies,
+#   2  secrets     ConfigMaps, ServiceAccounts, NetworkPolicies,
 #                  ExternalSecrets (synced), the RDS CA bundle
 #   3  kafka       Kafka, node pool, users, topics (Ready)
 #   4  migrations  the migration Job (Complete) before any Service rolls
@@ -39,7 +40,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -148,28 +149,6 @@ apply_platform() {
 	"$KUBECTL" apply --server-side --field-manager=gamemetrics-platform -f "$WORK/platform.yaml"
 }
 
-# ---- 1 platform ------------------------------------------------------------
-step "1 platform"
-apply_platform "$ROOT/knative/platform/crds"
-run "$KUBECTL" wait --for=condition=Established crd --all --timeout=120s
-apply_platform "$ROOT/knative/platform/knative"
-for ns in knative-serving kourier-system knative-eventing; do
-	run "$KUBECTL" -n "$ns" wait deployment --all --for=condition=Available --timeout=600s
-done
-while read -r name namespace repository chart version values; do
-	case "$name" in '' | '#'*) continue ;; esac
-	subst <"$ROOT/$values" >"$WORK/$name-values.yaml"
-	ref="$repository/$chart"
-	repo=()
-	case "$repository" in
-	oci://*) ;;
-	*) ref=$chart repo=(--repo "$repository") ;;
-	esac
-	run "$HELM" upgrade --install "$name" "$ref" "${repo[@]}" --version "$version" \
-		--namespace "$namespace" --create-namespace --values "$WORK/$name-values.yaml" --wait --timeout 10m
-done <"$ROOT/knative/platform/charts.txt"
-apply_platform "$ROOT/knative/platform/cluster"
-
 # ---- the application, rendered once and split by step ----------------------
 cp -R "$ROOT/knative" "$WORK/knative"
 cp -R "$ROOT/eventing" "$WORK/eventing"
@@ -203,7 +182,8 @@ fi
 awk -v dir="$WORK" '
 function flush() {
 	if (doc == "") return
-	if (kind ~ /^(Namespace|ConfigMap|ServiceAccount|NetworkPolicy|ExternalSecret)$/) f = "2-secrets"
+	if (kind == "Namespace") f = "1-namespace"
+	else if (kind ~ /^(ConfigMap|ServiceAccount|NetworkPolicy|ExternalSecret)$/) f = "2-secrets"
 	else if (kind ~ /^(Kafka|KafkaNodePool|KafkaUser|KafkaTopic)$/) f = "3-kafka"
 	else if (kind == "Job") f = "4-migrations"
 	else if (kind == "Service") f = "5-services"
@@ -229,6 +209,31 @@ apply_step() {
 		"$KUBECTL" apply --server-side --field-manager=gamemetrics-app -f "$f"
 	fi
 }
+
+# ---- 1 platform ------------------------------------------------------------
+step "1 platform"
+apply_platform "$ROOT/knative/platform/crds"
+run "$KUBECTL" wait --for=condition=Established crd --all --timeout=120s
+apply_platform "$ROOT/knative/platform/knative"
+for ns in knative-serving kourier-system knative-eventing; do
+	run "$KUBECTL" -n "$ns" wait deployment --all --for=condition=Available --timeout=600s
+done
+# The namespace before the charts: Strimzi's operator gets its RoleBindings
+# in the namespace it watches when it is installed.
+apply_step 1-namespace
+while read -r name namespace repository chart version values; do
+	case "$name" in '' | '#'*) continue ;; esac
+	subst <"$ROOT/$values" >"$WORK/$name-values.yaml"
+	ref="$repository/$chart"
+	repo=()
+	case "$repository" in
+	oci://*) ;;
+	*) ref=$chart repo=(--repo "$repository") ;;
+	esac
+	run "$HELM" upgrade --install "$name" "$ref" "${repo[@]}" --version "$version" \
+		--namespace "$namespace" --create-namespace --values "$WORK/$name-values.yaml" --wait --timeout 10m
+done <"$ROOT/knative/platform/charts.txt"
+apply_platform "$ROOT/knative/platform/cluster"
 
 # ---- 2 secrets --------------------------------------------------------------
 step "2 secrets"

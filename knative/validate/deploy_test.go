@@ -95,8 +95,8 @@ func parseDryRun(t *testing.T, out string) []deployStep {
 func TestDeployScriptAppliesInTheOrderAnEmptyClusterNeeds(t *testing.T) {
 	wantSteps := []string{"1 platform", "2 secrets", "3 kafka", "4 migrations", "5 services", "6 sources"}
 	wantKinds := map[string][]string{
-		"1 platform":   nil,
-		"2 secrets":    {"ConfigMap", "ExternalSecret", "Namespace", "NetworkPolicy", "ServiceAccount"},
+		"1 platform":   {"Namespace"},
+		"2 secrets":    {"ConfigMap", "ExternalSecret", "NetworkPolicy", "ServiceAccount"},
 		"3 kafka":      {"Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser"},
 		"4 migrations": {"Job"},
 		"5 services":   {"Service"},
@@ -134,6 +134,9 @@ func TestDeployScriptAppliesInTheOrderAnEmptyClusterNeeds(t *testing.T) {
 			}
 			if i, j := strings.Index(platform, "platform/crds"), strings.Index(platform, "platform/knative"); i > j {
 				t.Errorf("the Knative release is applied before its CRDs")
+			}
+			if i, j := strings.Index(platform, "-f 1-namespace.yaml"), strings.Index(platform, "helm upgrade --install strimzi"); i < 0 || i > j {
+				t.Errorf("the gamemetrics namespace must exist before the Strimzi chart, which watches it")
 			}
 			for _, s := range steps[1:] {
 				apply := slices.IndexFunc(s.commands, func(c string) bool { return strings.Contains(c, "apply --server-side --field-manager=gamemetrics-app") })
