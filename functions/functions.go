@@ -21,6 +21,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
 	"github.com/gamemetrics/gamemetrics/functions/process"
+	"github.com/gamemetrics/gamemetrics/functions/recommend"
 	"github.com/gamemetrics/gamemetrics/functions/report"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
@@ -43,6 +44,14 @@ func builder(name string) func(context.Context, *Deps, *slog.Logger, prometheus.
 				return nil, err // not a nil *Process in a non-nil interface
 			}
 			return p, nil
+		}
+	case serving.Recommend:
+		return func(ctx context.Context, d *Deps, log *slog.Logger, reg prometheus.Registerer) (serving.Function, error) {
+			r, err := buildRecommend(ctx, d, log, reg)
+			if err != nil {
+				return nil, err // not a nil *Recommend in a non-nil interface
+			}
+			return r, nil
 		}
 	case serving.Report:
 		return buildReport
@@ -289,4 +298,38 @@ func buildRetain(ctx context.Context, deps *Deps, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	return retain.New(cfg, pool, rdb, objects, log, reg, time.Now), nil
+}
+
+// BuildRecommend builds recommend typed, for `gamemetrics recommend train`,
+// which calls its training directly.
+func BuildRecommend(ctx context.Context, deps *Deps, reg prometheus.Registerer) (*recommend.Recommend, error) {
+	return buildRecommend(ctx, deps, deps.log.With("function", serving.Recommend), reg)
+}
+
+func buildRecommend(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (*recommend.Recommend, error) {
+	cfg, err := recommend.ConfigFromEnv(deps.getenv)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := deps.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var objects *archive.Client
+	if deps.getenv("S3_BUCKET") != "" {
+		if objects, err = deps.Archive(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("no S3_BUCKET: recommendations come from live popularity; training fails until a bucket is configured")
+	}
+	var prod *kgo.Client
+	if deps.getenv("KAFKA_BROKERS") != "" {
+		if prod, err = deps.Producer(10 * time.Second); err != nil {
+			return nil, err
+		}
+	} else {
+		log.Warn("no KAFKA_BROKERS: served recommendations are not written to " + kafka.TopicRecommendations)
+	}
+	return recommend.New(cfg, pool, objects, prod, log, reg, time.Now), nil
 }

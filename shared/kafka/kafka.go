@@ -33,7 +33,9 @@ const (
 	TopicNotifyDLQ = "gamemetrics.notify.dlq"
 	// TopicRecommendDLQ holds events the eventing layer could not deliver to recommend.
 	TopicRecommendDLQ = "gamemetrics.recommend.dlq"
-	// TopicRecommendations holds every recommendation recommend served, as a CloudEvent.
+	// TopicRecommendations holds every recommendation recommend served, as a
+	// CloudEvent keyed "<gameid>/<player>", so studios can join impressions
+	// with later purchases by recommendation_id.
 	TopicRecommendations = "gamemetrics.recommendations"
 )
 

@@ -36,6 +36,12 @@ type Config struct {
 	// RunID prefixes event ids so separate runs never share an id (a
 	// shared id would be deduplicated as a resend).
 	RunID string
+	// Items is the size of the game's item catalogue (see Catalogue). With
+	// items, players have latent tastes that their purchases and resource
+	// sinks follow; every other event is exactly what the same seed gives
+	// without them. 0 keeps the four fixed in-app purchases and the
+	// "chest" sink.
+	Items int
 }
 
 // Event is one generated CloudEvent in structured form.
@@ -73,9 +79,13 @@ func Generate(cfg Config) []Event {
 	cfg.Days = max(1, min(cfg.Days, 29))
 	r := rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
 	start := cfg.End.Add(-time.Duration(cfg.Days) * 24 * time.Hour)
+	var cat *Catalogue
+	if cfg.Items > 0 {
+		cat = NewCatalogue(cfg.Items, cfg.Seed)
+	}
 	var out []Event
 	for p := range cfg.Players {
-		out = append(out, player(r, cfg, start, p)...)
+		out = append(out, player(r, cfg, cat, start, p)...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
 	return out
@@ -93,12 +103,17 @@ func diurnal(r *rand.Rand) float64 {
 	}
 }
 
-func player(r *rand.Rand, cfg Config, start time.Time, n int) []Event {
+func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []Event {
 	subject := fmt.Sprintf("player-%05d", n)
 	installDay := r.IntN(cfg.Days)
 	paying := r.Float64() < cfg.PayingShare
 	platform := platformsByShare[r.IntN(len(platformsByShare))]
-	country := countries[r.IntN(len(countries))]
+	countryIdx := r.IntN(len(countries))
+	country := countries[countryIdx]
+	var shopper *shopper
+	if cat != nil {
+		shopper = cat.shopper(n, countryIdx)
+	}
 	level := 1
 	var out []Event
 	seq := 0
@@ -150,13 +165,22 @@ func player(r *rand.Rand, cfg Config, start time.Time, n int) []Event {
 					if r.IntN(2) == 0 {
 						flow = "sink"
 					}
-					emit(t, events.TypeResource, session, map[string]any{"flow": flow, "currency": "gold", "amount": 10 + r.IntN(90), "item_type": "loot", "item_id": "chest"})
+					data := map[string]any{"flow": flow, "currency": "gold", "amount": 10 + r.IntN(90), "item_type": "loot", "item_id": "chest"}
+					if flow == "sink" && shopper != nil {
+						data["item_id"] = shopper.pick(false).ID
+					}
+					emit(t, events.TypeResource, session, data)
 				case x < 0.95:
 					emit(t, events.TypeDesign, session, map[string]any{"event": "ui:shop:open", "value": 1})
 				case x < 0.98:
 					if paying {
 						it := items[r.IntN(len(items))]
-						emit(t, events.TypePurchase, session, map[string]any{"item_id": it.id, "item_type": "iap", "currency": "USD", "amount_minor": it.amount, "transaction_id": fmt.Sprintf("tx-%s-%d", subject, seq)})
+						id, amount := it.id, it.amount
+						if shopper != nil {
+							bought := shopper.pick(true)
+							id, amount = bought.ID, bought.Price
+						}
+						emit(t, events.TypePurchase, session, map[string]any{"item_id": id, "item_type": "iap", "currency": "USD", "amount_minor": amount, "transaction_id": fmt.Sprintf("tx-%s-%d", subject, seq)})
 					}
 				default:
 					sev := []string{"warning", "error", "critical"}[r.IntN(3)]
