@@ -273,7 +273,8 @@ const (
 	// interactions are never written while (or, given the erasures check
 	// that follows, after) they are erased.
 	lockPlayers = `INSERT INTO recommend_players AS p (gameid, subject)
-SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1 COLLATE "C", 2 COLLATE "C"
+SELECT u.gameid, u.subject FROM unnest($1::text[], $2::text[]) AS u(gameid, subject)
+ORDER BY u.gameid COLLATE "C", u.subject COLLATE "C"
 ON CONFLICT (gameid, subject) DO UPDATE SET gameid = p.gameid`
 
 	// erasedSince: the latest erasure of each of the batch's players;
@@ -306,7 +307,8 @@ WHERE p.gameid = u.gameid AND p.subject = u.subject
 	AND (p.segment_at IS NULL OR (u.at, u.id) > (p.segment_at, p.segment_id))`
 
 	insertSeenItems = `INSERT INTO recommend_items (gameid, item_id)
-SELECT * FROM unnest($1::text[], $2::text[]) ORDER BY 1 COLLATE "C", 2 COLLATE "C"
+SELECT u.gameid, u.item FROM unnest($1::text[], $2::text[]) AS u(gameid, item)
+ORDER BY u.gameid COLLATE "C", u.item COLLATE "C"
 ON CONFLICT DO NOTHING`
 )
 
