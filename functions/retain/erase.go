@@ -265,6 +265,9 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 			}
 			counts["postgres."+table] = tag.RowsAffected()
 		}
+		if err := eraseRecommend(ctx, tx, req, counts); err != nil {
+			return err
+		}
 		// The daily HyperLogLog sketches hold a hash of every player id
 		// (exactly, while a day has few players): rebuild the player's days
 		// from player_days without them. Lock the sketches first, so the
@@ -292,6 +295,30 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 		}
 	}
 	return err
+}
+
+// eraseRecommend deletes what recommend keeps of the player (see
+// shared/store/migrations/0009_recommend.sql). The player's row is locked
+// first the way recommend locks it before writing their interactions, so
+// a recommend transaction still in flight either commits before (and its
+// rows are deleted here) or checks the erasures after (and counts nothing).
+func eraseRecommend(ctx context.Context, tx pgx.Tx, req ErasureRequest, counts map[string]int64) error {
+	var lockOnly bool
+	if err := tx.QueryRow(ctx, `INSERT INTO recommend_players AS p (gameid, subject) VALUES ($1, $2)
+		ON CONFLICT (gameid, subject) DO UPDATE SET gameid = p.gameid RETURNING xmax = 0`, req.Game, req.Player).Scan(&lockOnly); err != nil {
+		return fmt.Errorf("lock recommend player: %w", err)
+	}
+	for _, table := range []string{"recommend_interactions", "recommend_event_ids", "recommend_players"} {
+		tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", req.Game, req.Player)
+		if err != nil {
+			return fmt.Errorf("%s: %w", table, err)
+		}
+		counts["postgres."+table] = tag.RowsAffected()
+	}
+	if lockOnly { // the row inserted above only to lock the key
+		counts["postgres.recommend_players"]--
+	}
+	return nil
 }
 
 // deleteIdentifyingIDs deletes the dedup entries of the player's events

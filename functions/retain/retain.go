@@ -10,7 +10,8 @@
 //     com.gamemetrics.retention.completed with per-game counts.
 //   - com.gamemetrics.player.erasure.requested with data
 //     {"game":"...","player":"...","requested_by":"..."}: the player's raw
-//     events, sessions, activity, player and spend rows (PostgreSQL), live
+//     events, sessions, activity, player and spend rows and recommend's
+//     interactions and segment (PostgreSQL), live
 //     view members (Redis) and archived events (S3, by rewriting the
 //     affected days) are removed and an audit row is recorded (table
 //     erasures). Reply: com.gamemetrics.player.erasure.completed.
