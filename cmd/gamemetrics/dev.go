@@ -174,7 +174,7 @@ GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays i
   ingest       %s   (metrics: %smetrics)
   dashboard    http://127.0.0.1:%d/   (enter the read key below)
   functions    %s
-  eventing     KafkaSource gamemetrics.events -> process, PingSources -> retain, report (from eventing/base)
+  eventing     KafkaSources gamemetrics.events -> process, recommend; PingSources -> retain, report, recommend (from eventing/base)
   PostgreSQL   %s
   Redis        %s
   Kafka        %s

@@ -51,7 +51,7 @@ func Functions() []Function {
 	return []Function{
 		{Name: "ingest", Public: true, Egress: []int32{5432, 6379, 9092}, Produces: []string{kafka.TopicEvents, kafka.TopicRejected}},
 		{Name: "process", Egress: stores},
-		{Name: "recommend", Egress: []int32{5432, 6379, 9092}, Produces: []string{kafka.TopicRecommendations}},
+		{Name: "recommend", Egress: []int32{443, 5432, 9092}, Produces: []string{kafka.TopicRecommendations}},
 		{Name: "notify", Egress: web},
 		{Name: "retain", Egress: web},
 		{Name: "report", Public: true, Egress: web},

@@ -22,8 +22,8 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(%s): %v", dir, err)
 	}
-	if len(m.KafkaSources) != 1 || len(m.KafkaSinks) != 1 || len(m.PingSources) != 3 {
-		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 1, 1, 3",
+	if len(m.KafkaSources) != 2 || len(m.KafkaSinks) != 2 || len(m.PingSources) != 4 {
+		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 2, 2, 4",
 			len(m.KafkaSources), len(m.KafkaSinks), len(m.PingSources))
 	}
 	ks := m.KafkaSources[0]
@@ -57,8 +57,21 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	if kt, ok := r.kafka[0].dls.(*kafkaTarget); !ok || kt.topic != "gamemetrics.events.dlq" || kt.structured {
 		t.Errorf("dead-letter sink = %#v, want binary-mode KafkaSink on gamemetrics.events.dlq", r.kafka[0].dls)
 	}
-	if len(r.pings) != 3 || r.pings["retain-daily"].sink.String() != "http://127.0.0.1:8085" {
+	if len(r.pings) != 4 || r.pings["retain-daily"].sink.String() != "http://127.0.0.1:8085" ||
+		r.pings["recommend-daily"].sink.String() != "http://127.0.0.1:8083" {
 		t.Errorf("pings = %v", r.pings)
+	}
+	// recommend reads the same topic in its own consumer group, with its
+	// own dead letters.
+	rec := m.KafkaSources[1]
+	if rec.Metadata.Name != "gamemetrics-events-recommend" || rec.Spec.ConsumerGroup != "gamemetrics-recommend" || rec.Spec.Ordering != "unordered" {
+		t.Errorf("recommend's KafkaSource = %+v", rec)
+	}
+	if r.kafka[1].sink.String() != "http://127.0.0.1:8083" {
+		t.Errorf("recommend sink = %s", r.kafka[1].sink)
+	}
+	if kt, ok := r.kafka[1].dls.(*kafkaTarget); !ok || kt.topic != "gamemetrics.recommend.dlq" {
+		t.Errorf("recommend's dead-letter sink = %#v, want the KafkaSink on gamemetrics.recommend.dlq", r.kafka[1].dls)
 	}
 }
 

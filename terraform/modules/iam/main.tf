@@ -3,7 +3,8 @@
 # Every function gets its own role, trusted only by its ServiceAccount
 # (knative/base/serviceaccounts.yaml), so adding an AWS permission to one
 # function is a one-line change here and never widens another's:
-#   ingest, process, recommend  no AWS permissions
+#   ingest, process             no AWS permissions
+#   recommend                   models/*   read, write (trained models and their metrics)
 #   notify                      sns:Publish to the <name_prefix>-* topics
 #   retain                      raw/*      read, write, delete (archives and prunes raw events)
 #   report                      reports/*  read, write
@@ -14,7 +15,7 @@ locals {
   functions = {
     ingest    = { s3_prefix = null, object_actions = [], sns = false }
     process   = { s3_prefix = null, object_actions = [], sns = false }
-    recommend = { s3_prefix = null, object_actions = [], sns = false }
+    recommend = { s3_prefix = "models/", object_actions = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], sns = false }
     notify    = { s3_prefix = null, object_actions = [], sns = true }
     retain    = { s3_prefix = "raw/", object_actions = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"], sns = false }
     report    = { s3_prefix = "reports/", object_actions = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"], sns = false }
