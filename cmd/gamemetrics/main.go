@@ -48,8 +48,17 @@ Usage:
         load archived days back into PostgreSQL, deduplicated, aggregates unchanged
   gamemetrics simulate [--players 1000] [--days 7] [--rate 0] [--duplicates 0.05]
         [--late 0.01] [--malformed 0.01] [--shuffle] [--truth FILE] [--realtime 10m]
+        [--items 200] [--items-csv FILE]
         send realistic game traffic to ingest; --truth writes the exact expected answers;
-        --realtime then keeps 5% of the players online
+        --realtime then keeps 5% of the players online; players' purchases and sinks
+        follow tastes over --items items (--items-csv writes that catalogue)
+  gamemetrics recommend train --game G [--url $RECOMMEND_URL | --local]
+        train the game's recommendation models now; prints each candidate's validation
+  gamemetrics recommend eval --game G
+        hold out each player's last interaction, rank the full catalogue, print
+        HR@10, NDCG@10 and coverage of every model and of popularity ($DATABASE_URL)
+  gamemetrics items import --game G [--key $GAMEMETRICS_ADMIN_KEY] FILE.csv
+        set items (item_id, consumable, available, tags, price_minor, currency)
 
 Configuration comes from the environment: DATABASE_URL, REDIS_URL,
 KAFKA_BROKERS (+ KAFKA_TLS, KAFKA_SASL_*), S3_ENDPOINT, S3_BUCKET, PORT,
@@ -94,6 +103,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runArchive(ctx, rest, getenv, stdout, stderr)
 	case "simulate":
 		return runSimulate(ctx, rest, getenv, stdout, stderr)
+	case "recommend":
+		return runRecommend(ctx, rest, getenv, stdout, stderr)
+	case "items":
+		return runItems(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

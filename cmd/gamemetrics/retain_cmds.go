@@ -155,7 +155,7 @@ func sendEvent(ctx context.Context, url string, e event.Event) (*event.Event, er
 	req.Header.Set("Content-Type", "application/cloudevents+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("send to %s (is retain running? set --url or $RETAIN_URL, or use --local): %w", url, err)
+		return nil, fmt.Errorf("send to %s (is the function running? set --url, or use --local): %w", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

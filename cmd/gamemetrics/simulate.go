@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,8 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 	seed := fs.Uint64("seed", uint64(time.Now().UnixNano()), "random seed (same seed = same traffic)")
 	truth := fs.String("truth", "", "write the expected report answers to this JSON file")
 	realtime := fs.Duration("realtime", 0, "after the history, keep 5% of the players online for this long, sending every second (fills the dashboard's live view)")
+	items := fs.Int("items", 200, "items in the game's catalogue: purchases and resource sinks follow players' tastes over them (0: four fixed purchases)")
+	itemsCSV := fs.String("items-csv", "", "write the simulated catalogue to this CSV file (for `gamemetrics items import`)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,7 +54,17 @@ func runSimulate(ctx context.Context, args []string, getenv func(string) string,
 	}
 	now := time.Now().UTC()
 	evs := simulation.Generate(simulation.Config{Players: *players, Days: *days, End: now, Location: loc, Seed: *seed,
-		RunID: "sim" + strconv.FormatUint(*seed%1_000_000, 36) + "-"})
+		RunID: "sim" + strconv.FormatUint(*seed%1_000_000, 36) + "-", Items: *items})
+	if *itemsCSV != "" && *items > 0 {
+		var buf bytes.Buffer
+		if err := simulation.NewCatalogue(*items, *seed).WriteCSV(&buf); err != nil {
+			return err
+		}
+		if err := os.WriteFile(*itemsCSV, buf.Bytes(), 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "catalogue of %d items written to %s\n", *items, *itemsCSV)
+	}
 	cfg := simulation.SendConfig{URL: *url, WriteKey: *key, Batch: *batch, Rate: *rate, Concurrency: *conc,
 		Duplicates: *dups, Late: *late, Malformed: *bad, Shuffle: *shuffle, Seed: *seed}
 	stream, malformed, duplicates := simulation.Plan(evs, cfg)
