@@ -146,6 +146,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
 	$(GO) test -run '^$$' -fuzz FuzzRequestParameters -fuzztime 30s ./functions/report/
+	$(GO) test -run '^$$' -fuzz FuzzParseItems -fuzztime 30s ./functions/recommend/
+	$(GO) test -run '^$$' -fuzz FuzzParseSettingsAndRequests -fuzztime 30s ./functions/recommend/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeModel -fuzztime 30s ./functions/recommend/
 
 $(VEGETA):
 	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
