@@ -391,3 +391,32 @@ func TestSimilarItemsAndTheCatalogueAPI(t *testing.T) {
 		}
 	}
 }
+
+// The OpenAPI document is served and describes every API route.
+func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
+	r := newReplica(t)
+	var doc struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	if code := call(t, "GET", r.url+"/v1/openapi.json", "", "", nil, &doc); code != 200 || !strings.HasPrefix(doc.OpenAPI, "3.") {
+		t.Fatalf("GET /v1/openapi.json: %d %q", code, doc.OpenAPI)
+	}
+	for _, route := range []struct{ method, path, key string }{
+		{"get", "/v1/games/{game}/players/{player}/recommendations", "readKey"},
+		{"get", "/v1/games/{game}/items/{item}/similar", "readKey"},
+		{"get", "/v1/games/{game}/items", "adminKey"},
+		{"put", "/v1/games/{game}/items", "adminKey"},
+		{"get", "/v1/games/{game}/recommend/settings", "adminKey"},
+		{"put", "/v1/games/{game}/recommend/settings", "adminKey"},
+	} {
+		op, ok := doc.Paths[route.path][route.method]
+		if !ok {
+			t.Errorf("%s %s is not documented", route.method, route.path)
+			continue
+		}
+		if sec := fmt.Sprint(op["security"]); !strings.Contains(sec, route.key) {
+			t.Errorf("%s %s: security %s, want %s", route.method, route.path, sec, route.key)
+		}
+	}
+}
