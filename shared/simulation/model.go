@@ -110,9 +110,9 @@ func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []
 	platform := platformsByShare[r.IntN(len(platformsByShare))]
 	countryIdx := r.IntN(len(countries))
 	country := countries[countryIdx]
-	var shopper *shopper
+	var shopper *Shopper
 	if cat != nil {
-		shopper = cat.shopper(n, countryIdx)
+		shopper = cat.Shopper(n, countryIdx)
 	}
 	level := 1
 	var out []Event
@@ -167,7 +167,7 @@ func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []
 					}
 					data := map[string]any{"flow": flow, "currency": "gold", "amount": 10 + r.IntN(90), "item_type": "loot", "item_id": "chest"}
 					if flow == "sink" && shopper != nil {
-						data["item_id"] = shopper.pick(false).ID
+						data["item_id"] = shopper.Pick(false).ID
 					}
 					emit(t, events.TypeResource, session, data)
 				case x < 0.95:
@@ -177,7 +177,7 @@ func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []
 						it := items[r.IntN(len(items))]
 						id, amount := it.id, it.amount
 						if shopper != nil {
-							bought := shopper.pick(true)
+							bought := shopper.Pick(true)
 							id, amount = bought.ID, bought.Price
 						}
 						emit(t, events.TypePurchase, session, map[string]any{"item_id": id, "item_type": "iap", "currency": "USD", "amount_minor": amount, "transaction_id": fmt.Sprintf("tx-%s-%d", subject, seq)})

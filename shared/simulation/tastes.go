@@ -82,31 +82,33 @@ func NewCatalogue(n int, seed uint64) *Catalogue {
 	return c
 }
 
-// shopper is one player's tastes and what they own.
-type shopper struct {
+// Shopper is one player's tastes and what they own. Generate uses it for
+// the players' purchases and sinks; benchmarks use it alone to draw the
+// acquisitions of many players without the rest of their traffic.
+type Shopper struct {
 	c                  *Catalogue
 	r                  *rand.Rand
 	primary, secondary int
 	owned              map[int]bool
 }
 
-// shopper returns player n's tastes: a primary and a secondary cluster,
-// the primary tied to the player's country for a third of players, so
-// segments differ too. Deterministic by seed and player.
-func (c *Catalogue) shopper(n, country int) *shopper {
+// Shopper returns player n's tastes: a primary and a secondary cluster,
+// the primary tied to the player's country (an index) for a third of
+// players, so segments differ too. Deterministic by seed and player.
+func (c *Catalogue) Shopper(n, country int) *Shopper {
 	r := rand.New(rand.NewPCG(c.seed^tasteSalt, uint64(n)))
-	s := &shopper{c: c, r: r, primary: r.IntN(c.Clusters), secondary: r.IntN(c.Clusters), owned: map[int]bool{}}
+	s := &Shopper{c: c, r: r, primary: r.IntN(c.Clusters), secondary: r.IntN(c.Clusters), owned: map[int]bool{}}
 	if r.Float64() < 0.33 {
 		s.primary = (country * 7) % c.Clusters
 	}
 	return s
 }
 
-// pick chooses what the player buys next (an in-app purchase or a gold
+// Pick chooses what the player buys next (an in-app purchase or a gold
 // item): a blockbuster 15% of the time, else from the primary cluster
 // (65%), the secondary (25%) or any (10%), by popularity, avoiding
 // non-consumables the player owns.
-func (s *shopper) pick(iap bool) CatalogueItem {
+func (s *Shopper) Pick(iap bool) CatalogueItem {
 	kind := 0
 	if iap {
 		kind = 1
@@ -141,7 +143,7 @@ func (s *shopper) pick(iap bool) CatalogueItem {
 	return s.c.Items[it]
 }
 
-func (s *shopper) weighted(pool []int) int {
+func (s *Shopper) weighted(pool []int) int {
 	var total float64
 	for _, i := range pool {
 		total += s.c.Items[i].weight
