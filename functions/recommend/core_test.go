@@ -163,7 +163,7 @@ func testModel(t testing.TB, kind string) *Model {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.EASE = e
+		m.EASE, m.PopBlend = e, 0.2
 	case KindALS:
 		m.ALS = TrainALS(d.X, ALSParams{Factors: 2, Lambda: 1, Alpha: 2, Iterations: 3, CGSteps: 2, Seed: 1}, 1)
 	}
@@ -183,7 +183,7 @@ func TestAStoredModelDecodesToTheSameModel(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.Version != m.Version || got.Kind != m.Kind || !got.TrainedAt.Equal(m.TrainedAt) || !slices.Equal(got.Items, m.Items) ||
+			if got.Version != m.Version || got.Kind != m.Kind || got.PopBlend != m.PopBlend || !got.TrainedAt.Equal(m.TrainedAt) || !slices.Equal(got.Items, m.Items) ||
 				!slices.Equal(got.Repeat, m.Repeat) || !slices.Equal(got.Neighbors.Idx, m.Neighbors.Idx) || !slices.Equal(got.Neighbors.Sim, m.Neighbors.Sim) {
 				t.Errorf("decoded %+v, want %+v", got, m)
 			}

@@ -22,9 +22,10 @@ type Metrics struct {
 // Evaluate ranks the whole catalogue for every held-out player with sc,
 // given their training items (which are left out of the ranking, as
 // serving leaves out what a player has), and measures where the held-out
-// item landed. Popularity breaks ties, as it does when serving (pop may be
-// nil for the popularity scorer itself).
-func Evaluate(train *Dataset, held []HeldOut, sc scorer, pop *Popularity, k, workers int) Metrics {
+// item landed. Popularity is blended in with weight beta (at least
+// breaking ties), as it is when serving (pop may be nil for the popularity
+// scorer itself).
+func Evaluate(train *Dataset, held []HeldOut, sc scorer, pop *Popularity, beta float32, k, workers int) Metrics {
 	return evaluate(train.X.Cols, held, k, workers, func(h HeldOut, out []float32, top []ranked) ([]ranked, int32) {
 		u := h.Player
 		items, vals := train.X.Row(int(u))
@@ -35,7 +36,7 @@ func Evaluate(train *Dataset, held []HeldOut, sc scorer, pop *Popularity, k, wor
 		}
 		if pop != nil {
 			v, _ := pop.For(q.seg)
-			blend(out, v)
+			blend(out, v, beta)
 		}
 		return topK(out, k, nil, top), h.Item
 	})

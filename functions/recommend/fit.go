@@ -36,6 +36,9 @@ type TrainConfig struct {
 	// model needed to compare the two on them; with fewer, the candidate
 	// is compared with the current model's own validation NDCG.
 	MinFresh int
+	// PopBlends are the weights of the popularity prior tried on the best
+	// candidate of each kind (besides none).
+	PopBlends []float32
 	// Workers bounds the goroutines of training and validation.
 	Workers int
 }
@@ -49,7 +52,7 @@ func DefaultTrainConfig() TrainConfig {
 			{Factors: 64, Lambda: 30, Alpha: 10, Iterations: 10, CGSteps: 3, Seed: 1},
 		},
 		Neighbors: 50, Shrink: 10, HalfLife: 14 * 24 * time.Hour, MinSegmentPlayers: 100,
-		ValidationPlayers: 10_000, MinValidation: 20, MinFresh: 50, Workers: runtime.GOMAXPROCS(0),
+		ValidationPlayers: 10_000, MinValidation: 20, MinFresh: 50, PopBlends: []float32{0.1, 0.2, 0.4}, Workers: runtime.GOMAXPROCS(0),
 	}
 }
 
@@ -61,6 +64,8 @@ type Candidate struct {
 	Params     map[string]any `json:"params,omitempty"`
 	Validation Metrics        `json:"validation"`
 	Seconds    float64        `json:"train_seconds"`
+	// PopBlend is the weight of the popularity prior added to its scores.
+	PopBlend float32 `json:"popularity_blend,omitempty"`
 
 	scorer scorer
 	als    ALSParams
@@ -108,7 +113,7 @@ func Fit(d *Dataset, cfg TrainConfig) (*FitResult, error) {
 		if c.Kind == KindPopular {
 			pop = nil
 		}
-		c.Validation = Evaluate(split, val, c.scorer, pop, cfg.K, cfg.Workers)
+		c.Validation = Evaluate(split, val, c.scorer, pop, 0, cfg.K, cfg.Workers)
 		res.Candidates = append(res.Candidates, c)
 	}
 	t := time.Now()
@@ -143,6 +148,25 @@ func Fit(d *Dataset, cfg TrainConfig) (*FitResult, error) {
 			}
 		}
 	}
+	// The best candidate of each learned kind also tries a popularity
+	// prior, which helps players with few items.
+	bestOf := map[string]int{}
+	for i, c := range res.Candidates {
+		if j, ok := bestOf[c.Kind]; c.Kind != KindPopular && (!ok || c.Validation.NDCG > res.Candidates[j].Validation.NDCG) {
+			bestOf[c.Kind] = i
+		}
+	}
+	for _, i := range bestOf {
+		c := &res.Candidates[i]
+		for _, beta := range cfg.PopBlends {
+			if m := Evaluate(split, val, c.scorer, res.pop, beta, cfg.K, cfg.Workers); m.NDCG > c.Validation.NDCG {
+				c.Validation, c.PopBlend = m, beta
+			}
+		}
+		if c.PopBlend > 0 {
+			c.Name += fmt.Sprintf(" + %g·popularity", c.PopBlend)
+		}
+	}
 	for i, c := range res.Candidates {
 		if c.Validation.NDCG > res.Candidates[res.Best].Validation.NDCG {
 			res.Best = i
@@ -164,7 +188,7 @@ func Fit(d *Dataset, cfg TrainConfig) (*FitResult, error) {
 
 // refit trains the chosen kind on every interaction.
 func refit(d *Dataset, cfg TrainConfig, best Candidate) (*Model, error) {
-	m := &Model{Kind: best.Kind, TrainedAt: d.Now, Items: d.Items, Repeat: d.Repeat,
+	m := &Model{Kind: best.Kind, TrainedAt: d.Now, Items: d.Items, Repeat: d.Repeat, PopBlend: best.PopBlend,
 		Popularity: TrainPopularity(d, cfg.HalfLife, cfg.MinSegmentPlayers)}
 	if d.X.Cols > 1 {
 		m.Neighbors = TrainNeighbors(d.X, cfg.Neighbors, cfg.Shrink, cfg.Workers)
@@ -228,7 +252,7 @@ func (r *FitResult) CompareWithCurrent(cur *Model, minFresh, limit int) (Compari
 	if best.Kind == KindPopular {
 		pop = nil
 	}
-	c := Comparison{Fresh: len(fresh), Candidate: Evaluate(r.split, fresh, best.scorer, pop, r.k, r.workers)}
+	c := Comparison{Fresh: len(fresh), Candidate: Evaluate(r.split, fresh, best.scorer, pop, best.PopBlend, r.k, r.workers)}
 	split := r.split
 	sc := cur.scorer()
 	c.Current = evaluate(len(cur.Items), fresh, r.k, r.workers, func(h HeldOut, out []float32, top []ranked) ([]ranked, int32) {
@@ -248,7 +272,7 @@ func (r *FitResult) CompareWithCurrent(cur *Model, minFresh, limit int) (Compari
 		}
 		if cur.Kind != KindPopular {
 			v, _ := cur.Popularity.For(q.seg)
-			blend(out, v)
+			blend(out, v, cur.PopBlend)
 		}
 		want, ok := cur.Index(split.Items[h.Item])
 		if !ok {

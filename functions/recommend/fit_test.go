@@ -8,11 +8,13 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 )
 
+var simDays = 28
+
 // simulated turns a simulated game's events into a Dataset the way intake
 // and training do, counting each event id once.
 func simulated(t testing.TB, players, items int, seed uint64) *Dataset {
 	t.Helper()
-	evs := simulation.Generate(simulation.Config{Players: players, Items: items, Days: 28, Seed: seed,
+	evs := simulation.Generate(simulation.Config{Players: players, Items: items, Days: simDays, Seed: seed,
 		End: time.Date(2026, 11, 28, 0, 0, 0, 0, time.UTC)})
 	type key struct{ player, item string }
 	rows := map[key]*Counters{}

@@ -38,6 +38,9 @@ type Model struct {
 	Neighbors  *Neighbors
 	EASE       *EASE
 	ALS        *ALS
+	// PopBlend is the weight of the popularity prior added to the
+	// scorer's scores (see blend), chosen on validation.
+	PopBlend float32
 
 	index map[string]int32
 	order map[string][]int32 // items by popularity, per segment key
@@ -182,7 +185,7 @@ func (v *view) recommend(hist []History, seg Segment, limit, minHistory int, s *
 		}
 	}
 	pop, _ := m.Popularity.For(seg)
-	blend(out, pop)
+	blend(out, pop, m.PopBlend)
 	s.top = topK(out, limit, v.skip, s.top[:0])
 	recs := make([]Recommendation, len(s.top))
 	reason := ReasonModel
@@ -276,6 +279,7 @@ type modelHeader struct {
 	ALSFactors int     `json:"als_factors,omitempty"`
 	ALSAlpha   float32 `json:"als_alpha,omitempty"`
 	ALSLambda  float64 `json:"als_lambda,omitempty"`
+	PopBlend   float32 `json:"pop_blend,omitempty"`
 }
 
 // Limits a stored model must respect, so a damaged object cannot make a
@@ -290,7 +294,7 @@ const (
 // Encode writes the model's stored form.
 func (m *Model) Encode(w io.Writer) error {
 	h := modelHeader{Version: m.Version, Game: m.Game, Kind: m.Kind, CreatedAt: m.CreatedAt, TrainedAt: m.TrainedAt,
-		Items: m.Items, Repeat: m.Repeat}
+		Items: m.Items, Repeat: m.Repeat, PopBlend: m.PopBlend}
 	for k := range m.Popularity.Segments {
 		h.Segments = append(h.Segments, k)
 	}
@@ -367,6 +371,8 @@ func DecodeModel(b []byte) (*Model, error) {
 		return nil, errors.New("model: header sizes out of range")
 	case h.EASE && h.ALSFactors > 0:
 		return nil, errors.New("model: both EASE and ALS weights")
+	case !(h.PopBlend >= 0 && h.PopBlend <= 10):
+		return nil, errors.New("model: popularity blend out of range")
 	}
 	want := int64(len(h.Segments))*int64(n)*4 + int64(n)*int64(h.Neighbors)*8
 	if h.EASE {
@@ -381,7 +387,7 @@ func DecodeModel(b []byte) (*Model, error) {
 	r := bytes.NewReader(rest)
 	get := func(v any) { binary.Read(r, binary.LittleEndian, v) } // sizes checked above
 	m := &Model{Version: h.Version, Game: h.Game, Kind: h.Kind, CreatedAt: h.CreatedAt, TrainedAt: h.TrainedAt,
-		Items: h.Items, Repeat: h.Repeat, Popularity: &Popularity{Segments: map[string][]float32{}}}
+		Items: h.Items, Repeat: h.Repeat, PopBlend: h.PopBlend, Popularity: &Popularity{Segments: map[string][]float32{}}}
 	for _, k := range h.Segments {
 		v := make([]float32, n)
 		get(v)

@@ -110,14 +110,17 @@ func (h minHeap) drain() []ranked {
 	return h
 }
 
-// tieBreak is how much popularity adds to a model's scores, relative to
-// the largest score: enough to order items the model scores equally
-// (item-kNN gives most items exactly zero) by popularity, too little to
-// reorder what the model tells apart.
+// tieBreak is the least popularity a model's scores get, relative to the
+// largest score: enough to order items the model scores equally (item-kNN
+// gives most items exactly zero) by popularity, too little to reorder what
+// the model tells apart.
 const tieBreak = 1e-5
 
-// blend adds the tie-breaking popularity to a model's scores.
-func blend(out, pop []float32) {
+// blend adds popularity to a model's scores: weight·(largest |score|) for
+// the most popular item, proportionally less for the others. A weight
+// chosen on validation (Candidate.PopBlend) is a popularity prior that helps
+// players with few items; below tieBreak it only breaks ties.
+func blend(out, pop []float32, weight float32) {
 	var top, scale float32
 	for i, v := range pop {
 		top = max(top, v)
@@ -131,7 +134,7 @@ func blend(out, pop []float32) {
 	if scale == 0 {
 		scale = 1
 	}
-	f := tieBreak * scale / top
+	f := max(weight, tieBreak) * scale / top
 	for i, v := range pop {
 		if out[i] != blocked {
 			out[i] += f * v
