@@ -105,7 +105,11 @@ func printTraining(w io.Writer, o recommend.TrainOutcome) {
 		fmt.Fprintf(w, "game %s: nothing trained: %s\n", o.Game, o.Reason)
 		return
 	}
-	fmt.Fprintf(w, "game %s: %d players, %d items, %d interactions; trained in %.1fs\n\n", o.Game, o.Players, o.Items, o.Interactions, o.Seconds)
+	fmt.Fprintf(w, "game %s: %d players, %d items, %d interactions; trained in %.1fs\n", o.Game, o.Players, o.Items, o.Interactions, o.Seconds)
+	if o.CandidatePlayers < o.Players {
+		fmt.Fprintf(w, "candidates trained and validated on an even sample of %d players, the chosen one refitted on all\n", o.CandidatePlayers)
+	}
+	fmt.Fprintln(w)
 	printCandidates(w, o.Candidates, o.Chosen)
 	verdict := "kept the current model " + o.Current
 	if o.Promoted {

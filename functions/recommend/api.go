@@ -60,6 +60,10 @@ func (r *Recommend) api(endpoint string, kind keyKind, h func(ctx context.Contex
 		}()
 		fail := func(err error) {
 			var ae *apiError
+			if req.Context().Err() != nil && !errors.As(err, &ae) {
+				status = 499 // the client went away; nobody reads the answer
+				return
+			}
 			if !errors.As(err, &ae) {
 				r.log.Error("recommend request failed", "endpoint", endpoint, "url", req.URL.String(), "err", err)
 				ae = &apiError{status: http.StatusServiceUnavailable, reason: "cannot answer right now; retry later"}

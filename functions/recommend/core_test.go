@@ -106,8 +106,21 @@ func TestALSFoldInSolvesTheNormalEquations(t *testing.T) {
 	a := TrainALS(d.X, p, 2)
 	q := query{items: []int32{0, 2}, vals: []float32{1, 2}}
 	k := a.K
-	s := &alsScratch{a: make([]float64, k*k), b: make([]float64, k), x: make([]float32, k), tmp: make([]float64, k)}
-	x := slices.Clone(a.foldIn(q, s))
+	x := slices.Clone(a.foldIn(q, newALSScratch(k)))
+	// The direct path agrees with the Woodbury one.
+	s := newALSScratch(k)
+	s.b = make([]float64, k)
+	for n, i := range q.items {
+		for r := range k {
+			s.b[r] += (1 + float64(a.Alpha*q.vals[n])) * float64(a.Y[int(i)*k+r])
+		}
+	}
+	direct := a.foldInDirect(q, s)
+	for r := range k {
+		if math.Abs(float64(direct[r]-x[r])) > 1e-4*(1+math.Abs(float64(x[r]))) {
+			t.Errorf("factor %d: Woodbury %g, direct %g", r, x[r], direct[r])
+		}
+	}
 	// Rebuild A and b and check A x = b.
 	am := mat.NewDense(k, k, slices.Clone(a.YtY))
 	b := make([]float64, k)

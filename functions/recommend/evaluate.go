@@ -34,11 +34,12 @@ func Evaluate(train *Dataset, held []HeldOut, sc scorer, pop *Popularity, beta f
 		for _, i := range items {
 			out[i] = blocked
 		}
+		var f float32
+		var pv []float32
 		if pop != nil {
-			v, _ := pop.For(q.seg)
-			blend(out, v, beta)
+			f, pv = pop.blend(out, q.seg, beta)
 		}
-		return topK(out, k, nil, top), h.Item
+		return topKBlend(out, pv, f, k, nil, top), h.Item
 	})
 }
 

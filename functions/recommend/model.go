@@ -48,6 +48,7 @@ type Model struct {
 
 // prepare builds the lookup structures serving needs.
 func (m *Model) prepare() {
+	m.Popularity.seal()
 	m.index = make(map[string]int32, len(m.Items))
 	for i, id := range m.Items {
 		m.index[id] = int32(i)
@@ -135,7 +136,6 @@ type catalogueEntry struct {
 // scratch is one request's working memory.
 type scratch struct {
 	out  []float32
-	raw  []float32
 	top  []ranked
 	idx  []int32
 	vals []float32
@@ -175,18 +175,13 @@ func (v *view) recommend(hist []History, seg Segment, limit, minHistory int, s *
 		return v.popular(hist, seg, limit, out), true
 	}
 	m.scorer().scores(query{items: s.idx, vals: s.vals, seg: seg}, out)
-	// The model's own scores (before blocking and tie-breaking) decide
-	// each item's reason.
-	s.raw = append(s.raw[:0], out...)
-	raw := s.raw
 	for _, h := range hist {
 		if i, ok := m.Index(h.Item); ok && h.Acquired && !v.consumable[i] {
 			out[i] = blocked
 		}
 	}
-	pop, _ := m.Popularity.For(seg)
-	blend(out, pop, m.PopBlend)
-	s.top = topK(out, limit, v.skip, s.top[:0])
+	f, pop := m.Popularity.blend(out, seg, m.PopBlend)
+	s.top = topKBlend(out, pop, f, limit, v.skip, s.top[:0])
 	recs := make([]Recommendation, len(s.top))
 	reason := ReasonModel
 	if m.Kind == KindKNN {
@@ -194,7 +189,8 @@ func (v *view) recommend(hist []History, seg Segment, limit, minHistory int, s *
 	}
 	for r, t := range s.top {
 		recs[r] = Recommendation{ItemID: m.Items[t.item], Score: float64(t.score), Reason: reason}
-		if raw[t.item] <= 0 {
+		// The model's own score decides the reason.
+		if out[t.item] <= 0 {
 			recs[r].Reason = ReasonPopular
 		}
 	}

@@ -12,6 +12,45 @@ import (
 // enough players.
 type Popularity struct {
 	Segments map[string][]float32
+
+	tops map[string]float32 // each vector's largest value (seal)
+}
+
+// seal records each vector's largest value, which blending divides by.
+// Call it once the vectors are final.
+func (p *Popularity) seal() {
+	p.tops = make(map[string]float32, len(p.Segments))
+	for k, v := range p.Segments {
+		var top float32
+		for _, x := range v {
+			top = max(top, x)
+		}
+		p.tops[k] = top
+	}
+}
+
+// blend is how much popularity to add to a model's scores out for a player
+// of seg: the ranking key of item i is out[i] + f·pop[i], so the most
+// popular item gains weight·(largest |score|). A weight chosen on
+// validation (Candidate.PopBlend) is a popularity prior that helps players
+// with few items; below tieBreak it only breaks ties. out is not changed:
+// topK adds it while ranking, so the model's own scores stay in out.
+func (p *Popularity) blend(out []float32, seg Segment, weight float32) (f float32, pop []float32) {
+	pop, key := p.For(seg)
+	top := p.tops[key]
+	if top <= 0 || len(pop) != len(out) {
+		return 0, nil
+	}
+	var scale float32
+	for _, o := range out {
+		if o != blocked {
+			scale = max(scale, o, -o)
+		}
+	}
+	if scale == 0 {
+		scale = 1
+	}
+	return max(weight, tieBreak) * scale / top, pop
 }
 
 // segmentKeys lists the keys to try for s, most specific first.
@@ -62,6 +101,7 @@ func TrainPopularity(d *Dataset, halfLife time.Duration, minPlayers int) *Popula
 	if p.Segments[""] == nil {
 		p.Segments[""] = make([]float32, d.X.Cols)
 	}
+	defer p.seal()
 	for u := range d.X.Rows {
 		keys := segmentKeys(d.Segments[u])
 		for k := d.X.Ptr[u]; k < d.X.Ptr[u+1]; k++ {

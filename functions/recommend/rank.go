@@ -38,10 +38,23 @@ func (a ranked) better(b ranked) bool {
 // topK returns the k best items of scores (best first), leaving out items
 // scored -Inf and those skip marks. dst is reused for the answer.
 func topK(scores []float32, k int, skip []bool, dst []ranked) []ranked {
+	return topKBlend(scores, nil, 0, k, skip, dst)
+}
+
+// topKBlend is topK of scores[i] + f·pop[i] (pop may be nil), the ranking
+// with popularity blended in (see Popularity.blend); the scores it returns
+// include the blend.
+func topKBlend(scores, pop []float32, f float32, k int, skip []bool, dst []ranked) []ranked {
 	h := minHeap(dst[:0])
+	if pop != nil {
+		pop = pop[:len(scores)]
+	}
 	for i, s := range scores {
 		if s == blocked || (skip != nil && skip[i]) {
 			continue
+		}
+		if pop != nil {
+			s += f * pop[i]
 		}
 		c := ranked{int32(i), s}
 		if len(h) < k {
@@ -115,29 +128,3 @@ func (h minHeap) drain() []ranked {
 // gives most items exactly zero) by popularity, too little to reorder what
 // the model tells apart.
 const tieBreak = 1e-5
-
-// blend adds popularity to a model's scores: weight·(largest |score|) for
-// the most popular item, proportionally less for the others. A weight
-// chosen on validation (Candidate.PopBlend) is a popularity prior that helps
-// players with few items; below tieBreak it only breaks ties.
-func blend(out, pop []float32, weight float32) {
-	var top, scale float32
-	for i, v := range pop {
-		top = max(top, v)
-		if o := out[i]; o != blocked {
-			scale = max(scale, o, -o)
-		}
-	}
-	if top <= 0 {
-		return
-	}
-	if scale == 0 {
-		scale = 1
-	}
-	f := max(weight, tieBreak) * scale / top
-	for i, v := range pop {
-		if out[i] != blocked {
-			out[i] += f * v
-		}
-	}
-}

@@ -43,6 +43,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,7 +120,15 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	c.Train.EASEMaxItems = env.Int("RECOMMEND_EASE_MAX_ITEMS", c.Train.EASEMaxItems, 0)
 	c.Train.ValidationPlayers = env.Int("RECOMMEND_VALIDATION_PLAYERS", c.Train.ValidationPlayers, 1)
 	c.Train.Workers = env.Int("RECOMMEND_TRAIN_WORKERS", c.Train.Workers, 1)
-	return c, env.Err()
+	c.Train.CandidatePlayers = env.Int("RECOMMEND_CANDIDATE_PLAYERS", c.Train.CandidatePlayers, 100)
+	c.Train.Kinds = env.List("RECOMMEND_KINDS", c.Train.Kinds)
+	var kindErr error
+	for _, k := range c.Train.Kinds {
+		if k != KindKNN && k != KindEASE && k != KindALS {
+			kindErr = fmt.Errorf("RECOMMEND_KINDS=%s: %q is not a kind (want a list of %s, %s, %s)", strings.Join(c.Train.Kinds, ","), k, KindKNN, KindEASE, KindALS)
+		}
+	}
+	return c, errors.Join(env.Err(), kindErr)
 }
 
 // Recommend is the recommend function. Build it with New.

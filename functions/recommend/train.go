@@ -98,22 +98,24 @@ func EvaluateGame(ctx context.Context, pool *pgxpool.Pool, game string, cfg Trai
 
 // TrainOutcome is what one game's training did.
 type TrainOutcome struct {
-	Game         string      `json:"game"`
-	Version      string      `json:"version,omitempty"`
-	Kind         string      `json:"kind,omitempty"`
-	Promoted     bool        `json:"promoted"`
-	Reason       string      `json:"reason"`
-	Players      int         `json:"players"`
-	Items        int         `json:"items"`
-	Interactions int         `json:"interactions"`
-	HeldOut      int         `json:"held_out"`
-	Candidates   []Candidate `json:"candidates,omitempty"`
-	Chosen       string      `json:"chosen,omitempty"`
-	Comparison   *Comparison `json:"comparison,omitempty"`
-	Current      string      `json:"current,omitempty"`
-	Seconds      float64     `json:"seconds"`
-	ModelKey     string      `json:"model_key,omitempty"`
-	MetricsKey   string      `json:"metrics_key,omitempty"`
+	Game         string `json:"game"`
+	Version      string `json:"version,omitempty"`
+	Kind         string `json:"kind,omitempty"`
+	Promoted     bool   `json:"promoted"`
+	Reason       string `json:"reason"`
+	Players      int    `json:"players"`
+	Items        int    `json:"items"`
+	Interactions int    `json:"interactions"`
+	HeldOut      int    `json:"held_out"`
+	// CandidatePlayers is how many players candidates were trained on.
+	CandidatePlayers int         `json:"candidate_players"`
+	Candidates       []Candidate `json:"candidates,omitempty"`
+	Chosen           string      `json:"chosen,omitempty"`
+	Comparison       *Comparison `json:"comparison,omitempty"`
+	Current          string      `json:"current,omitempty"`
+	Seconds          float64     `json:"seconds"`
+	ModelKey         string      `json:"model_key,omitempty"`
+	MetricsKey       string      `json:"metrics_key,omitempty"`
 }
 
 // TrainAll trains every game whose last training is older than TrainEvery
@@ -207,7 +209,7 @@ func (r *Recommend) trainGame(ctx context.Context, game string) (TrainOutcome, e
 		return out, err
 	}
 	best := res.BestCandidate()
-	out.Players, out.Items, out.Interactions, out.HeldOut = res.Players, res.Items, res.Interactions, res.HeldOut
+	out.Players, out.Items, out.Interactions, out.HeldOut, out.CandidatePlayers = res.Players, res.Items, res.Interactions, res.HeldOut, res.CandidatePlayers
 	out.Candidates, out.Chosen, out.Kind = res.Candidates, best.Name, best.Kind
 	cur, err := r.currentModel(ctx, game)
 	if err != nil {
