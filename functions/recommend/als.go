@@ -271,8 +271,8 @@ func (m *ALS) foldIn(q query, s *alsScratch) []float32 {
 	u := blas64.General{Rows: n, Cols: k, Stride: k, Data: s.yu[:n*k]}
 	z := blas64.General{Rows: n, Cols: k, Stride: k, Data: s.zt[:n*k]}
 	sm := blas64.General{Rows: n, Cols: n, Stride: n, Data: s.sm[:n*n]}
-	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, u, g, 0, z)  // Zᵀ = U G⁻¹
-	blas64.Gemm(blas.NoTrans, blas.Trans, 1, u, z, 0, sm)   // U Z
+	blas64.Gemm(blas.NoTrans, blas.NoTrans, 1, u, g, 0, z) // Zᵀ = U G⁻¹
+	blas64.Gemm(blas.NoTrans, blas.Trans, 1, u, z, 0, sm)  // U Z
 	for j := range n {
 		sm.Data[j*n+j] += 1 / float64(m.Alpha*q.vals[j]) // D⁻¹
 	}

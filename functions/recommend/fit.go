@@ -91,9 +91,9 @@ type FitResult struct {
 	Players, Items, Interactions, HeldOut int
 	// CandidatePlayers is how many players the candidates were trained on.
 	CandidatePlayers int
-	Candidates                            []Candidate
-	Best                                  int
-	Model                                 *Model
+	Candidates       []Candidate
+	Best             int
+	Model            *Model
 
 	split   *Dataset
 	held    []HeldOut
