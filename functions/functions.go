@@ -331,5 +331,13 @@ func buildRecommend(ctx context.Context, deps *Deps, log *slog.Logger, reg prome
 	} else {
 		log.Warn("no KAFKA_BROKERS: served recommendations are not written to " + kafka.TopicRecommendations)
 	}
-	return recommend.New(cfg, pool, objects, prod, log, reg, time.Now), nil
+	r := recommend.New(cfg, pool, objects, prod, log, reg, time.Now)
+	// A replica serves once the promoted models are loaded (Ready says so
+	// until then); a build waits a little for that, as a start would.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.WaitLoaded(wctx); err != nil {
+		log.Warn("starting before the promoted models are loaded", "err", err)
+	}
+	return r, nil
 }

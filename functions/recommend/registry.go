@@ -46,6 +46,21 @@ func newRegistry(r *Recommend) *registry {
 
 func (g *registry) loaded() bool { return g.ready.Load() }
 
+// WaitLoaded waits until the promoted models were loaded once (or tried
+// once, when S3 or PostgreSQL failed: the poll retries), or ctx ends.
+func (r *Recommend) WaitLoaded(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for !r.models.loaded() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the promoted models are still loading: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // model returns the game's promoted model, nil if none.
 func (g *registry) model(game string) *Model {
 	g.mu.RLock()
