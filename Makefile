@@ -154,12 +154,20 @@ $(VEGETA):
 	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
 
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
+bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-recommend
 
 # Seeds 1,000,000 players / 10,000,000 events over 90 days through the process
 # batch writer (about 4 minutes here), then measures report latency.
 bench-report:
 	$(GO) test -run '^$$' -bench BenchmarkReport -benchtime 50x -timeout 60m ./functions/report/
+
+# Evaluation on a simulated 5,000 × 1,000 game, training time and memory
+# of 100,000 × 2,000, and serving latency under wrk (Debian wrk, another
+# process) at 1,000,000 players × 10,000 items (seeding and training that
+# game takes most of the run). Phases: BENCH_RECOMMEND="-phases eval".
+bench-recommend: deps build
+	@$(MAKE) --no-print-directory apt-install PKGS="wrk:wrk"
+	$(GO) run ./e2e/bench/recommend -gamemetrics $(BIN)/gamemetrics -wrk $$(command -v wrk) $(BENCH_RECOMMEND)
 
 bench-retain:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./functions/retain/

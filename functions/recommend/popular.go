@@ -23,7 +23,9 @@ func (p *Popularity) seal() {
 	for k, v := range p.Segments {
 		var top float32
 		for _, x := range v {
-			top = max(top, x)
+			if x > top {
+				top = x
+			}
 		}
 		p.tops[k] = top
 	}
@@ -41,12 +43,18 @@ func (p *Popularity) blend(out []float32, seg Segment, weight float32) (f float3
 	if top <= 0 || len(pop) != len(out) {
 		return 0, nil
 	}
-	var scale float32
+	// Plain comparisons: the builtin max of floats handles NaN and costs
+	// several times more in this loop, which runs over the whole catalogue.
+	var hi, lo float32
 	for _, o := range out {
-		if o != blocked {
-			scale = max(scale, o, -o)
+		if o > hi {
+			hi = o
+		}
+		if o < lo && o != blocked {
+			lo = o
 		}
 	}
+	scale := max(hi, -lo)
 	if scale == 0 {
 		scale = 1
 	}

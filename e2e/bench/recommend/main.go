@@ -503,7 +503,7 @@ var (
 
 func (b *bench) wrk(ctx context.Context, script, base string, conns int, d time.Duration) (wrkResult, error) {
 	threads := min(2, conns)
-	cmd := exec.CommandContext(ctx, b.o.wrk, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", d.String(), "--latency", "-s", script, base)
+	cmd := exec.CommandContext(ctx, b.o.wrk, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(d.Seconds())), "--latency", "-s", script, base)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr
 	if err := cmd.Run(); err != nil {
