@@ -200,6 +200,12 @@ See it in Kafka:
 Simulate 1,000 players, then keep some online (the dashboard's live view moves):
   GAMEMETRICS_DEV_DIR=%s go run ./cmd/gamemetrics simulate --players 1000 --realtime 10m
 
+Recommendations: simulate players with tastes, import their catalogue, train, ask:
+  GAMEMETRICS_DEV_DIR=%[18]s go run ./cmd/gamemetrics simulate --players 5000 --items 1000 --days 28 --items-csv %[18]s/items.csv
+  GAMEMETRICS_DEV_DIR=%[18]s go run ./cmd/gamemetrics items import %[18]s/items.csv
+  GAMEMETRICS_DEV_DIR=%[18]s go run ./cmd/gamemetrics recommend train
+  curl -H 'Authorization: Bearer %[13]s' http://127.0.0.1:%[19]d/v1/games/%[11]s/players/player-00042/recommendations
+
 `, took.Seconds(), ingest, ingest, *ports[serving.Report], strings.Join(running, ", "), s.DatabaseURL, s.RedisURL, strings.Join(s.KafkaBrokers, ","), s.S3Endpoint, s.S3Bucket,
-		d.ID, d.WriteKey, d.ReadKey, d.AdminKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","), devDir)
+		d.ID, d.WriteKey, d.ReadKey, d.AdminKey, ingest, d.WriteKey, strings.Join(s.KafkaBrokers, ","), devDir, *ports[serving.Recommend])
 }
