@@ -473,9 +473,13 @@ end
 	if _, err := b.wrk(ctx, script, base, 4, 3*time.Second); err != nil {
 		return err
 	}
-	fmt.Fprintf(b.out, "\n| connections | requests/s | p50 | p90 | p99 | non-2xx | CPU cores: recommend / wrk |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(b.out, "\n| connections | requests/s | p50 | p90 | p99 | non-2xx | in recommend: p99 bucket, share ≤ 10 ms | CPU cores: recommend / wrk | load average |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range b.o.connections {
 		before := cpuOf(cmd.Process.Pid)
+		hb, err := serverLatency(base)
+		if err != nil {
+			return err
+		}
 		t0 := time.Now()
 		res, err := b.wrk(ctx, script, base, c, b.o.duration)
 		if err != nil {
@@ -483,9 +487,78 @@ end
 		}
 		wall := time.Since(t0).Seconds()
 		used := (cpuOf(cmd.Process.Pid) - before).Seconds() / wall
-		fmt.Fprintf(b.out, "| %d | %.0f | %s | %s | %s | %d | %.2f / %.2f |\n", c, res.rps, res.p50, res.p90, res.p99, res.non2xx, used, res.cpu.Seconds()/wall)
+		ha, err := serverLatency(base)
+		if err != nil {
+			return err
+		}
+		p99, within := ha.since(hb).quantile(0.99, 0.010)
+		fmt.Fprintf(b.out, "| %d | %.0f | %s | %s | %s | %d | ≤ %s, %.2f%% | %.2f / %.2f | %s |\n", c, res.rps, res.p50, res.p90, res.p99, res.non2xx,
+			p99, 100*within, used, res.cpu.Seconds()/wall, loadAverage())
 	}
 	return nil
+}
+
+// histogram is recommend's own request-duration histogram of the
+// recommendations endpoint: cumulative counts by upper bound (seconds).
+type histogram struct {
+	le    []float64
+	count []float64
+}
+
+var bucketLine = regexp.MustCompile(`(?m)^gamemetrics_recommend_request_duration_seconds_bucket\{endpoint="recommendations",le="([^"]+)"\} ([0-9.e+]+)$`)
+
+func serverLatency(base string) (histogram, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return histogram{}, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var h histogram
+	for _, m := range bucketLine.FindAllStringSubmatch(string(body), -1) {
+		le, _ := strconv.ParseFloat(m[1], 64) // "+Inf" parses as +Inf
+		n, _ := strconv.ParseFloat(m[2], 64)
+		h.le, h.count = append(h.le, le), append(h.count, n)
+	}
+	return h, nil
+}
+
+func (h histogram) since(before histogram) histogram {
+	out := histogram{le: h.le, count: make([]float64, len(h.count))}
+	for i := range h.count {
+		out.count[i] = h.count[i]
+		if i < len(before.count) {
+			out.count[i] -= before.count[i]
+		}
+	}
+	return out
+}
+
+// quantile returns the upper bound of the bucket holding quantile q, and
+// the share of requests answered within limit seconds (a bucket bound).
+func (h histogram) quantile(q, limit float64) (string, float64) {
+	if len(h.count) == 0 || h.count[len(h.count)-1] == 0 {
+		return "?", 0
+	}
+	total := h.count[len(h.count)-1]
+	bound, within := "?", 0.0
+	for i, le := range h.le {
+		if bound == "?" && h.count[i] >= q*total {
+			bound = (time.Duration(le * float64(time.Second))).String()
+		}
+		if le <= limit {
+			within = h.count[i] / total
+		}
+	}
+	return bound, within
+}
+
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b))[0]
 }
 
 type wrkResult struct {
