@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -200,8 +199,6 @@ func (r *Recommend) readPlayer(ctx context.Context, game, player string) (player
 	return pc, err
 }
 
-var scratchPool = sync.Pool{New: func() any { return &scratch{} }}
-
 // Recommend answers for one player of game: the items, and whether they
 // are the popular fallback. It is what every way of asking goes through.
 func (r *Recommend) Recommend(ctx context.Context, game, player string, limit int) (Answer, error) {
@@ -217,9 +214,12 @@ func (r *Recommend) Recommend(ctx context.Context, game, player string, limit in
 	for i, row := range pc.rows {
 		hist[i] = History{Item: row.item, Weight: st.settings.Weight(row.c), Acquired: row.c.Acquired()}
 	}
-	s := scratchPool.Get().(*scratch)
+	s, _ := r.scratch.Get().(*scratch)
+	if s == nil {
+		s = &scratch{}
+	}
 	items, fallback := st.view.recommend(hist, pc.seg, limit, st.settings.MinHistory, s)
-	scratchPool.Put(s)
+	r.scratch.Put(s)
 	if items == nil {
 		items = []Recommendation{}
 	}

@@ -28,15 +28,21 @@ type record struct {
 	eff              Effect
 }
 
-// relevantTypes are the event types recommend reads; everything else is
-// acknowledged without work.
-var relevantTypes = map[string]bool{events.TypePurchase: true, events.TypeResource: true, events.TypeDesign: true, events.TypeSessionStart: true}
+// relevant reports whether recommend reads events of type typ; everything
+// else is acknowledged without work.
+func relevant(typ string) bool {
+	switch typ {
+	case events.TypePurchase, events.TypeResource, events.TypeDesign, events.TypeSessionStart:
+		return true
+	}
+	return false
+}
 
 // decode checks a delivered event and says what it means to recommend
 // (nil: nothing). Only events of the catalogue that came through ingest are
 // read; a bad one is refused with a 4xx (dead-lettered, not retried).
 func (r *Recommend) decode(ctx context.Context, e *event.Event) (*record, error) {
-	if !relevantTypes[e.Type()] {
+	if !relevant(e.Type()) {
 		return nil, nil
 	}
 	game, _ := e.Extensions()[events.ExtGameID].(string)

@@ -151,6 +151,7 @@ type Recommend struct {
 	intakeMu    sync.Mutex
 	intakeCache map[string]cachedSettings
 
+	scratch     sync.Pool // of *scratch, one request's ranking buffers
 	impressions sync.WaitGroup
 	stopPoll    context.CancelFunc
 	pollDone    chan struct{}

@@ -215,7 +215,7 @@ func (r *Recommend) trainGame(ctx context.Context, game string) (TrainOutcome, e
 	if err != nil {
 		return out, fmt.Errorf("load the current model: %w", err)
 	}
-	out.Promoted, out.Reason = r.decide(res, cur, &out)
+	out.Promoted, out.Reason = r.decide(ctx, res, cur, &out)
 	if cur != nil {
 		out.Current = cur.Version
 	}
@@ -269,7 +269,7 @@ func (r *Recommend) trainGame(ctx context.Context, game string) (TrainOutcome, e
 }
 
 // decide says whether the run's best candidate replaces cur, and why.
-func (r *Recommend) decide(res *FitResult, cur *Model, out *TrainOutcome) (bool, string) {
+func (r *Recommend) decide(ctx context.Context, res *FitResult, cur *Model, out *TrainOutcome) (bool, string) {
 	best, pop := res.BestCandidate(), res.Popular()
 	learned := best.Kind != KindPopular
 	switch {
@@ -292,7 +292,7 @@ func (r *Recommend) decide(res *FitResult, cur *Model, out *TrainOutcome) (bool,
 		return false, fmt.Sprintf("on %d interactions newer than the current model, the current model is better (NDCG@%d %.4f vs %.4f)",
 			cmp.Fresh, cmp.Candidate.K, cmp.Current.NDCG, cmp.Candidate.NDCG)
 	}
-	recorded, err := r.recordedNDCG(cur)
+	recorded, err := r.recordedNDCG(ctx, cur)
 	if err != nil || best.Validation.NDCG >= recorded {
 		return true, fmt.Sprintf("%s beats popularity (NDCG@%d %.4f vs %.4f) and the current model's own validation (%.4f)",
 			best.Name, best.Validation.K, best.Validation.NDCG, pop.Validation.NDCG, recorded)
@@ -302,9 +302,9 @@ func (r *Recommend) decide(res *FitResult, cur *Model, out *TrainOutcome) (bool,
 }
 
 // recordedNDCG is the validation NDCG the current model had when trained.
-func (r *Recommend) recordedNDCG(cur *Model) (float64, error) {
+func (r *Recommend) recordedNDCG(ctx context.Context, cur *Model) (float64, error) {
 	var doc []byte
-	if err := r.pool.QueryRow(context.Background(), `SELECT metrics FROM recommend_models WHERE gameid = $1 AND version = $2`,
+	if err := r.pool.QueryRow(ctx, `SELECT metrics FROM recommend_models WHERE gameid = $1 AND version = $2`,
 		cur.Game, cur.Version).Scan(&doc); err != nil {
 		return 0, err
 	}
