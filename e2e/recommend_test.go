@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/functions/recommend"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -77,12 +77,12 @@ func TestRecommendationsFromTheEventStreamThroughTraining(t *testing.T) {
 	base := strings.TrimSuffix(p.url(serving.Recommend), "/")
 	var csv bytes.Buffer
 	simulation.NewCatalogue(items, 31).WriteCSV(&csv)
-	if code, body := send(t, http.MethodPut, base+"/v1/games/"+p.game.ID+"/items", p.keys.Admin, "text/csv", csv.Bytes()); code != 200 {
+	if code, body := functionstest.Call(t, http.MethodPut, base+"/v1/games/"+p.game.ID+"/items", p.keys.Admin, "text/csv", csv.Bytes()); code != 200 {
 		t.Fatalf("PUT items: %d %s", code, body)
 	}
 	ping := fmt.Sprintf(`{"specversion":"1.0","id":"ping-1","source":"/apis/v1/namespaces/gamemetrics/pingsources/recommend-daily",
 		"type":"dev.knative.sources.ping","datacontenttype":"application/json","data":{"task":"train","game":%q}}`, p.game.ID)
-	code, body := send(t, http.MethodPost, base+"/", "", "application/cloudevents+json", []byte(ping))
+	code, body := functionstest.Call(t, http.MethodPost, base+"/", "", "application/cloudevents+json", []byte(ping))
 	training := body
 	var trained struct {
 		Games []recommend.TrainOutcome `json:"games"`
@@ -92,7 +92,7 @@ func TestRecommendationsFromTheEventStreamThroughTraining(t *testing.T) {
 	}
 	var a recommend.Answer
 	for player := 0; player < 400; player++ {
-		code, body = send(t, http.MethodGet, fmt.Sprintf("%s/v1/games/%s/players/player-%05d/recommendations?limit=5", base, p.game.ID, player), p.keys.Read, "", nil)
+		code, body = functionstest.Call(t, http.MethodGet, fmt.Sprintf("%s/v1/games/%s/players/player-%05d/recommendations?limit=5", base, p.game.ID, player), p.keys.Read, "", nil)
 		if code != 200 {
 			t.Fatalf("recommendations: %d %s", code, body)
 		}
@@ -106,25 +106,4 @@ func TestRecommendationsFromTheEventStreamThroughTraining(t *testing.T) {
 	if a.Fallback || a.ModelVersion == "" || len(a.Items) != 5 || a.Items[0].Reason == "" {
 		t.Errorf("no player got personal recommendations from the trained model: last answer %+v; training: %s", a, training)
 	}
-}
-
-func send(t *testing.T, method, url, key, contentType string, body []byte) (int, []byte) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
 }

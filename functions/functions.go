@@ -273,15 +273,21 @@ func buildReport(ctx context.Context, deps *Deps, log *slog.Logger, reg promethe
 	if err != nil {
 		return nil, err
 	}
-	var objects *archive.Client
-	if deps.getenv("S3_BUCKET") != "" {
-		if objects, err = deps.Archive(ctx); err != nil {
-			return nil, err
-		}
-	} else {
-		log.Warn("no S3_BUCKET: the API serves, but PingSource digests will fail until one is configured")
+	objects, err := deps.optionalArchive(ctx, log, "the API serves, but PingSource digests will fail until one is configured")
+	if err != nil {
+		return nil, err
 	}
 	return report.New(report.DefaultConfig(), pool, rdb, objects, log, reg, time.Now), nil
+}
+
+// optionalArchive is the S3 client for a function that serves without a
+// bucket too (nil then, after warning what will not work).
+func (d *Deps) optionalArchive(ctx context.Context, log *slog.Logger, without string) (*archive.Client, error) {
+	if d.getenv("S3_BUCKET") == "" {
+		log.Warn("no S3_BUCKET: " + without)
+		return nil, nil
+	}
+	return d.Archive(ctx)
 }
 
 func buildRetain(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (serving.Function, error) {
@@ -315,13 +321,9 @@ func buildRecommend(ctx context.Context, deps *Deps, log *slog.Logger, reg prome
 	if err != nil {
 		return nil, err
 	}
-	var objects *archive.Client
-	if deps.getenv("S3_BUCKET") != "" {
-		if objects, err = deps.Archive(ctx); err != nil {
-			return nil, err
-		}
-	} else {
-		log.Warn("no S3_BUCKET: recommendations come from live popularity; training fails until a bucket is configured")
+	objects, err := deps.optionalArchive(ctx, log, "recommendations come from live popularity; training fails until a bucket is configured")
+	if err != nil {
+		return nil, err
 	}
 	var prod *kgo.Client
 	if deps.getenv("KAFKA_BROKERS") != "" {

@@ -23,17 +23,24 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
-// apiError is a refusal with its status; param names the bad parameter.
-type apiError struct {
-	status int
-	param  string
-	reason string
+// refusal is a request the API answers with a 4xx: the status and reason
+// of a serving.Error, and the query parameter it names, if one.
+type refusal struct {
+	e     serving.Error
+	param string
 }
 
-func (e *apiError) Error() string { return e.reason }
+func (r *refusal) Error() string { return r.e.Error() }
+func (r *refusal) Unwrap() error { return &r.e }
 
-func badParam(param, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusBadRequest, param: param, reason: param + ": " + fmt.Sprintf(format, args...)}
+func refuse(status int, reason string) *refusal {
+	return &refusal{e: serving.Error{Status: status, Reason: reason}}
+}
+
+func badParam(param, format string, args ...any) *refusal {
+	r := refuse(http.StatusBadRequest, param+": "+fmt.Sprintf(format, args...))
+	r.param = param
+	return r
 }
 
 // keyKind is which key an endpoint needs.
@@ -58,19 +65,19 @@ func (r *Recommend) api(endpoint string, kind keyKind, h func(ctx context.Contex
 			r.metrics.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 		}()
 		fail := func(err error) {
-			var ae *apiError
-			if req.Context().Err() != nil && !errors.As(err, &ae) {
+			var rf *refusal
+			if req.Context().Err() != nil && !errors.As(err, &rf) {
 				status = 499 // the client went away; nobody reads the answer
 				return
 			}
-			if !errors.As(err, &ae) {
+			if !errors.As(err, &rf) {
 				r.log.Error("recommend request failed", "endpoint", endpoint, "url", req.URL.String(), "err", err)
-				ae = &apiError{status: http.StatusServiceUnavailable, reason: "cannot answer right now; retry later"}
+				rf = refuse(http.StatusServiceUnavailable, "cannot answer right now; retry later")
 			}
-			status = ae.status
-			body := map[string]string{"error": ae.reason}
-			if ae.param != "" {
-				body["parameter"] = ae.param
+			status = rf.e.Status
+			body := map[string]string{"error": rf.e.Reason}
+			if rf.param != "" {
+				body["parameter"] = rf.param
 			}
 			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="gamemetrics recommend"`)
@@ -84,7 +91,7 @@ func (r *Recommend) api(endpoint string, kind keyKind, h func(ctx context.Contex
 		}
 		if req.PathValue("game") != game.ID {
 			// Never reveal whether another game exists.
-			fail(&apiError{status: http.StatusNotFound, reason: "game not found"})
+			fail(refuse(http.StatusNotFound, "game not found"))
 			return
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), r.cfg.QueryTimeout)
@@ -104,19 +111,19 @@ func (r *Recommend) authenticate(ctx context.Context, header string, kind keyKin
 	key, ok := strings.CutPrefix(header, "Bearer ")
 	key = strings.TrimSpace(key)
 	if !ok || key == "" {
-		return store.Game{}, &apiError{status: http.StatusUnauthorized, reason: "missing key: send Authorization: Bearer <" + kind.name + " key>"}
+		return store.Game{}, refuse(http.StatusUnauthorized, "missing key: send Authorization: Bearer <" + kind.name + " key>")
 	}
 	for _, other := range []struct{ prefix, name string }{
 		{store.WriteKeyPrefix, store.WriteKey}, {store.ReadKeyPrefix, store.ReadKey}, {store.AdminKeyPrefix, store.AdminKey},
 	} {
 		if strings.HasPrefix(key, other.prefix) && other.name != kind.name {
-			return store.Game{}, &apiError{status: http.StatusUnauthorized,
-				reason: fmt.Sprintf("a %s key cannot do this: use the game's %s key", other.name, kind.name)}
+			return store.Game{}, refuse(http.StatusUnauthorized,
+				fmt.Sprintf("a %s key cannot do this: use the game's %s key", other.name, kind.name))
 		}
 	}
 	game, err := kind.cache(r).Game(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Game{}, &apiError{status: http.StatusUnauthorized, reason: "unknown " + kind.name + " key"}
+		return store.Game{}, refuse(http.StatusUnauthorized, "unknown " + kind.name + " key")
 	}
 	return game, err
 }
@@ -377,7 +384,7 @@ func (r *Recommend) handleSimilar() func(context.Context, *http.Request, store.G
 		if _, ok := st.catalogue[item]; ok {
 			return ans, nil // known, but no model has seen it yet
 		}
-		return nil, &apiError{status: http.StatusNotFound, reason: fmt.Sprintf("unknown item %q", clip(item))}
+		return nil, refuse(http.StatusNotFound, fmt.Sprintf("unknown item %q", clip(item)))
 	}
 }
 
@@ -387,10 +394,10 @@ const maxBody = 8 << 20
 func readBody(req *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 	if err != nil {
-		return nil, &apiError{status: http.StatusBadRequest, reason: "reading the body: " + err.Error()}
+		return nil, refuse(http.StatusBadRequest, "reading the body: " + err.Error())
 	}
 	if len(b) > maxBody {
-		return nil, &apiError{status: http.StatusRequestEntityTooLarge, reason: fmt.Sprintf("body over %d bytes", maxBody)}
+		return nil, refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody))
 	}
 	return b, nil
 }
@@ -409,10 +416,10 @@ func (r *Recommend) handlePutItems() func(context.Context, *http.Request, store.
 		case "application/json", "":
 			items, err = ParseItemsJSON(b)
 		default:
-			return nil, &apiError{status: http.StatusUnsupportedMediaType, reason: "send application/json (an array of items) or text/csv"}
+			return nil, refuse(http.StatusUnsupportedMediaType, "send application/json (an array of items) or text/csv")
 		}
 		if err != nil {
-			return nil, &apiError{status: http.StatusBadRequest, reason: err.Error()}
+			return nil, refuse(http.StatusBadRequest, err.Error())
 		}
 		created, err := r.putItems(ctx, game.ID, items)
 		if err != nil {
@@ -447,7 +454,7 @@ func (r *Recommend) handlePutSettings() func(context.Context, *http.Request, sto
 		}
 		s, err := ParseSettings(b)
 		if err != nil {
-			return nil, &apiError{status: http.StatusBadRequest, reason: err.Error()}
+			return nil, refuse(http.StatusBadRequest, err.Error())
 		}
 		if err := r.putSettings(ctx, game.ID, s); err != nil {
 			return nil, err

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/functions/recommend"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
@@ -211,28 +211,13 @@ func shuffledWithDuplicates(evs []event.Event, share float64, seed uint64) []eve
 // call sends an API request and decodes the JSON answer into out (if not nil).
 func call(t testing.TB, method, url, key, contentType string, body []byte, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	code, b := functionstest.Call(t, method, url, key, contentType, body)
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %d %s: %v", method, url, resp.StatusCode, b, err)
+			t.Fatalf("%s %s: %d %s: %v", method, url, code, b, err)
 		}
 	}
-	return resp.StatusCode
+	return code
 }
 
 // recommendations asks for a player's recommendations.

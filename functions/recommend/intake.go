@@ -110,47 +110,45 @@ type cachedSettings struct {
 // pending is a delivery waiting for its batch's transaction.
 type pending struct {
 	rec  *record
-	done chan error
+	done chan error // receives the batch's answer for rec, once
 }
 
-// batcher groups concurrent deliveries into one transaction: the first
-// waiting delivery opens a batch, which closes after Linger or at MaxBatch,
-// and each delivery is answered only once its batch committed.
+// batcher groups concurrent deliveries into one transaction: a queue under
+// a mutex that one writer drains. When it finds deliveries waiting, the
+// writer lets Linger pass (more arrive meanwhile), takes up to MaxBatch and
+// writes them; each delivery is answered only once its batch committed.
 type batcher struct {
-	in     chan *pending
 	max    int
 	linger time.Duration
 	write  func([]*record) []error
-	mu     sync.RWMutex
+
+	mu     sync.Mutex
+	wake   *sync.Cond
+	queue  []*pending
 	closed bool
-	quit   chan struct{}
 	done   chan struct{}
 }
 
 func newBatcher(maxBatch int, linger time.Duration, write func([]*record) []error) *batcher {
-	b := &batcher{in: make(chan *pending, maxBatch), max: maxBatch, linger: linger, write: write,
-		quit: make(chan struct{}), done: make(chan struct{})}
-	go b.loop()
+	b := &batcher{max: maxBatch, linger: linger, write: write, done: make(chan struct{})}
+	b.wake = sync.NewCond(&b.mu)
+	go b.writer()
 	return b
 }
 
 var errStopping = errors.New("recommend is stopping")
 
-// submit waits for rec's batch to commit.
+// submit queues rec and waits for its batch to commit.
 func (b *batcher) submit(ctx context.Context, rec *record) error {
 	p := &pending{rec: rec, done: make(chan error, 1)}
-	b.mu.RLock()
+	b.mu.Lock()
 	if b.closed {
-		b.mu.RUnlock()
+		b.mu.Unlock()
 		return errStopping
 	}
-	select {
-	case b.in <- p:
-		b.mu.RUnlock()
-	case <-ctx.Done():
-		b.mu.RUnlock()
-		return ctx.Err()
-	}
+	b.queue = append(b.queue, p)
+	b.wake.Signal()
+	b.mu.Unlock()
 	select {
 	case err := <-p.done:
 		return err
@@ -159,57 +157,44 @@ func (b *batcher) submit(ctx context.Context, rec *record) error {
 	}
 }
 
-func (b *batcher) loop() {
+// writer writes batches until the batcher is closed and its queue empty.
+func (b *batcher) writer() {
 	defer close(b.done)
 	for {
-		var first *pending
-		select {
-		case first = <-b.in:
-		case <-b.quit:
-			// Closed: nothing new can arrive; write what is queued.
-			for {
-				select {
-				case p := <-b.in:
-					b.flush([]*pending{p})
-				default:
-					return
-				}
-			}
+		b.mu.Lock()
+		for len(b.queue) == 0 && !b.closed {
+			b.wake.Wait()
 		}
-		batch := []*pending{first}
-		timer := time.NewTimer(b.linger)
-	fill:
-		for len(batch) < b.max {
-			select {
-			case p := <-b.in:
-				batch = append(batch, p)
-			case <-timer.C:
-				break fill
-			}
+		if len(b.queue) == 0 {
+			b.mu.Unlock()
+			return
 		}
-		timer.Stop()
-		b.flush(batch)
+		if len(b.queue) < b.max && !b.closed && b.linger > 0 {
+			b.mu.Unlock()
+			time.Sleep(b.linger)
+			b.mu.Lock()
+		}
+		n := min(len(b.queue), b.max)
+		batch := slices.Clone(b.queue[:n])
+		b.queue = slices.Delete(b.queue, 0, n)
+		b.mu.Unlock()
+
+		recs := make([]*record, len(batch))
+		for i, p := range batch {
+			recs[i] = p.rec
+		}
+		for i, err := range b.write(recs) {
+			batch[i].done <- err
+		}
 	}
 }
 
-func (b *batcher) flush(batch []*pending) {
-	recs := make([]*record, len(batch))
-	for i, p := range batch {
-		recs[i] = p.rec
-	}
-	errs := b.write(recs)
-	for i, p := range batch {
-		p.done <- errs[i]
-	}
-}
-
-// close refuses new deliveries and waits for queued ones to be written.
+// close refuses new deliveries; the writer writes what is queued, and
+// close waits for that (or ctx).
 func (b *batcher) close(ctx context.Context) error {
 	b.mu.Lock()
-	if !b.closed {
-		b.closed = true
-		close(b.quit)
-	}
+	b.closed = true
+	b.wake.Broadcast()
 	b.mu.Unlock()
 	select {
 	case <-b.done:
@@ -420,7 +405,7 @@ func (r *Recommend) applyEffects(ctx context.Context, tx pgx.Tx, recs []*record)
 	type itemKey struct{ game, player, item string }
 	type sums struct {
 		purchases, amount, sinks, views int64
-		first, last                     time.Time
+		first, last                     int64 // unix microseconds
 	}
 	inter := map[itemKey]*sums{}
 	type segment struct {
@@ -443,9 +428,10 @@ func (r *Recommend) applyEffects(ctx context.Context, tx pgx.Tx, recs []*record)
 		}
 		seen[[2]string{rec.game, rec.eff.Item}] = true
 		k := itemKey{rec.game, rec.player, rec.eff.Item}
+		at := rec.at.UnixMicro()
 		s := inter[k]
 		if s == nil {
-			s = &sums{first: rec.at, last: rec.at}
+			s = &sums{first: at, last: at}
 			inter[k] = s
 		}
 		c := rec.eff.Counters
@@ -453,8 +439,7 @@ func (r *Recommend) applyEffects(ctx context.Context, tx pgx.Tx, recs []*record)
 		s.amount += rec.eff.AmountMinor
 		s.sinks += c.Sinks
 		s.views += c.Views
-		s.first = minTime(s.first, rec.at)
-		s.last = maxTime(s.last, rec.at)
+		s.first, s.last = min(s.first, at), max(s.last, at)
 	}
 	b := &pgx.Batch{}
 	if len(inter) > 0 {
@@ -472,7 +457,8 @@ func (r *Recommend) applyEffects(ctx context.Context, tx pgx.Tx, recs []*record)
 		for i, k := range keys {
 			s := inter[k]
 			g[i], p[i], it[i] = k.game, k.player, k.item
-			pu[i], am[i], si[i], vi[i], fa[i], la[i] = s.purchases, s.amount, s.sinks, s.views, s.first, s.last
+			pu[i], am[i], si[i], vi[i] = s.purchases, s.amount, s.sinks, s.views
+			fa[i], la[i] = time.UnixMicro(s.first).UTC(), time.UnixMicro(s.last).UTC()
 		}
 		b.Queue(upsertInteractions, g, p, it, pu, am, si, vi, fa, la)
 		ig, ii := make([]string, 0, len(seen)), make([]string, 0, len(seen))
@@ -493,18 +479,4 @@ func (r *Recommend) applyEffects(ctx context.Context, tx pgx.Tx, recs []*record)
 		return nil
 	}
 	return tx.SendBatch(ctx, b).Close()
-}
-
-func minTime(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func maxTime(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }

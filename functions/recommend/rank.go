@@ -56,13 +56,7 @@ func topKBlend(scores, pop []float32, f float32, k int, skip []bool, dst []ranke
 		if pop != nil {
 			s += f * pop[i]
 		}
-		c := ranked{int32(i), s}
-		if len(h) < k {
-			h.push(c)
-		} else if c.better(h[0]) {
-			h[0] = c
-			h.down(0)
-		}
+		h.offer(ranked{int32(i), s}, k)
 	}
 	return h.drain()
 }
@@ -71,18 +65,23 @@ func topKBlend(scores, pop []float32, f float32, k int, skip []bool, dst []ranke
 func selectTop(cands []ranked, k int) []ranked {
 	h := minHeap(make([]ranked, 0, k))
 	for _, c := range cands {
-		if len(h) < k {
-			h.push(c)
-		} else if c.better(h[0]) {
-			h[0] = c
-			h.down(0)
-		}
+		h.offer(c, k)
 	}
 	return h.drain()
 }
 
 // minHeap keeps the worst kept item on top.
 type minHeap []ranked
+
+// offer keeps c if it is among the k best seen.
+func (h *minHeap) offer(c ranked, k int) {
+	if len(*h) < k {
+		h.push(c)
+	} else if c.better((*h)[0]) {
+		(*h)[0] = c
+		h.down(0)
+	}
+}
 
 func (h *minHeap) push(r ranked) {
 	*h = append(*h, r)

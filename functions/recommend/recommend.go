@@ -217,14 +217,12 @@ func (r *Recommend) Handle(ctx context.Context, e event.Event) (*event.Event, er
 		r.metrics.events.WithLabelValues("ignored").Inc()
 		return nil, nil
 	}
-	if err := r.batcher.submit(ctx, rec); err != nil {
-		var fe *serving.Error
-		if errors.As(err, &fe) {
-			return nil, err
-		}
-		return nil, serving.Transient("interaction not committed", err)
+	err = r.batcher.submit(ctx, rec)
+	if err != nil && serving.StatusOf(err) == http.StatusInternalServerError {
+		// Stopping, or the delivery's own deadline: redeliver.
+		err = serving.Transient("interaction not committed", err)
 	}
-	return nil, nil
+	return nil, err
 }
 
 func (r *Recommend) handlePing(ctx context.Context, e event.Event) (*event.Event, error) {

@@ -420,3 +420,28 @@ func TestOpenAPIDocumentDescribesEveryRoute(t *testing.T) {
 		}
 	}
 }
+
+// One training per game at a time, across replicas and the CLI: the
+// lease refuses a second holder until the first gives it back.
+func TestOneTrainingOfAGameAtATime(t *testing.T) {
+	g := newGame(t)
+	a, b := newReplica(t), newReplica(t)
+	ctx := context.Background()
+	release, ok, err := recommend.TryLock(a.Recommend, ctx, g.ID)
+	if err != nil || !ok {
+		t.Fatalf("first lease: %v %v", ok, err)
+	}
+	if _, ok, err := recommend.TryLock(b.Recommend, ctx, g.ID); err != nil || ok {
+		t.Fatalf("second lease while the first is held: %v %v", ok, err)
+	}
+	out, err := b.TrainGame(ctx, g.ID)
+	if err != nil || out.Version != "" || !strings.Contains(out.Reason, "another training") {
+		t.Errorf("training while the lease is held: %+v %v", out, err)
+	}
+	release()
+	release2, ok, err := recommend.TryLock(b.Recommend, ctx, g.ID)
+	if err != nil || !ok {
+		t.Fatalf("lease after release: %v %v", ok, err)
+	}
+	release2()
+}

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"net/http"
 	"time"
 
@@ -346,27 +345,31 @@ func newVersion(now time.Time) string {
 	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
 }
 
-// tryLock takes the advisory lock that keeps two trainings of one game
-// (the PingSource on two replicas, the CLI) from running at once.
+// trainingLease is how long a training holds its game: longer than any
+// training, short enough that a crashed one does not block the next day's.
+const trainingLease = 45 * time.Minute
+
+// tryLock takes the game's training lease, which keeps two trainings of
+// one game (the PingSource on two replicas, the CLI) from running at once;
+// false if another holds it. The returned function gives it back.
 func (r *Recommend) tryLock(ctx context.Context, game string) (func(), bool, error) {
-	conn, err := r.pool.Acquire(ctx)
+	rows, err := r.pool.Query(ctx, `INSERT INTO recommend_games AS g (gameid, training_until)
+		VALUES ($1, now() + make_interval(secs => $2))
+		ON CONFLICT (gameid) DO UPDATE SET training_until = excluded.training_until
+		WHERE g.training_until IS NULL OR g.training_until < now()
+		RETURNING true`, game, trainingLease.Seconds())
 	if err != nil {
 		return nil, false, err
 	}
-	h := fnv.New64a()
-	h.Write([]byte("gamemetrics:recommend:train:" + game))
-	key := int64(h.Sum64())
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(&ok); err != nil || !ok {
-		conn.Release()
+	got, err := pgx.CollectRows(rows, pgx.RowTo[bool])
+	if err != nil || len(got) == 0 {
 		return nil, false, err
 	}
 	return func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", key); err != nil {
-			conn.Conn().Close(ctx)
+		if _, err := r.pool.Exec(ctx, `UPDATE recommend_games SET training_until = NULL WHERE gameid = $1`, game); err != nil {
+			r.log.Warn("training lease not given back; it runs out by itself", "gameid", game, "err", err)
 		}
-		conn.Release()
 	}, true, nil
 }

@@ -72,12 +72,15 @@ CREATE TABLE recommend_items (
 -- Per-game settings (interaction weights, design event mapping, history
 -- threshold) as JSON over the defaults, and the version every replica
 -- compares to know when its cached catalogue and settings are stale: it
--- grows with every admin change of items or settings.
+-- grows with every admin change of items or settings. training_until is
+-- the lease of the training running for the game (one at a time, across
+-- replicas and the CLI; a crashed one's lease runs out).
 CREATE TABLE recommend_games (
-    gameid     text        PRIMARY KEY,
-    settings   jsonb       NOT NULL DEFAULT '{}',
-    version    bigint      NOT NULL DEFAULT 1,
-    updated_at timestamptz NOT NULL DEFAULT now()
+    gameid         text        PRIMARY KEY,
+    settings       jsonb       NOT NULL DEFAULT '{}',
+    version        bigint      NOT NULL DEFAULT 1,
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    training_until timestamptz
 );
 
 -- Every training run: its candidates' validation metrics and, when a model
