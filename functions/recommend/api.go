@@ -111,7 +111,7 @@ func (r *Recommend) authenticate(ctx context.Context, header string, kind keyKin
 	key, ok := strings.CutPrefix(header, "Bearer ")
 	key = strings.TrimSpace(key)
 	if !ok || key == "" {
-		return store.Game{}, refuse(http.StatusUnauthorized, "missing key: send Authorization: Bearer <" + kind.name + " key>")
+		return store.Game{}, refuse(http.StatusUnauthorized, "missing key: send Authorization: Bearer <"+kind.name+" key>")
 	}
 	for _, other := range []struct{ prefix, name string }{
 		{store.WriteKeyPrefix, store.WriteKey}, {store.ReadKeyPrefix, store.ReadKey}, {store.AdminKeyPrefix, store.AdminKey},
@@ -123,7 +123,7 @@ func (r *Recommend) authenticate(ctx context.Context, header string, kind keyKin
 	}
 	game, err := kind.cache(r).Game(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return store.Game{}, refuse(http.StatusUnauthorized, "unknown " + kind.name + " key")
+		return store.Game{}, refuse(http.StatusUnauthorized, "unknown "+kind.name+" key")
 	}
 	return game, err
 }
@@ -394,7 +394,7 @@ const maxBody = 8 << 20
 func readBody(req *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(req.Body, maxBody+1))
 	if err != nil {
-		return nil, refuse(http.StatusBadRequest, "reading the body: " + err.Error())
+		return nil, refuse(http.StatusBadRequest, "reading the body: "+err.Error())
 	}
 	if len(b) > maxBody {
 		return nil, refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", maxBody))
