@@ -83,7 +83,11 @@ validate:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
-	$(GO) test -run '^$$' -fuzz FuzzMember -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateData$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONFields$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/

@@ -37,9 +37,16 @@ const (
 type requestError struct {
 	status int
 	reason string
+	// unread means the refusal came before the body was read to its end.
+	unread bool
 }
 
 func (e *requestError) Error() string { return e.reason }
+
+func unread(e *requestError) *requestError {
+	e.unread = true
+	return e
+}
 
 // item is one event of a request, parsed or refused.
 type item struct {
@@ -56,14 +63,14 @@ type item struct {
 // most MaxDecompressedBytes after decompression.
 func readBody(r *http.Request) ([]byte, *requestError) {
 	if r.ContentLength > MaxBodyBytes {
-		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes)}
+		return nil, unread(&requestError{status: http.StatusRequestEntityTooLarge, reason: fmt.Sprintf("body is %d bytes; the limit is %d", r.ContentLength, MaxBodyBytes)})
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	body, err := readAll(r.Body, r.ContentLength)
 	if err != nil {
-		return nil, &requestError{http.StatusBadRequest, "reading body: " + err.Error()}
+		return nil, &requestError{status: http.StatusBadRequest, reason: "reading body: " + err.Error()}
 	}
 	if len(body) > MaxBodyBytes {
-		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over %d bytes", MaxBodyBytes)}
+		return nil, unread(&requestError{status: http.StatusRequestEntityTooLarge, reason: fmt.Sprintf("body is over %d bytes", MaxBodyBytes)})
 	}
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -71,21 +78,46 @@ func readBody(r *http.Request) ([]byte, *requestError) {
 	case "gzip":
 		return gunzip(body)
 	default:
-		return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: fmt.Sprintf("Content-Encoding %q is not supported; use gzip or none", enc)}
+	}
+}
+
+// readAll reads at most MaxBodyBytes+1 bytes of a body, into one buffer of
+// the declared length when there is one (io.ReadAll would grow it from 512
+// bytes, copying a batch several times).
+func readAll(body io.Reader, declared int64) ([]byte, error) {
+	if declared < 0 || declared > MaxBodyBytes {
+		return io.ReadAll(io.LimitReader(body, MaxBodyBytes+1))
+	}
+	// One byte more than declared, to see the end without another read.
+	buf := make([]byte, 0, declared+1)
+	for {
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+		if len(buf) == cap(buf) { // more than declared: net/http refuses that
+			rest, err := io.ReadAll(io.LimitReader(body, MaxBodyBytes+1-int64(len(buf))))
+			return append(buf, rest...), err
+		}
 	}
 }
 
 func gunzip(body []byte) ([]byte, *requestError) {
 	zr, err := gzip.NewReader(bytes.NewReader(body))
 	if err != nil {
-		return nil, &requestError{http.StatusBadRequest, "body is not valid gzip: " + err.Error()}
+		return nil, &requestError{status: http.StatusBadRequest, reason: "body is not valid gzip: " + err.Error()}
 	}
 	out, err := io.ReadAll(io.LimitReader(zr, MaxDecompressedBytes+1))
 	if err != nil {
-		return nil, &requestError{http.StatusBadRequest, "body is not valid gzip: " + err.Error()}
+		return nil, &requestError{status: http.StatusBadRequest, reason: "body is not valid gzip: " + err.Error()}
 	}
 	if len(out) > MaxDecompressedBytes {
-		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body decompresses to over %d bytes", MaxDecompressedBytes)}
+		return nil, &requestError{status: http.StatusRequestEntityTooLarge, reason: fmt.Sprintf("body decompresses to over %d bytes", MaxDecompressedBytes)}
 	}
 	return out, nil
 }
@@ -98,7 +130,7 @@ func parseEvents(ctx context.Context, h http.Header, body []byte) ([]item, *requ
 	if ct := h.Get("Content-Type"); ct != "" {
 		var err error
 		if mt, _, err = mime.ParseMediaType(ct); err != nil {
-			return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q cannot be parsed", ct)}
+			return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: fmt.Sprintf("Content-Type %q cannot be parsed", ct)}
 		}
 	}
 	switch {
@@ -109,11 +141,11 @@ func parseEvents(ctx context.Context, h http.Header, body []byte) ([]item, *requ
 		return []item{it}, nil
 	case h.Get("Ce-Specversion") != "":
 		if mt != contentTypeJSON {
-			return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf("binary-mode events must have Content-Type %s, got %q", contentTypeJSON, mt)}
+			return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: fmt.Sprintf("binary-mode events must have Content-Type %s, got %q", contentTypeJSON, mt)}
 		}
 		return []item{parseBinary(ctx, h, body)}, nil
 	default:
-		return nil, &requestError{http.StatusUnsupportedMediaType, fmt.Sprintf(
+		return nil, &requestError{status: http.StatusUnsupportedMediaType, reason: fmt.Sprintf(
 			"Content-Type %q is not a CloudEvents mode: send %s with ce-* headers, %s, or %s", mt, contentTypeJSON, contentTypeStructured, contentTypeBatch)}
 	}
 }
@@ -142,33 +174,45 @@ func parseStructured(raw []byte) item {
 		it.reject = tooLarge(len(raw))
 		return it
 	}
-	e := event.New()
-	if err := e.UnmarshalJSON(raw); err != nil {
-		it.reject = &events.Rejection{Field: "event", Reason: "not a valid CloudEvent: " + strings.TrimSpace(err.Error())}
-		return it
-	}
-	it.event = &e
+	e, err := events.DecodeJSON(raw)
+	it.decoded(e, err)
 	return it
 }
 
+// decoded records the outcome of decoding the item's event.
+func (it *item) decoded(e *event.Event, err error) {
+	if err != nil {
+		it.reject = &events.Rejection{Field: "event", Reason: "not a valid CloudEvent: " + strings.TrimSpace(err.Error())}
+		return
+	}
+	it.event = e
+}
+
 func parseBatch(body []byte) ([]item, *requestError) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
+	els, err := events.DecodeBatch(body)
+	if err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
-			return nil, &requestError{http.StatusBadRequest, "a batch must be a JSON array of CloudEvents"}
+			return nil, &requestError{status: http.StatusBadRequest, reason: "a batch must be a JSON array of CloudEvents"}
 		}
-		return nil, &requestError{http.StatusBadRequest, "body is not valid JSON: " + err.Error()}
+		return nil, &requestError{status: http.StatusBadRequest, reason: "body is not valid JSON: " + err.Error()}
 	}
-	if len(raws) > MaxBatchEvents {
-		return nil, &requestError{http.StatusRequestEntityTooLarge, fmt.Sprintf("batch has %d events; the limit is %d", len(raws), MaxBatchEvents)}
+	if len(els) > MaxBatchEvents {
+		return nil, &requestError{status: http.StatusRequestEntityTooLarge, reason: fmt.Sprintf("batch has %d events; the limit is %d", len(els), MaxBatchEvents)}
 	}
-	if len(raws) == 0 {
-		return nil, &requestError{http.StatusBadRequest, "batch is empty"}
+	if len(els) == 0 {
+		return nil, &requestError{status: http.StatusBadRequest, reason: "batch is empty"}
 	}
-	items := make([]item, len(raws))
-	for i, raw := range raws {
-		items[i] = parseStructured(raw)
+	items := make([]item, len(els))
+	for i, el := range els {
+		it := &items[i]
+		it.raw = el.Raw
+		if len(el.Raw) > events.MaxEventBytes {
+			it.tooLarge = true
+			it.reject = tooLarge(len(el.Raw))
+			continue
+		}
+		it.decoded(el.Event())
 	}
 	return items, nil
 }

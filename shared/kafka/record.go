@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
@@ -21,40 +22,105 @@ const (
 	headerContentType = "content-type"
 )
 
+// Stamp is an extension attribute set on a record in place of any the
+// event carries under the same name (ingest stamps gameid and receivedtime),
+// its value already in canonical string form (types.Format).
+type Stamp struct{ Name, Value string }
+
 // Record encodes e as a Kafka record in binary content mode: every
 // attribute and extension becomes a "ce_" header, datacontenttype becomes
-// "content-type", and the value is the event data as is. It runs once per
-// accepted event, so it writes the headers directly rather than through the
-// SDK's generic binding writer (which costs twice as much).
-func Record(ctx context.Context, e *event.Event, topic, key string) (*kgo.Record, error) {
+// "content-type", and the value is the event data as is. Stamps are added
+// as extensions, replacing the event's own of the same name.
+//
+// It runs once per accepted event, so it writes the headers directly
+// rather than through the SDK's generic binding writer, and puts the key
+// and every header value in one allocation.
+func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...Stamp) (*kgo.Record, error) {
 	if e.SpecVersion() != event.CloudEventsVersionV1 {
 		return nil, fmt.Errorf("encode event %q: specversion %q is not 1.0", e.ID(), e.SpecVersion())
 	}
-	exts := e.Extensions()
-	h := make([]kgo.RecordHeader, 0, 8+len(exts))
-	add := func(name, value string) {
-		if value != "" {
-			h = append(h, kgo.RecordHeader{Key: name, Value: []byte(value)})
-		}
+	// The V1 context's own map, not e.Extensions(), which copies it.
+	var exts map[string]any
+	switch ec := e.Context.(type) {
+	case *event.EventContextV1:
+		exts = ec.Extensions
+	default:
+		exts = e.Extensions()
 	}
-	add(headerPrefix+"specversion", event.CloudEventsVersionV1)
-	add(headerPrefix+"id", e.ID())
-	add(headerPrefix+"source", e.Source())
-	add(headerPrefix+"type", e.Type())
-	add(headerPrefix+"subject", e.Subject())
-	if t := e.Time(); !t.IsZero() {
-		add(headerPrefix+"time", types.FormatTime(t))
-	}
-	add(headerPrefix+"dataschema", e.DataSchema())
-	add(headerContentType, e.DataContentType())
+	source, t := e.Source(), e.Time()
+	// One buffer for the key and every value, sized up front (should it
+	// still grow, the values sliced out before stay valid in the old one).
+	size := len(key) + len(event.CloudEventsVersionV1) + len(e.ID()) + len(source) + len(e.Type()) + len(e.Subject()) +
+		len(e.DataSchema()) + len(e.DataContentType()) + len(time.RFC3339Nano) + 8
+	formatted := make([]string, 0, len(exts))
 	for name, v := range exts {
+		if stamped(stamps, name) {
+			continue
+		}
 		s, err := types.Format(v)
 		if err != nil {
 			return nil, fmt.Errorf("encode event %q: extension %s: %w", e.ID(), name, err)
 		}
-		add(headerPrefix+name, s)
+		formatted = append(formatted, name, s)
+		size += len(s)
 	}
-	return &kgo.Record{Topic: topic, Key: []byte(key), Headers: h, Value: e.Data()}, nil
+	for _, st := range stamps {
+		size += len(st.Value)
+	}
+	buf := make([]byte, 0, size)
+	h := make([]kgo.RecordHeader, 0, 8+len(formatted)/2+len(stamps))
+	buf = append(buf, key...)
+	rec := &kgo.Record{Topic: topic, Key: buf[:len(key):len(key)], Value: e.Data()}
+	add := func(name, value string) {
+		if value != "" {
+			start := len(buf)
+			buf = append(buf, value...)
+			h = append(h, kgo.RecordHeader{Key: name, Value: buf[start:len(buf):len(buf)]})
+		}
+	}
+	add(headerPrefix+"specversion", event.CloudEventsVersionV1)
+	add(headerPrefix+"id", e.ID())
+	add(headerPrefix+"source", source)
+	add(headerPrefix+"type", e.Type())
+	add(headerPrefix+"subject", e.Subject())
+	if !t.IsZero() {
+		start := len(buf)
+		buf = t.UTC().AppendFormat(buf, time.RFC3339Nano) // types.FormatTime
+		h = append(h, kgo.RecordHeader{Key: headerPrefix + "time", Value: buf[start:len(buf):len(buf)]})
+	}
+	add(headerPrefix+"dataschema", e.DataSchema())
+	add(headerContentType, e.DataContentType())
+	for i := 0; i < len(formatted); i += 2 {
+		add(extensionHeader(formatted[i]), formatted[i+1])
+	}
+	for _, st := range stamps {
+		add(extensionHeader(st.Name), st.Value)
+	}
+	rec.Headers = h
+	return rec, nil
+}
+
+func stamped(stamps []Stamp, name string) bool {
+	for _, st := range stamps {
+		if st.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// extensionHeader is the header name of an extension; the ones every
+// GameMetrics record carries are constants, so they cost no allocation.
+func extensionHeader(name string) string {
+	switch name {
+	case "gameid":
+		return headerPrefix + "gameid"
+	case "receivedtime":
+		return headerPrefix + "receivedtime"
+	case "sessionid":
+		return headerPrefix + "sessionid"
+	}
+	return headerPrefix + name
 }
 
 // ErrNotCloudEvent means a record carries neither binary-mode ce_ headers
