@@ -270,6 +270,8 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 		{Name: events.ExtReceivedTime, Value: types.FormatTime(now)},
 	}
 	var resp Response
+	var enc kafka.Encoder // the request's records share its allocations
+	enc.Grow(len(items))
 	accepted := make([]*kgo.Record, 0, len(items))
 	var rejected []item
 	anyTooLarge := false
@@ -290,7 +292,7 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 			rejected = append(rejected, *it)
 			continue
 		}
-		rec, err := record(ctx, game.ID, it.event, stamps)
+		rec, err := record(ctx, &enc, game.ID, it.event, stamps)
 		if err != nil {
 			resp.Rejected = append(resp.Rejected, Rejected{Index: i, ID: it.event.ID(), Reason: err.Error()})
 			continue
@@ -354,11 +356,11 @@ const statusClientClosed = 499
 
 // record encodes an accepted event for Kafka with its stamps (its game and
 // receive time), keyed so one player's events share a partition.
-func record(ctx context.Context, gameID string, e *event.Event, stamps []kafka.Stamp) (*kgo.Record, error) {
+func record(ctx context.Context, enc *kafka.Encoder, gameID string, e *event.Event, stamps []kafka.Stamp) (*kgo.Record, error) {
 	if e.DataContentType() == "" && len(e.Data()) > 0 {
 		e.SetDataContentType(event.ApplicationJSON)
 	}
-	return kafka.Record(ctx, e, kafka.TopicEvents, gameID+"/"+e.Subject(), stamps...)
+	return enc.Record(ctx, e, kafka.TopicEvents, gameID+"/"+e.Subject(), stamps...)
 }
 
 // Header names on records of the rejected-events topic.

@@ -58,7 +58,7 @@ func (el BatchElement) Event() (*event.Event, error) {
 // decodes their events in the same pass.
 func DecodeBatch(body []byte) ([]BatchElement, error) {
 	d := decoder{b: body}
-	var out []BatchElement
+	out := make([]BatchElement, 0, 16)
 	ok := eachElement(body, d.member, func(e0, e1 int) {
 		el := BatchElement{Raw: body[e0:e1:e1]}
 		if body[e0] == '{' {
@@ -121,6 +121,10 @@ type decoder struct {
 	data [2]int
 	ext  [maxExtensions][4]int // name, value
 	exts int
+	// lastSource is the source last parsed: the events of a batch
+	// usually share theirs, and url.Parse allocates.
+	lastSource    string
+	lastSourceURL url.URL
 }
 
 // next readies the decoder for the next object.
@@ -252,11 +256,17 @@ func (d *decoder) event() (*event.Event, bool) {
 	ec.ID, _ = s(attrID)
 	ec.Type, _ = s(attrType)
 	if src, ok := s(attrSource); ok {
-		u, err := url.Parse(src)
-		if src == "" || err != nil {
+		if src == "" {
 			return nil, false // the SDK's error
 		}
-		ec.Source = types.URIRef{URL: *u}
+		if src != d.lastSource {
+			u, err := url.Parse(src)
+			if err != nil {
+				return nil, false
+			}
+			d.lastSource, d.lastSourceURL = src, *u
+		}
+		ec.Source = types.URIRef{URL: d.lastSourceURL}
 	}
 	if sub, _ := s(attrSubject); sub != "" {
 		h.subject = sub

@@ -191,17 +191,32 @@ func (s *scanner) array(member memberFunc, elem func(e0, e1 int)) bool {
 	}
 }
 
+// plainByte marks the bytes a string holds as they are: not the quote,
+// not the backslash, not a control character.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str scans the string at s.b[s.i] == '"': control characters must be
 // escaped, escapes must be JSON's; other bytes pass as encoding/json lets
 // them (it does not check UTF-8 either).
 func (s *scanner) str() bool {
 	b := s.b
 	for i := s.i + 1; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
+		for i < len(b) && plainByte[b[i]] {
+			i++
+		}
+		if i >= len(b) {
+			break
+		}
+		switch b[i] {
+		case '"':
 			s.i = i + 1
 			return true
-		case c == '\\':
+		case '\\':
 			i++
 			if i >= len(b) {
 				return false
@@ -216,7 +231,7 @@ func (s *scanner) str() bool {
 			default:
 				return false
 			}
-		case c < 0x20:
+		default: // a control character
 			return false
 		}
 	}

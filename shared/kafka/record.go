@@ -31,11 +31,48 @@ type Stamp struct{ Name, Value string }
 // attribute and extension becomes a "ce_" header, datacontenttype becomes
 // "content-type", and the value is the event data as is. Stamps are added
 // as extensions, replacing the event's own of the same name.
-//
-// It runs once per accepted event, so it writes the headers directly
-// rather than through the SDK's generic binding writer, and puts the key
-// and every header value in one allocation.
 func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...Stamp) (*kgo.Record, error) {
+	var enc Encoder
+	return enc.Record(ctx, e, topic, key, stamps...)
+}
+
+// An Encoder encodes events as records, as Record does. It runs once per
+// accepted event, so it writes the headers directly rather than through the
+// SDK's generic binding writer, and it allocates records, their headers and
+// their bytes in blocks shared by every record it encodes: use one per
+// request (the zero value is ready), not one per event. Not safe for
+// concurrent use.
+type Encoder struct {
+	records []encoded
+	buf     []byte
+}
+
+// encoded is a record with room for the headers a GameMetrics event has.
+type encoded struct {
+	rec     kgo.Record
+	headers [12]kgo.RecordHeader
+}
+
+// Grow makes room for n more records in one allocation.
+func (enc *Encoder) Grow(n int) {
+	if len(enc.records) < n {
+		enc.records = make([]encoded, n)
+	}
+}
+
+// alloc returns n bytes of the current block, starting a new one (of at
+// least 16 KiB) when it is full.
+func (enc *Encoder) alloc(n int) []byte {
+	if cap(enc.buf)-len(enc.buf) < n {
+		enc.buf = make([]byte, 0, max(n, 16<<10))
+	}
+	start := len(enc.buf)
+	enc.buf = enc.buf[:start+n]
+	return enc.buf[start : start+n : start+n]
+}
+
+// Record encodes e like the package's Record.
+func (enc *Encoder) Record(ctx context.Context, e *event.Event, topic, key string, stamps ...Stamp) (*kgo.Record, error) {
 	if e.SpecVersion() != event.CloudEventsVersionV1 {
 		return nil, fmt.Errorf("encode event %q: specversion %q is not 1.0", e.ID(), e.SpecVersion())
 	}
@@ -48,11 +85,9 @@ func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...St
 		exts = e.Extensions()
 	}
 	source, t := e.Source(), e.Time()
-	// One buffer for the key and every value, sized up front (should it
-	// still grow, the values sliced out before stay valid in the old one).
+	// Size the bytes first, so key and values share one slice of a block.
 	size := len(key) + len(event.CloudEventsVersionV1) + len(e.ID()) + len(source) + len(e.Type()) + len(e.Subject()) +
 		len(e.DataSchema()) + len(e.DataContentType()) + len(time.RFC3339Nano) + 8
-	formatted := make([]string, 0, len(exts))
 	for name, v := range exts {
 		if stamped(stamps, name) {
 			continue
@@ -61,16 +96,21 @@ func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...St
 		if err != nil {
 			return nil, fmt.Errorf("encode event %q: extension %s: %w", e.ID(), name, err)
 		}
-		formatted = append(formatted, name, s)
 		size += len(s)
 	}
 	for _, st := range stamps {
 		size += len(st.Value)
 	}
-	buf := make([]byte, 0, size)
-	h := make([]kgo.RecordHeader, 0, 8+len(formatted)/2+len(stamps))
+	buf := enc.alloc(size)[:0]
+	if len(enc.records) == 0 {
+		enc.records = make([]encoded, 1)
+	}
+	x := &enc.records[0]
+	enc.records = enc.records[1:]
+	rec := &x.rec
+	h := x.headers[:0]
 	buf = append(buf, key...)
-	rec := &kgo.Record{Topic: topic, Key: buf[:len(key):len(key)], Value: e.Data()}
+	rec.Topic, rec.Key, rec.Value = topic, buf[:len(key):len(key)], e.Data()
 	add := func(name, value string) {
 		if value != "" {
 			start := len(buf)
@@ -90,8 +130,11 @@ func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...St
 	}
 	add(headerPrefix+"dataschema", e.DataSchema())
 	add(headerContentType, e.DataContentType())
-	for i := 0; i < len(formatted); i += 2 {
-		add(extensionHeader(formatted[i]), formatted[i+1])
+	for name, v := range exts {
+		if !stamped(stamps, name) {
+			s, _ := types.Format(v)
+			add(extensionHeader(name), s)
+		}
 	}
 	for _, st := range stamps {
 		add(extensionHeader(st.Name), st.Value)
