@@ -70,20 +70,27 @@ type Ingest struct {
 	log       *slog.Logger
 	metrics   *metrics
 	now       func() time.Time
+	// producerTimesOut: the producer fails records itself within the
+	// produce timeout (kafka.NewProducer's delivery timeout), so a request
+	// needs no timer of its own.
+	producerTimesOut bool
 }
 
 // New builds ingest from its dependencies. The producer must be built with
-// kafka.NewProducer (acks=all, idempotent) for 202 to mean durable.
+// kafka.NewProducer (acks=all, idempotent) for 202 to mean durable, with
+// cfg.ProduceTimeout as its delivery timeout.
 func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) *Ingest {
+	timeout, _ := producer.OptValue(kgo.RecordDeliveryTimeout).(time.Duration)
 	return &Ingest{
-		cfg:       cfg,
-		keys:      store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
-		producer:  producer,
-		limiter:   cache.NewRateLimiter(rdb),
-		validator: events.NewValidator(),
-		log:       log,
-		metrics:   newMetrics(reg),
-		now:       time.Now,
+		producerTimesOut: timeout > 0 && timeout <= cfg.ProduceTimeout,
+		cfg:              cfg,
+		keys:             store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
+		producer:         producer,
+		limiter:          cache.NewRateLimiter(rdb),
+		validator:        events.NewValidator(),
+		log:              log,
+		metrics:          newMetrics(reg),
+		now:              time.Now,
 	}
 }
 
@@ -318,10 +325,8 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 		recs = append(recs, rejectedRecord(game.ID, it, now))
 	}
 	if len(recs) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, in.cfg.ProduceTimeout)
 		start := time.Now()
-		err := in.producer.ProduceSync(pctx, recs...).FirstErr()
-		cancel()
+		err := in.produce(ctx, recs)
 		in.metrics.produceDuration.Observe(time.Since(start).Seconds())
 		if err != nil && ctx.Err() != nil {
 			// The client went away; it never reads an answer, and whatever
@@ -361,6 +366,17 @@ func record(ctx context.Context, enc *kafka.Encoder, gameID string, e *event.Eve
 		e.SetDataContentType(event.ApplicationJSON)
 	}
 	return enc.Record(ctx, e, kafka.TopicEvents, gameID+"/"+e.Subject(), stamps...)
+}
+
+// produce writes recs and waits for Kafka to acknowledge them, for at most
+// the produce timeout.
+func (in *Ingest) produce(ctx context.Context, recs []*kgo.Record) error {
+	if !in.producerTimesOut {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, in.cfg.ProduceTimeout)
+		defer cancel()
+	}
+	return in.producer.ProduceSync(ctx, recs...).FirstErr()
 }
 
 // Header names on records of the rejected-events topic.

@@ -10,20 +10,27 @@ import (
 
 // The differential tests of the structured-mode decoder: for every input it
 // must give what the SDK gives (event.New, then UnmarshalJSON), the same
-// event or the same error, and for batches what json.Unmarshal into
-// []json.RawMessage followed by the SDK gives.
+// event or the same error, and for batches the elements and the error
+// json.Unmarshal into []json.RawMessage gives, each decoded as the SDK does.
 
+// sameDecoding checks one input. What the fast path declines the SDK
+// decodes, so that part is the SDK's by construction (and not even stable
+// for some inputs: the SDK applies extensions met before specversion in map
+// order); what the fast path takes must be exactly the SDK's event, and
+// nothing the SDK refuses.
 func sameDecoding(t *testing.T, raw []byte) {
 	t.Helper()
-	got, gerr := DecodeJSON(raw)
-	want, werr := sdkDecode(raw)
-	sameResult(t, raw, got, gerr, want, werr)
-}
-
-func sameResult(t *testing.T, raw []byte, got any, gerr error, want any, werr error) {
-	t.Helper()
-	if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
-		t.Fatalf("%q: error %v, the SDK's %v", raw, gerr, werr)
+	d := decoder{b: raw}
+	if !eachMember(raw, d.member) {
+		return
+	}
+	got, ok := d.event()
+	if !ok {
+		return
+	}
+	want, err := sdkDecode(raw)
+	if err != nil {
+		t.Fatalf("%q: the fast path decodes what the SDK refuses (%v)", raw, err)
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("%q:\n got %#v\nwant %#v", raw, got, want)
@@ -111,7 +118,9 @@ func FuzzDecodeBatch(f *testing.F) {
 		got, gerr := DecodeBatch(body)
 		var raws []json.RawMessage
 		werr := json.Unmarshal(body, &raws)
-		sameResult(t, body, nil, gerr, nil, werr)
+		if (gerr == nil) != (werr == nil) || gerr != nil && gerr.Error() != werr.Error() {
+			t.Fatalf("%q: error %v, json.Unmarshal's %v", body, gerr, werr)
+		}
 		if gerr != nil {
 			return
 		}
@@ -122,9 +131,16 @@ func FuzzDecodeBatch(f *testing.F) {
 			if string(el.Raw) != string(raws[i]) {
 				t.Fatalf("%q: element %d is %q, json.Unmarshal's %q", body, i, el.Raw, raws[i])
 			}
-			ev, err := el.Event()
-			want, werr := sdkDecode(raws[i])
-			sameResult(t, raws[i], ev, err, want, werr)
+			if el.decoded == nil {
+				continue // the SDK's, as above
+			}
+			want, err := sdkDecode(raws[i])
+			if err != nil {
+				t.Fatalf("%q: element %d decoded, the SDK refuses it (%v)", body, i, err)
+			}
+			if !reflect.DeepEqual(el.decoded, want) {
+				t.Fatalf("%q: element %d:\n got %#v\nwant %#v", body, i, el.decoded, want)
+			}
 		}
 	})
 }
