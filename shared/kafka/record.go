@@ -60,11 +60,12 @@ func (enc *Encoder) Grow(n int) {
 	}
 }
 
-// alloc returns n bytes of the current block, starting a new one (of at
-// least 16 KiB) when it is full.
+// alloc returns n bytes of the current block, starting a new one when it
+// is full: big enough for the records still to come if they are like this
+// one, up to 16 KiB.
 func (enc *Encoder) alloc(n int) []byte {
 	if cap(enc.buf)-len(enc.buf) < n {
-		enc.buf = make([]byte, 0, max(n, 16<<10))
+		enc.buf = make([]byte, 0, max(n, min(n*(len(enc.records)+1), 16<<10)))
 	}
 	start := len(enc.buf)
 	enc.buf = enc.buf[:start+n]

@@ -29,8 +29,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -80,6 +82,8 @@ type round struct {
 	n      int
 	res    wrkResult
 	cpu    time.Duration
+	// self is this program's CPU time in the round: kfake's, mostly.
+	self time.Duration
 	// kafka is how many records reached gamemetrics.events during the round.
 	kafka int64
 }
@@ -191,20 +195,25 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return round{}, err
 		}
 		var prof chan error
+		var stopSelf func() error
 		if o.profileDir != "" && s == ingest && n == 1 {
+			name := strings.NewReplacer(", ", "-", " ", "-").Replace(m.name)
 			prof = make(chan error, 1)
 			go func() {
-				prof <- cpuProfile(o.pprofAddr, filepath.Join(o.profileDir, "ingest-"+strings.NewReplacer(", ", "-", " ", "-").Replace(m.name)+".pprof"), o.duration-2*time.Second)
+				prof <- cpuProfile(o.pprofAddr, filepath.Join(o.profileDir, "ingest-"+name+".pprof"), o.duration-2*time.Second)
 			}()
+			if stopSelf, err = selfProfile(filepath.Join(o.profileDir, "stack-"+name+".pprof")); err != nil {
+				return round{}, err
+			}
 		}
-		cpu := s.cpu()
+		cpu, self := s.cpu(), selfCPU()
 		res, err := runWrk(ctx, o, scriptPath, s.url, connections, o.duration)
 		if err != nil {
 			return round{}, fmt.Errorf("%s, %s: %w", m.name, s.name, err)
 		}
-		r := round{mode: m.name, server: s.name, n: n, res: res, cpu: s.cpu() - cpu}
+		r := round{mode: m.name, server: s.name, n: n, res: res, cpu: s.cpu() - cpu, self: selfCPU() - self}
 		if prof != nil {
-			if err := <-prof; err != nil {
+			if err := errors.Join(<-prof, stopSelf()); err != nil {
 				return round{}, fmt.Errorf("profile: %w", err)
 			}
 		}
@@ -378,6 +387,29 @@ func cpuProfile(addr, path string, d time.Duration) error {
 		return err
 	}
 	return f.Close()
+}
+
+// selfCPU is the CPU time this process (kfake, the stack's Go parts) has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// selfProfile profiles this process (kfake, mostly) until the returned
+// function is called.
+func selfProfile(path string) (func() error, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error { pprof.StopCPUProfile(); return f.Close() }, nil
 }
 
 func totalOffsets(ctx context.Context, adm *kadm.Client) (int64, error) {

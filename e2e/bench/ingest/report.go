@@ -63,16 +63,18 @@ func (r round) cpuPerRequest() float64 {
 }
 
 func report(w io.Writer, o options, modes []mode, rounds, paced []round, target float64, ingest, baseline string) {
-	fmt.Fprintln(w, "\n| mode | round | server | requests/s | events/s | p50 | p99 | 2xx/requests | socket errors | server CPU µs/request |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "\n| mode | round | server | requests/s | events/s | p50 | p99 | 2xx/requests | socket errors | server CPU µs/request | CPU cores: server / wrk / kfake+stack |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	per := map[string]int{}
 	for _, m := range modes {
 		per[m.name] = m.perRequest
 	}
 	for _, r := range append(slices.Clone(rounds), paced...) {
 		n := max(1, per[r.mode])
-		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.0f | %s | %s | %d/%d | %d | %.1f |\n", r.mode, r.n, r.server, r.res.rate(),
-			r.res.rate()*float64(n), us(r.res.P50US), us(r.res.P99US), r.res.ok(), r.res.Requests, r.res.socketErrors(), r.cpuPerRequest())
+		wall := float64(r.res.DurationUS) / 1e6
+		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.0f | %s | %s | %d/%d | %d | %.1f | %.2f / %.2f / %.2f |\n", r.mode, r.n, r.server, r.res.rate(),
+			r.res.rate()*float64(n), us(r.res.P50US), us(r.res.P99US), r.res.ok(), r.res.Requests, r.res.socketErrors(), r.cpuPerRequest(),
+			r.cpu.Seconds()/wall, r.res.cpu.Seconds()/wall, r.self.Seconds()/wall)
 	}
 
 	fmt.Fprintln(w, "\nMedians (ranges) over the rounds; the ratio is ingest over the net/http round next to it.")

@@ -33,6 +33,8 @@ type wrkResult struct {
 	P90US         int64 `json:"p90_us"`
 	P99US         int64 `json:"p99_us"`
 	MaxUS         int64 `json:"max_us"`
+	// cpu is the CPU time wrk used.
+	cpu time.Duration
 }
 
 // rate is completed requests per second.
@@ -132,6 +134,7 @@ func runWrk(ctx context.Context, o options, scriptPath, url string, connections 
 			if err := json.Unmarshal([]byte(line), &r); err != nil {
 				return wrkResult{}, fmt.Errorf("wrk result %q: %w", line, err)
 			}
+			r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 			return r, nil
 		}
 	}
