@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"strings"
+	"unsafe"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
@@ -25,7 +26,7 @@ import (
 // DecodeJSON decodes one structured-mode CloudEvent
 // (application/cloudevents+json): what event.New() followed by
 // UnmarshalJSON(raw) gives, as binding.ToEvent does for a structured
-// message.
+// message. The event shares raw's memory: raw must not change afterwards.
 func DecodeJSON(raw []byte) (*event.Event, error) {
 	d := decoder{b: raw}
 	if eachMember(raw, d.member) {
@@ -55,7 +56,8 @@ func (el BatchElement) Event() (*event.Event, error) {
 // DecodeBatch splits a batch (application/cloudevents-batch+json, a JSON
 // array) into its elements, the same ones json.Unmarshal into
 // []json.RawMessage finds, with the same error when there is none, and
-// decodes their events in the same pass.
+// decodes their events in the same pass. Elements and events share body's
+// memory: body must not change afterwards.
 func DecodeBatch(body []byte) ([]BatchElement, error) {
 	d := decoder{b: body}
 	out := make([]BatchElement, 0, 16)
@@ -242,7 +244,11 @@ func (d *decoder) event() (*event.Event, bool) {
 		return nil, false
 	}
 	if d.str == "" {
-		d.str = string(d.b)
+		// The attributes are substrings of the body itself: it is not
+		// changed once decoded (DecodeJSON and DecodeBatch say so), as the
+		// events' data and the elements' Raw share it anyway, so a copy
+		// of it would buy nothing but a second body per request.
+		d.str = unsafe.String(unsafe.SliceData(d.b), len(d.b))
 	}
 	s := func(bit uint16) (string, bool) {
 		if d.seen&bit == 0 {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -45,12 +46,17 @@ func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...St
 type Encoder struct {
 	records []encoded
 	buf     []byte
+	// The last source formatted: a batch's events share theirs, and
+	// formatting a URL allocates.
+	source    url.URL
+	sourceStr string
 }
 
-// encoded is a record with room for the headers a GameMetrics event has.
+// encoded is a record with room for the headers a GameMetrics event has:
+// seven attributes, sessionid, gameid and receivedtime (more go to the heap).
 type encoded struct {
 	rec     kgo.Record
-	headers [12]kgo.RecordHeader
+	headers [10]kgo.RecordHeader
 }
 
 // Grow makes room for n more records in one allocation.
@@ -79,13 +85,18 @@ func (enc *Encoder) Record(ctx context.Context, e *event.Event, topic, key strin
 	}
 	// The V1 context's own map, not e.Extensions(), which copies it.
 	var exts map[string]any
+	var source string
 	switch ec := e.Context.(type) {
 	case *event.EventContextV1:
 		exts = ec.Extensions
+		if ec.Source.URL != enc.source || enc.sourceStr == "" {
+			enc.source, enc.sourceStr = ec.Source.URL, ec.Source.String()
+		}
+		source = enc.sourceStr
 	default:
-		exts = e.Extensions()
+		exts, source = e.Extensions(), e.Source()
 	}
-	source, t := e.Source(), e.Time()
+	t := e.Time()
 	// Size the bytes first, so key and values share one slice of a block.
 	size := len(key) + len(event.CloudEventsVersionV1) + len(e.ID()) + len(source) + len(e.Type()) + len(e.Subject()) +
 		len(e.DataSchema()) + len(e.DataContentType()) + len(time.RFC3339Nano) + 8
