@@ -82,6 +82,7 @@ validate:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBinary -fuzztime 30s ./functions/ingest/
 	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz '^FuzzValidateData$$' -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 30s ./shared/events/

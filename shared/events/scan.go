@@ -98,15 +98,8 @@ func (s *scanner) value() bool {
 // object scans the object at s.b[s.i] == '{', passing its members to visit
 // when it is not nil.
 func (s *scanner) object(visit memberFunc) bool {
-	if s.depth++; s.depth > maxDepth {
-		return false
-	}
-	s.i++
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == '}' {
-		s.i++
-		s.depth--
-		return true
+	if empty, ok := s.open('}'); empty || !ok {
+		return ok
 	}
 	for {
 		if s.i >= len(s.b) || s.b[s.i] != '"' {
@@ -130,20 +123,8 @@ func (s *scanner) object(visit memberFunc) bool {
 		if visit != nil {
 			visit(k+1, k1, v, s.i)
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.space()
-		case '}':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		if more, ok := s.next('}'); !more || !ok {
+			return ok
 		}
 	}
 }
@@ -151,15 +132,8 @@ func (s *scanner) object(visit memberFunc) bool {
 // array scans the array at s.b[s.i] == '['. With elem, it reports each
 // element's bounds, and the members of those that are objects to member.
 func (s *scanner) array(member memberFunc, elem func(e0, e1 int)) bool {
-	if s.depth++; s.depth > maxDepth {
-		return false
-	}
-	s.i++
-	s.space()
-	if s.i < len(s.b) && s.b[s.i] == ']' {
-		s.i++
-		s.depth--
-		return true
+	if empty, ok := s.open(']'); empty || !ok {
+		return ok
 	}
 	for {
 		e := s.i
@@ -173,22 +147,46 @@ func (s *scanner) array(member memberFunc, elem func(e0, e1 int)) bool {
 		if elem != nil {
 			elem(e, s.i)
 		}
-		s.space()
-		if s.i >= len(s.b) {
-			return false
-		}
-		switch s.b[s.i] {
-		case ',':
-			s.i++
-			s.space()
-		case ']':
-			s.i++
-			s.depth--
-			return true
-		default:
-			return false
+		if more, ok := s.next(']'); !more || !ok {
+			return ok
 		}
 	}
+}
+
+// open enters the array or object at s.b[s.i], which ends with end; empty
+// means it ended at once.
+func (s *scanner) open(end byte) (empty, ok bool) {
+	if s.depth++; s.depth > maxDepth {
+		return false, false
+	}
+	s.i++
+	s.space()
+	if s.i < len(s.b) && s.b[s.i] == end {
+		s.i++
+		s.depth--
+		return true, true
+	}
+	return false, true
+}
+
+// next reads what follows a member or an element: a comma (more follow)
+// or end (the array or object is over).
+func (s *scanner) next(end byte) (more, ok bool) {
+	s.space()
+	if s.i >= len(s.b) {
+		return false, false
+	}
+	switch s.b[s.i] {
+	case ',':
+		s.i++
+		s.space()
+		return true, true
+	case end:
+		s.i++
+		s.depth--
+		return false, true
+	}
+	return false, false
 }
 
 // plainByte marks the bytes a string holds as they are: not the quote,

@@ -178,8 +178,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "ingest benchmark: %s rounds, %d connections, wrk %d thread(s); server under test on CPUs %s, wrk and the stack on %s (of %d)\n",
-		o.duration, o.connections, o.wrkThreads, orAll(o.serverCPUs), orAll(o.loadCPUs), runtime.NumCPU())
+	fmt.Fprintf(stdout, "ingest benchmark: %s rounds, %d connections, wrk %d thread(s); server under test on CPUs %s, wrk and the stack on CPUs %s\n",
+		o.duration, o.connections, o.wrkThreads, orAll(o.serverCPUs), orAll(o.loadCPUs))
 
 	// Warm up connections, caches and the producer.
 	for _, s := range []*server{baseline, ingest} {
