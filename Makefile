@@ -8,7 +8,7 @@ export GOFLAGS ?= -buildvcs=false
 # dashboard test) are installed by `make deps` / `make test-deps` when
 # running as root; otherwise the exact command is printed.
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -56,10 +56,28 @@ test: test-deps lint test-go validate
 test-go:
 	$(GO) test -race -timeout 20m ./...
 
-lint:
+lint: lint-imports
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# lint-imports: a function (functions/<a>) imports only shared/ packages,
+# never another function, and shared/ imports no function. Only non-test
+# code counts (a function's tests may seed data through another function);
+# the wiring package functions/ and the functionstest harness import them all.
+lint-imports:
+	@mod=$$($(GO) list -m) && list=$$($(GO) list -f '{{.ImportPath}}{{range .Deps}} {{.}}{{end}}' ./functions/... ./shared/...) || exit 1; \
+	bad=0; while read -r pkg deps; do \
+	  rel=$${pkg#"$$mod"/}; own=; \
+	  case $$rel in functions|functions/functionstest|functions/functionstest/*) continue;; \
+	    functions/*) own=$${rel#functions/}; own=functions/$${own%%/*};; esac; \
+	  for dep in $$deps; do \
+	    d=$${dep#"$$mod"/}; \
+	    case $$d in functions|functions/*) ;; *) continue;; esac; \
+	    case $$d in "$$own"|"$$own"/*) [ -n "$$own" ] && continue;; esac; \
+	    echo "$$rel depends on $$d: a function imports only shared/ packages, and shared/ imports no function" >&2; bad=1; \
+	  done; \
+	done <<< "$$list"; exit $$bad
 
 ## monitoring: promtool checks and unit tests of the alert rules, the dashboard
 ## and the manifests in monitoring/, against the metrics the code registers

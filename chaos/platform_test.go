@@ -18,11 +18,13 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/gamemetrics/gamemetrics/functions"
 	"github.com/gamemetrics/gamemetrics/functions/functionstest"
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/simulation"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -61,6 +63,10 @@ type platform struct {
 	postgres, redis *proxy
 	// eventing holds the gamemetrics_eventing_* metrics.
 	eventing *prometheus.Registry
+	// kafka reads the events topic; start is its end offsets when the
+	// experiment began.
+	kafka *kadm.Client
+	start kadm.ListedOffsets
 }
 
 func newPlatform(t testing.TB, timezone string) *platform {
@@ -97,9 +103,42 @@ func newPlatform(t testing.TB, timezone string) *platform {
 		pg.heal()
 		rd.heal()
 	})
+	kc, err := kafka.ClientFromEnv(stack.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kc.Close)
 	p := &platform{t: t, deps: deps, servers: servers, game: game, keys: keys, log: log,
-		db: clients.Pool, postgres: pg, redis: rd, eventing: reg}
+		db: clients.Pool, postgres: pg, redis: rd, eventing: reg, kafka: kadm.NewClient(kc)}
+	p.start = p.endOffsets()
 	return p
+}
+
+func (p *platform) endOffsets() kadm.ListedOffsets {
+	p.t.Helper()
+	ends, err := p.kafka.ListEndOffsets(context.Background(), kafka.TopicEvents)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		p.t.Fatalf("end offsets of %s: %v", kafka.TopicEvents, err)
+	}
+	return ends
+}
+
+// inKafka is how many records ingest wrote to the events topic since the
+// experiment began. It can exceed what ingest acknowledged: a request
+// answered 503 because Kafka's acknowledgement came after the produce
+// timeout (likely on a loaded machine) may still have been stored, and the
+// client's retry then writes the same events again (duplicates process
+// recognises by id).
+func (p *platform) inKafka() int {
+	var n int64
+	p.endOffsets().Each(func(o kadm.ListedOffset) {
+		from, _ := p.start.Lookup(o.Topic, o.Partition)
+		n += o.Offset - from.Offset
+	})
+	return int(n)
 }
 
 // restart stops a function and serves a new one on the same address.

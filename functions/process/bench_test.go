@@ -2,11 +2,13 @@ package process
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,15 +19,16 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 // benchEvents returns n events of a realistic mix: ~20 events per player
 // spread over the last day, sessions with starts, ends and heartbeats.
 func benchEvents(game string, n int, seed uint64) []event.Event {
-	g := &gen{rng: rand.New(rand.NewPCG(seed, 1)), game: game}
+	g := &simtest.Generator{Game: game, Rand: rand.New(rand.NewPCG(seed, 1))}
 	var evs []event.Event
 	for len(evs) < n {
-		evs = append(evs, g.players(max(1, n/20), time.Now().Add(-24*time.Hour), 23*time.Hour)...)
+		evs = append(evs, g.Players(max(1, n/20), simtest.Traffic{From: time.Now().Add(-24 * time.Hour), Span: 23 * time.Hour})...)
 	}
 	return evs[:n]
 }
@@ -35,10 +38,10 @@ func benchEvents(game string, n int, seed uint64) []event.Event {
 // hour (benchEvents is the opposite: one player's day after another, as a
 // replay of history).
 func liveEvents(game string, n int, seed uint64) []event.Event {
-	g := &gen{rng: rand.New(rand.NewPCG(seed, 1)), game: game}
+	g := &simtest.Generator{Game: game, Rand: rand.New(rand.NewPCG(seed, 1))}
 	var evs []event.Event
 	for len(evs) < n {
-		evs = append(evs, g.players(max(1, n/20), time.Now().Add(-time.Hour), 50*time.Minute)...)
+		evs = append(evs, g.Players(max(1, n/20), simtest.Traffic{From: time.Now().Add(-time.Hour), Span: 50 * time.Minute})...)
 	}
 	evs = evs[:n]
 	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time().Before(evs[j].Time()) })
@@ -95,32 +98,15 @@ func deliver64(b *testing.B, url string, evs []event.Event) time.Duration {
 // deliver posts evs to url from conc concurrent clients.
 func deliver(b *testing.B, url string, evs []event.Event, conc int) time.Duration {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
-	var (
-		wg   sync.WaitGroup
-		next int
-		mu   sync.Mutex
-	)
+	var offset atomic.Int64
 	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= len(evs) {
-					return
-				}
-				if status, body := post(b, client, url, evs[i], i); status != http.StatusAccepted {
-					b.Errorf("delivery %d: %d %s", i, status, body)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	simtest.Feed(b, func(_ context.Context, e event.Event) (*event.Event, error) {
+		i := int(offset.Add(1) - 1)
+		if status, body := post(b, client, url, e, i); status != http.StatusAccepted {
+			return nil, fmt.Errorf("delivery %d: %d %s", i, status, body)
+		}
+		return nil, nil
+	}, evs, conc)
 	return time.Since(start)
 }
 

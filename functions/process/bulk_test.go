@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 func TestWriteBulkLoadsGiveTheSameExactAggregates(t *testing.T) {
@@ -12,9 +14,9 @@ func TestWriteBulkLoadsGiveTheSameExactAggregates(t *testing.T) {
 		t.Run(tz, func(t *testing.T) {
 			game := newGame(t, tz)
 			p := newProcess(t, DefaultConfig())
-			g := &gen{rng: rand.New(rand.NewPCG(12, 12)), game: game.ID}
-			evs := g.players(40, time.Now().Add(-96*time.Hour), 90*time.Hour)
-			all := deliveries(g.rng, evs, 3)
+			g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(12, 12))}
+			evs := g.Players(40, simtest.Traffic{From: time.Now().Add(-96 * time.Hour), Span: 90 * time.Hour})
+			all := g.Deliveries(evs, 3)
 			// Two concurrent bulk writes of overlapping halves, then all again.
 			half := len(all) / 2
 			errc := make(chan error, 2)

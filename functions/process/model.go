@@ -14,10 +14,6 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/events"
 )
 
-// SessionTimeout closes a session that has no session.end: it counts as
-// closed once it has had no event for this long.
-const SessionTimeout = 30 * time.Minute
-
 // Extensions a KafkaSource adds to every event it delivers; they describe
 // the delivery, not the event, so they are not stored.
 const (
@@ -119,6 +115,9 @@ func dayIn(t time.Time, loc *time.Location) time.Time {
 
 // hourOf returns the UTC hour t falls in.
 func hourOf(t time.Time) time.Time { return t.UTC().Truncate(time.Hour) }
+
+// minuteOf returns the UTC minute t falls in.
+func minuteOf(t time.Time) time.Time { return t.UTC().Truncate(time.Minute) }
 
 // rat parses a JSON number exactly; an empty number is nil.
 func rat(n json.Number) *big.Rat {
@@ -308,7 +307,7 @@ func (s sessionState) begin() time.Time {
 // length is the session's length in seconds: the length_s a session.end
 // reported (the client measured it, immune to clock skew), else the time
 // from begin to the latest event, never negative. A session without a
-// session.end is closed SessionTimeout after its latest event, and its
+// session.end is closed events.SessionTimeout after its latest event, and its
 // length is then exactly this.
 func (s sessionState) length() *big.Rat {
 	if s.endLength != nil {
@@ -323,7 +322,7 @@ func (s sessionState) length() *big.Rat {
 
 // closed says whether the session counts as over at now.
 func (s sessionState) closed(now time.Time) bool {
-	return !s.endAt.IsZero() || now.Sub(s.lastAt) >= SessionTimeout
+	return events.SessionClosed(!s.endAt.IsZero(), s.lastAt, now)
 }
 
 // playerState is what is known of one player, merged like sessionState.
@@ -347,11 +346,19 @@ func (p *playerState) merge(o playerState) {
 	p.firstPurchase = minTime(p.firstPurchase, o.firstPurchase)
 }
 
-// rollKey addresses one rollup row: daily (bucket is a date in the game's
-// time zone) or hourly (bucket is a UTC hour).
+// grain is the length of a rollup table's buckets.
+type grain uint8
+
+const (
+	daily    grain = iota // rollup_daily: a date in the game's time zone
+	hourly                // rollup_hourly: a UTC hour
+	minutely              // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
+)
+
+// rollKey addresses one rollup row.
 type rollKey struct {
 	game   string
-	hourly bool
+	grain  grain
 	bucket time.Time
 	metric string
 	dim    string
@@ -381,11 +388,12 @@ const (
 // deltas accumulates changes to rollup rows.
 type deltas map[rollKey]*num
 
-// add adds v to metric/dim in both the daily bucket (day, game time zone)
-// and the hourly bucket (UTC hour) of t.
+// add adds v to metric/dim in the daily bucket (day, game time zone), the
+// hourly bucket (UTC hour) and the minute bucket (UTC minute) of t.
 func (d deltas) add(game string, t time.Time, loc *time.Location, metric, dim string, v num) {
-	d.addOne(rollKey{game, false, dayIn(t, loc), metric, dim}, v)
-	d.addOne(rollKey{game, true, hourOf(t), metric, dim}, v)
+	d.addOne(rollKey{game, daily, dayIn(t, loc), metric, dim}, v)
+	d.addOne(rollKey{game, hourly, hourOf(t), metric, dim}, v)
+	d.addOne(rollKey{game, minutely, minuteOf(t), metric, dim}, v)
 }
 
 func (d deltas) addOne(k rollKey, v num) {

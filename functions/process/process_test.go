@@ -22,6 +22,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 func TestDuplicatedShuffledConcurrentDeliveriesGiveExactAggregates(t *testing.T) {
@@ -31,9 +32,9 @@ func TestDuplicatedShuffledConcurrentDeliveriesGiveExactAggregates(t *testing.T)
 			p := newProcess(t, DefaultConfig())
 			url := httpServer(t, p)
 			rng := rand.New(rand.NewPCG(1, uint64(len(tz))))
-			g := &gen{rng: rng, game: game.ID}
-			evs := g.players(40, time.Now().Add(-72*time.Hour), 70*time.Hour)
-			deliverAll(t, url, deliveries(rng, evs, 5), 32)
+			g := &simtest.Generator{Game: game.ID, Rand: rng}
+			evs := g.Players(40, simtest.Traffic{From: time.Now().Add(-72 * time.Hour), Span: 70 * time.Hour})
+			deliverAll(t, url, g.Deliveries(evs, 5), 32)
 			sameAggregates(t, game, evs)
 		})
 	}
@@ -82,10 +83,10 @@ func TestSessionEdgeCasesYieldOneSessionWithTheRightLength(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			game := newGame(t, "Europe/Berlin") // t0 + 10 min crosses midnight in Berlin
 			p := newProcess(t, DefaultConfig())
-			g := &gen{rng: rand.New(rand.NewPCG(2, 2)), game: game.ID}
+			g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(2, 2))}
 			var evs []event.Event
 			for _, s := range tc.steps {
-				evs = append(evs, g.event(s.typ, "p1", "sess-1", t0.Add(s.at), s.data))
+				evs = append(evs, g.Event(s.typ, "p1", "sess-1", t0.Add(s.at), s.data))
 			}
 			for _, e := range evs { // one by one, in the given order: each its own batch
 				if _, err := p.Handle(context.Background(), e); err != nil {
@@ -113,7 +114,7 @@ func TestNeverProcessableEventsGetA4xxThatIsNotRetried(t *testing.T) {
 	game := newGame(t, "UTC")
 	p := newProcess(t, DefaultConfig())
 	url := httpServer(t, p)
-	g := &gen{rng: rand.New(rand.NewPCG(3, 3)), game: game.ID}
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(3, 3))}
 	now := time.Now().UTC()
 	tests := []struct {
 		name   string
@@ -121,27 +122,27 @@ func TestNeverProcessableEventsGetA4xxThatIsNotRetried(t *testing.T) {
 		reason string
 	}{
 		{"no gameid", func() event.Event {
-			e := g.event(events.TypeHeartbeat, "p", "s", now, "")
+			e := g.Event(events.TypeHeartbeat, "p", "s", now, "")
 			e.SetExtension(events.ExtGameID, nil)
 			return e
 		}, "gameid"},
 		{"unknown game", func() event.Event {
-			e := g.event(events.TypeHeartbeat, "p", "s", now, "")
+			e := g.Event(events.TypeHeartbeat, "p", "s", now, "")
 			e.SetExtension(events.ExtGameID, "gnosuchgame")
 			return e
 		}, "unknown game"},
 		{"type not in the catalogue", func() event.Event {
-			e := g.event("dev.knative.kafka.event", "p", "", now, `{}`)
+			e := g.Event("dev.knative.kafka.event", "p", "", now, `{}`)
 			return e
 		}, "catalogue"},
 		{"invalid data", func() event.Event {
-			return g.event(events.TypePurchase, "p", "", now, `{"item_id":"x","currency":"USD","amount_minor":-5}`)
+			return g.Event(events.TypePurchase, "p", "", now, `{"item_id":"x","currency":"USD","amount_minor":-5}`)
 		}, "amount_minor"},
 		{"session event without session", func() event.Event {
-			return g.event(events.TypeHeartbeat, "p", "", now, "")
+			return g.Event(events.TypeHeartbeat, "p", "", now, "")
 		}, "sessionid"},
 		{"data PostgreSQL cannot store", func() event.Event {
-			return g.event(events.TypeDesign, "p", "", now, `{"event":"a:b","note":"nul \u0000 byte"}`)
+			return g.Event(events.TypeDesign, "p", "", now, `{"event":"a:b","note":"nul \u0000 byte"}`)
 		}, "cannot be stored"},
 	}
 	for i, tc := range tests {
@@ -163,13 +164,13 @@ func TestPoisonEventFailsAloneAndItsBatchNeighboursCommit(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Linger = 50 * time.Millisecond // all deliveries below share one batch
 	p := newProcess(t, cfg)
-	g := &gen{rng: rand.New(rand.NewPCG(4, 4)), game: game.ID}
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(4, 4))}
 	now := time.Now().UTC().Truncate(time.Second)
 	var good []event.Event
 	for i := 0; i < 20; i++ {
-		good = append(good, g.event(events.TypeDesign, fmt.Sprint("p", i), "", now, `{"event":"a:b","value":1.5}`))
+		good = append(good, g.Event(events.TypeDesign, fmt.Sprint("p", i), "", now, `{"event":"a:b","value":1.5}`))
 	}
-	poison := g.event(events.TypeDesign, "p-bad", "", now, `{"event":"a:b","x":"\u0000"}`)
+	poison := g.Event(events.TypeDesign, "p-bad", "", now, `{"event":"a:b","x":"\u0000"}`)
 	var wg sync.WaitGroup
 	errs := make([]error, len(good)+1)
 	for i, e := range append(good, poison) {
@@ -198,9 +199,9 @@ func TestDatabaseRestartMidStreamGives5xxThenExactAggregates(t *testing.T) {
 	p := newProcess(t, cfg)
 	url := httpServer(t, p)
 	rng := rand.New(rand.NewPCG(5, 5))
-	g := &gen{rng: rng, game: game.ID}
-	evs := g.players(60, time.Now().Add(-48*time.Hour), 47*time.Hour)
-	ds := deliveries(rng, evs, 3)
+	g := &simtest.Generator{Game: game.ID, Rand: rng}
+	evs := g.Players(60, simtest.Traffic{From: time.Now().Add(-48 * time.Hour), Span: 47 * time.Hour})
+	ds := g.Deliveries(evs, 3)
 	// Warm the game cache so the outage hits the writes, not only the lookup.
 	half := len(ds) / 3
 	deliverAll(t, url, ds[:half], 8)
@@ -242,9 +243,9 @@ func testConsumerMode(t *testing.T, records, writers int) {
 	game := newGame(t, "Asia/Tokyo")
 	p := newProcess(t, DefaultConfig())
 	rng := rand.New(rand.NewPCG(6, 6))
-	g := &gen{rng: rng, game: game.ID}
-	evs := g.players(50, time.Now().Add(-24*time.Hour), 23*time.Hour)
-	ds := deliveries(rng, evs, 3)
+	g := &simtest.Generator{Game: game.ID, Rand: rng}
+	evs := g.Players(50, simtest.Traffic{From: time.Now().Add(-24 * time.Hour), Span: 23 * time.Hour})
+	ds := g.Deliveries(evs, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
@@ -266,7 +267,7 @@ func testConsumerMode(t *testing.T, records, writers int) {
 		}
 		recs = append(recs, r)
 	}
-	bad := g.event("com.example.unknown", "p", "", time.Now(), `{}`)
+	bad := g.Event("com.example.unknown", "p", "", time.Now(), `{}`)
 	badRec, _ := kafka.Record(ctx, &bad, topic, "x")
 	recs = append(recs, badRec)
 	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -333,9 +334,9 @@ func TestPropertyRandomDuplicationAndOrderGiveTheGroundTruth(t *testing.T) {
 			cfg.Linger = time.Duration(rng.IntN(5)) * time.Millisecond
 			cfg.Flushers = 1 + rng.IntN(3) // concurrent transactions of one game
 			p := newProcess(t, cfg)
-			g := &gen{rng: rng, game: game.ID}
-			evs := g.players(1+rng.IntN(30), time.Now().Add(-time.Duration(1+rng.IntN(200))*time.Hour), time.Duration(1+rng.IntN(100))*time.Hour)
-			handleAll(t, p, deliveries(rng, evs, 1+rng.IntN(5)), 1+rng.IntN(64))
+			g := &simtest.Generator{Game: game.ID, Rand: rng}
+			evs := g.Players(1+rng.IntN(30), simtest.Traffic{From: time.Now().Add(-time.Duration(1+rng.IntN(200)) * time.Hour), Span: time.Duration(1+rng.IntN(100)) * time.Hour})
+			simtest.Feed(t, p.Handle, g.Deliveries(evs, 1+rng.IntN(5)), 1+rng.IntN(64))
 			sameAggregates(t, game, evs)
 		})
 	}
@@ -344,17 +345,22 @@ func TestPropertyRandomDuplicationAndOrderGiveTheGroundTruth(t *testing.T) {
 func TestLiveViewFollowsCommitsAndRedisFailureDoesNotFailDeliveries(t *testing.T) {
 	game := newGame(t, "UTC")
 	p := newProcess(t, DefaultConfig())
-	g := &gen{rng: rand.New(rand.NewPCG(8, 8)), game: game.ID}
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(8, 8))}
 	now := time.Now().UTC()
 	var evs []event.Event
 	for i := 0; i < 5; i++ { // 5 players online now
-		evs = append(evs, g.event(events.TypeHeartbeat, fmt.Sprint("on-", i), "s", now.Add(-time.Duration(i)*time.Minute), ""))
+		evs = append(evs, g.Event(events.TypeHeartbeat, fmt.Sprint("on-", i), "s", now.Add(-time.Duration(i)*time.Minute), ""))
 	}
-	evs = append(evs, g.event(events.TypeHeartbeat, "idle", "s", now.Add(-20*time.Minute), ""))
-	handleAll(t, p, deliveries(rand.New(rand.NewPCG(1, 1)), evs, 3), 4)
+	evs = append(evs, g.Event(events.TypeHeartbeat, "idle", "s", now.Add(-20*time.Minute), ""))
+	simtest.Feed(t, p.Handle, g.Deliveries(evs, 3), 4)
+	// Handle answers once its event is committed and the live view follows
+	// the commit: stopping process waits for that.
+	ctx := context.Background()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	live := cache.NewLive(rdb)
-	ctx := context.Background()
 	online, err := live.OnlineNow(ctx, game.ID, time.Now())
 	if err != nil || online != 5 {
 		t.Errorf("online now = %d, %v; want 5", online, err)
@@ -388,7 +394,7 @@ func TestLiveViewFollowsCommitsAndRedisFailureDoesNotFailDeliveries(t *testing.T
 	defer dead.Close()
 	q := New(DefaultConfig(), pool, dead, testLogger(t), prometheus.NewRegistry())
 	defer q.Stop(context.Background())
-	more := []event.Event{g.event(events.TypeHeartbeat, "late", "s2", now, "")}
+	more := []event.Event{g.Event(events.TypeHeartbeat, "late", "s2", now, "")}
 	if _, err := q.Handle(ctx, more[0]); err != nil {
 		t.Fatalf("delivery failed because Redis is down: %v", err)
 	}

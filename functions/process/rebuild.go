@@ -32,8 +32,8 @@ const rebuildBatch = 5000
 
 // SetTimezone changes a game's time zone and rebuilds everything process
 // derives from its raw events (players and their install days, spend,
-// sessions, player_days and player_hours, rollup_daily, rollup_hourly and the
-// HyperLogLog sketches) by replaying the game's events from the events table
+// sessions, player_days and player_hours, rollup_daily, rollup_hourly,
+// rollup_minutely and the HyperLogLog sketches) by replaying the game's events from the events table
 // through the same writer code path as live deliveries, in one transaction:
 // readers see either the old or the new numbers, never a mix.
 //
@@ -81,7 +81,7 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			return fmt.Errorf("copy raw events: %w", err)
 		}
 		for _, table := range []string{"events", "event_ids", "players", "player_spend", "player_days", "player_hours",
-			"sessions", "rollup_daily", "rollup_hourly", "players_hll_daily", "cohort_days"} {
+			"sessions", "rollup_daily", "rollup_hourly", "rollup_minutely", "players_hll_daily", "cohort_days"} {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1", game); err != nil {
 				return fmt.Errorf("clear %s: %w", table, err)
 			}

@@ -7,15 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
 func TestSetTimezoneRebuildsEveryAggregateFromRawEvents(t *testing.T) {
 	game := newGame(t, "UTC")
 	p := newProcess(t, DefaultConfig())
-	g := &gen{rng: rand.New(rand.NewPCG(9, 9)), game: game.ID}
-	evs := g.players(30, time.Now().Add(-72*time.Hour), 70*time.Hour)
-	handleAll(t, p, deliveries(g.rng, evs, 2), 8)
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(9, 9))}
+	evs := g.Players(30, simtest.Traffic{From: time.Now().Add(-72 * time.Hour), Span: 70 * time.Hour})
+	simtest.Feed(t, p.Handle, g.Deliveries(evs, 2), 8)
 	sameAggregates(t, game, evs)
 	ctx := context.Background()
 	for _, tz := range []string{"America/Los_Angeles", "Asia/Kolkata", "UTC"} {
@@ -23,7 +24,7 @@ func TestSetTimezoneRebuildsEveryAggregateFromRawEvents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SetTimezone(%s): %v", tz, err)
 		}
-		if want := int64(len(parseT(t, evs))); st.Events != want {
+		if want := int64(len(simtest.Recount(t, evs, time.UTC, time.Now()).Events)); st.Events != want {
 			t.Errorf("SetTimezone(%s) replayed %d events, want %d", tz, st.Events, want)
 		}
 		got, err := store.NewGames(pool).Get(ctx, game.ID)
@@ -48,9 +49,9 @@ func TestSetTimezoneRefusesUnknownGamesZonesAndArchivedEvents(t *testing.T) {
 		t.Error("unknown zone accepted")
 	}
 	p := newProcess(t, DefaultConfig())
-	g := &gen{rng: rand.New(rand.NewPCG(10, 10)), game: game.ID}
-	evs := g.players(5, time.Now().Add(-48*time.Hour), 40*time.Hour)
-	handleAll(t, p, evs, 4)
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(10, 10))}
+	evs := g.Players(5, simtest.Traffic{From: time.Now().Add(-48 * time.Hour), Span: 40 * time.Hour})
+	simtest.Feed(t, p.Handle, evs, 4)
 	// retain archived one event's day: its raw row is gone, its id stays.
 	if _, err := pool.Exec(ctx, `DELETE FROM events WHERE gameid = $1 AND id = $2`, game.ID, evs[0].ID()); err != nil {
 		t.Fatal(err)
@@ -70,20 +71,20 @@ func TestSetTimezoneRefusesUnknownGamesZonesAndArchivedEvents(t *testing.T) {
 func TestSetTimezoneWhileProcessRunsBucketsEveryLaterEventByTheNewZone(t *testing.T) {
 	game := newGame(t, "UTC")
 	p := newProcess(t, DefaultConfig())
-	g := &gen{rng: rand.New(rand.NewPCG(13, 13)), game: game.ID}
-	evs := g.players(40, time.Now().Add(-72*time.Hour), 70*time.Hour)
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(13, 13))}
+	evs := g.Players(40, simtest.Traffic{From: time.Now().Add(-72 * time.Hour), Span: 70 * time.Hour})
 	first, rest := evs[:len(evs)/3], evs[len(evs)/3:]
-	handleAll(t, p, first, 8) // process has cached the game's zone (UTC)
+	simtest.Feed(t, p.Handle, first, 8) // process has cached the game's zone (UTC)
 	done := make(chan struct{})
 	go func() { // deliveries go on during the rebuild
 		defer close(done)
-		handleAll(t, p, deliveries(g.rng, rest, 2), 8)
+		simtest.Feed(t, p.Handle, g.Deliveries(rest, 2), 8)
 	}()
 	if _, err := SetTimezone(context.Background(), pool, game.ID, "Asia/Kolkata"); err != nil {
 		t.Fatal(err)
 	}
 	<-done
-	handleAll(t, p, rest[:50], 4) // and after it, through the same process
+	simtest.Feed(t, p.Handle, rest[:50], 4) // and after it, through the same process
 	got, err := store.NewGames(pool).Get(context.Background(), game.ID)
 	if err != nil {
 		t.Fatal(err)

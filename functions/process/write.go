@@ -346,7 +346,22 @@ ON CONFLICT (gameid, day, metric, dim) DO UPDATE SET value = r.value + excluded.
 	upsertHourly = `INSERT INTO rollup_hourly AS r (gameid, hour, metric, dim, value)
 SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[])
 ON CONFLICT (gameid, hour, metric, dim) DO UPDATE SET value = r.value + excluded.value`
+
+	upsertMinutely = `INSERT INTO rollup_minutely AS r (gameid, minute, metric, dim, value)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[])
+ON CONFLICT (gameid, minute, metric, dim) DO UPDATE SET value = r.value + excluded.value`
 )
+
+// upsertRollups is the statement that adds deltas to g's table.
+func upsertRollups(g grain) string {
+	switch g {
+	case hourly:
+		return upsertHourly
+	case minutely:
+		return upsertMinutely
+	}
+	return upsertDaily
+}
 
 // writeTx is one attempt at a batch through tx; own says the batch begins
 // and commits a transaction of its own (see writeOwnTx), else tx is one
@@ -817,11 +832,8 @@ func queueRollups(b *pgx.Batch, d deltas) {
 		}
 	}
 	slices.SortFunc(keys, func(a, b rollKey) int {
-		if a.hourly != b.hourly {
-			if a.hourly {
-				return 1
-			}
-			return -1
+		if a.grain != b.grain {
+			return int(a.grain) - int(b.grain)
 		}
 		if c := strings.Compare(a.game, b.game); c != 0 {
 			return c
@@ -834,26 +846,20 @@ func queueRollups(b *pgx.Batch, d deltas) {
 		}
 		return strings.Compare(a.dim, b.dim)
 	})
-	var games, metrics, dims, values []string
-	var buckets []time.Time
-	flush := func(sql string) {
-		if len(games) > 0 {
-			b.Queue(sql, games, buckets, metrics, dims, values)
+	// One statement per grain, daily first: every batch takes its locks in
+	// the same order.
+	for len(keys) > 0 {
+		g := keys[0].grain
+		n := slices.IndexFunc(keys, func(k rollKey) bool { return k.grain != g })
+		if n < 0 {
+			n = len(keys)
 		}
-		games, metrics, dims, values, buckets = nil, nil, nil, nil, nil
-	}
-	hourly := false
-	for _, k := range keys {
-		if k.hourly && !hourly {
-			flush(upsertDaily)
-			hourly = true
+		games, metrics, dims, values := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		buckets := make([]time.Time, n)
+		for i, k := range keys[:n] {
+			games[i], buckets[i], metrics[i], dims[i], values[i] = k.game, k.bucket, k.metric, k.dim, d[k].String()
 		}
-		games, buckets, metrics, dims = append(games, k.game), append(buckets, k.bucket), append(metrics, k.metric), append(dims, k.dim)
-		values = append(values, d[k].String())
-	}
-	if hourly {
-		flush(upsertHourly)
-	} else {
-		flush(upsertDaily)
+		b.Queue(upsertRollups(g), games, buckets, metrics, dims, values)
+		keys = keys[n:]
 	}
 }

@@ -9,28 +9,16 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/gamemetrics/gamemetrics/functions/retain"
+	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
-)
-
-// Limits of the API, part of its contract.
-const (
-	// MaxHourDays is the longest range the hour interval accepts.
-	MaxHourDays = 7
-	// MaxDays is the longest range any other request accepts.
-	MaxDays = 1100
-	// MaxRetentionDays bounds each day of a retention request's days list.
-	MaxRetentionDays = 3650
-	// MaxRetentionColumns bounds the length of the days list.
-	MaxRetentionColumns = 60
 )
 
 // apiError is a refusal with its status; Param names the bad parameter.
@@ -44,6 +32,20 @@ func (e *apiError) Error() string { return e.reason }
 
 func badParam(param, format string, args ...any) *apiError {
 	return &apiError{status: http.StatusBadRequest, param: param, reason: param + ": " + fmt.Sprintf(format, args...)}
+}
+
+// refusal is err as the API's refusal, if it is one: an apiError, or a
+// parameter shared/metrics refused (a 400 naming it).
+func refusal(err error) (*apiError, bool) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae, true
+	}
+	var pe *metrics.ParamError
+	if errors.As(err, &pe) {
+		return &apiError{status: http.StatusBadRequest, param: pe.Param, reason: pe.Error()}, true
+	}
+	return nil, false
 }
 
 // answer is what an API handler produces: a JSON value and its CSV form,
@@ -84,8 +86,8 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 		start := time.Now()
 		status := http.StatusOK
 		defer func() {
-			r.metrics.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
-			r.metrics.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
+			r.instruments.requests.WithLabelValues(endpoint, strconv.Itoa(status)).Inc()
+			r.instruments.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 		}()
 		fail := func(s int, reason string, extra map[string]string) {
 			status = s
@@ -100,8 +102,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 		}
 		game, err := r.authenticate(req.Context(), req.Header.Get("Authorization"))
 		if err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) {
+			if ae, ok := refusal(err); ok {
 				fail(ae.status, ae.reason, nil)
 				return
 			}
@@ -116,8 +117,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 		}
 		wantCSV, err := wantsCSV(req)
 		if err != nil {
-			var ae *apiError
-			errors.As(err, &ae)
+			ae, _ := refusal(err)
 			fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
 			return
 		}
@@ -125,8 +125,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 		defer cancel()
 		ans, err := h(ctx, req, game)
 		if err != nil {
-			var ae *apiError
-			if errors.As(err, &ae) {
+			if ae, ok := refusal(err); ok {
 				fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
 				return
 			}
@@ -143,8 +142,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 			case err == nil && !lw.started:
 				lw.Write(nil) // an empty day: 200 with no lines
 			case err != nil && !lw.started:
-				var ae *apiError
-				if errors.As(err, &ae) {
+				if ae, ok := refusal(err); ok {
 					fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
 					return
 				}
@@ -212,8 +210,9 @@ func wantsCSV(req *http.Request) (bool, error) {
 	return false, nil
 }
 
-// dateRange reads from and to (YYYY-MM-DD, inclusive, both required).
-func dateRange(req *http.Request, maxDays int) (time.Time, time.Time, error) {
+// dateRange reads from and to (YYYY-MM-DD, inclusive, both required), a
+// range no longer than interval's limit.
+func dateRange(req *http.Request, interval metrics.Interval) (time.Time, time.Time, error) {
 	q := req.URL.Query()
 	var out [2]time.Time
 	for i, name := range []string{"from", "to"} {
@@ -227,18 +226,11 @@ func dateRange(req *http.Request, maxDays int) (time.Time, time.Time, error) {
 		}
 		out[i] = d
 	}
-	if out[1].Before(out[0]) {
-		return time.Time{}, time.Time{}, badParam("to", "must not be before from")
-	}
-	if days := int(out[1].Sub(out[0])/(24*time.Hour)) + 1; days > maxDays {
-		return time.Time{}, time.Time{}, badParam("to", "the range is %d days; at most %d are allowed here", days, maxDays)
+	if err := metrics.CheckRange(interval, out[0], out[1]); err != nil {
+		return time.Time{}, time.Time{}, err
 	}
 	return out[0], out[1], nil
 }
-
-var currencyRe = regexp.MustCompile(`^[A-Z]{3}$`)
-
-var severities = []string{"debug", "info", "warning", "error", "critical"}
 
 // Series is the answer of the metrics endpoint.
 type Series struct {
@@ -259,83 +251,43 @@ type Point struct {
 	Value float64 `json:"value"`
 }
 
-// revenueMetrics need a currency (the game's only one by default).
-var revenueMetrics = []string{"revenue", "arpdau", "arppu"}
-
-// parseSeries validates a metrics request.
-func (r *Report) parseSeries(ctx context.Context, req *http.Request, game store.Game) (*seriesQuery, error) {
-	q := &seriesQuery{game: game.ID, loc: game.Location(), metric: req.PathValue("metric")}
-	if !slices.Contains(Metrics(), q.metric) {
-		return nil, badParam("metric", "unknown metric %q; want one of %s", q.metric, strings.Join(Metrics(), ", "))
-	}
+// parseSeries reads a metrics request. The metric and the interval are
+// checked before the dates, whose limit depends on the interval; the rest
+// (currency, severity) is checked by the query.
+func parseSeries(req *http.Request, game store.Game) (metrics.SeriesQuery, error) {
 	params := req.URL.Query()
-	q.interval = params.Get("interval")
-	switch q.interval {
-	case "":
-		q.interval = Day
-	case Day, Week, Month, Hour:
-	default:
-		return nil, badParam("interval", "want day, week, month or hour, got %q", q.interval)
+	q := metrics.SeriesQuery{Game: game, Metric: req.PathValue("metric"), Interval: metrics.Interval(params.Get("interval")),
+		Currency: params.Get("currency"), Severity: params.Get("severity")}
+	if q.Interval == "" {
+		q.Interval = metrics.Day
 	}
-	maxDays := MaxDays
-	if q.interval == Hour {
-		maxDays = MaxHourDays
+	if err := metrics.CheckMetric(q.Metric); err != nil {
+		return q, err
+	}
+	if err := q.Interval.Check(); err != nil {
+		return q, err
 	}
 	var err error
-	if q.from, q.to, err = dateRange(req, maxDays); err != nil {
-		return nil, err
-	}
-	if c := params.Get("currency"); c != "" {
-		if !currencyRe.MatchString(c) {
-			return nil, badParam("currency", "want an ISO 4217 code such as USD, got %q", c)
-		}
-		q.currency = c
-	}
-	if s := params.Get("severity"); s != "" {
-		if q.metric != "errors" {
-			return nil, badParam("severity", "applies to the errors metric only")
-		}
-		if !slices.Contains(severities, s) {
-			return nil, badParam("severity", "want one of %s, got %q", strings.Join(severities, ", "), s)
-		}
-		q.severity = s
-	}
-	if q.currency != "" && !slices.Contains(revenueMetrics, q.metric) && q.metric != "transactions" {
-		return nil, badParam("currency", "applies to revenue, arpdau, arppu and transactions only")
-	}
-	if slices.Contains(revenueMetrics, q.metric) && q.currency == "" {
-		cs, err := r.currencies(ctx, game.ID)
-		if err != nil {
-			return nil, err
-		}
-		switch len(cs) {
-		case 0:
-		case 1:
-			q.currency = cs[0]
-		default:
-			return nil, badParam("currency", "game %s has revenue in %s: choose one with currency=", game.ID, strings.Join(cs, ", "))
-		}
-	}
-	q.ps = periods(q.interval, q.from, q.to, q.loc)
-	return q, nil
+	q.From, q.To, err = dateRange(req, q.Interval)
+	return q, err
 }
 
 func (r *Report) handleMetrics() func(context.Context, *http.Request, store.Game) (answer, error) {
 	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
-		q, err := r.parseSeries(ctx, req, game)
+		q, err := parseSeries(req, game)
 		if err != nil {
 			return answer{}, err
 		}
-		vals, approx, err := r.series(ctx, q)
+		series, err := r.queries.Series(ctx, q)
 		if err != nil {
 			return answer{}, err
 		}
-		s := Series{Game: game.ID, Metric: q.metric, Interval: q.interval, Timezone: game.Timezone,
-			Currency: q.currency, Points: make([]Point, len(q.ps)), Approximate: approx}
+		s := Series{Game: game.ID, Metric: q.Metric, Interval: string(q.Interval), Timezone: game.Timezone,
+			Currency: series.Currency, Points: make([]Point, len(series.Points)), Approximate: series.Approximate}
 		rows := [][]string{{"t", "value"}}
-		for i, p := range q.ps {
-			s.Points[i] = Point{T: p.t, Value: vals[i]}
-			rows = append(rows, []string{p.t, formatNumber(vals[i])})
+		for i, p := range series.Points {
+			s.Points[i] = Point{T: p.Label, Value: p.Value}
+			rows = append(rows, []string{p.Label, formatNumber(p.Value)})
 		}
 		return answer{json: s, csv: rows}, nil
 	}
@@ -345,10 +297,10 @@ func formatNumber(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64)
 
 // Retention is the answer of the retention endpoint.
 type Retention struct {
-	Game     string   `json:"game"`
-	Timezone string   `json:"timezone"`
-	Days     []int    `json:"days"`
-	Cohorts  []Cohort `json:"cohorts"`
+	Game     string           `json:"game"`
+	Timezone string           `json:"timezone"`
+	Days     []int            `json:"days"`
+	Cohorts  []metrics.Cohort `json:"cohorts"`
 }
 
 func parseDays(v string) ([]int, error) {
@@ -358,15 +310,15 @@ func parseDays(v string) ([]int, error) {
 	var days []int
 	for _, part := range strings.Split(v, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(part))
-		if err != nil || n < 0 || n > MaxRetentionDays {
-			return nil, badParam("days", "want a comma-separated list of day numbers 0-%d, got %q", MaxRetentionDays, part)
+		if err != nil || n < 0 || n > metrics.MaxRetentionDays {
+			return nil, badParam("days", "want a comma-separated list of day numbers 0-%d, got %q", metrics.MaxRetentionDays, part)
 		}
 		if !slices.Contains(days, n) {
 			days = append(days, n)
 		}
 	}
-	if len(days) > MaxRetentionColumns {
-		return nil, badParam("days", "at most %d days", MaxRetentionColumns)
+	if len(days) > metrics.MaxRetentionColumns {
+		return nil, badParam("days", "at most %d days", metrics.MaxRetentionColumns)
 	}
 	slices.Sort(days)
 	return days, nil
@@ -374,7 +326,7 @@ func parseDays(v string) ([]int, error) {
 
 func (r *Report) handleRetention() func(context.Context, *http.Request, store.Game) (answer, error) {
 	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
-		from, to, err := dateRange(req, MaxDays)
+		from, to, err := dateRange(req, metrics.Day)
 		if err != nil {
 			return answer{}, err
 		}
@@ -382,7 +334,7 @@ func (r *Report) handleRetention() func(context.Context, *http.Request, store.Ga
 		if err != nil {
 			return answer{}, err
 		}
-		cohorts, err := r.retention(ctx, game.ID, game.Location(), from, to, days)
+		cohorts, err := r.queries.Retention(ctx, metrics.RetentionQuery{Game: game, From: from, To: to, Days: days})
 		if err != nil {
 			return answer{}, err
 		}
@@ -408,20 +360,20 @@ func (r *Report) handleRetention() func(context.Context, *http.Request, store.Ga
 
 // Progression is the answer of the progression endpoint.
 type Progression struct {
-	Game     string  `json:"game"`
-	Timezone string  `json:"timezone"`
-	From     string  `json:"from"`
-	To       string  `json:"to"`
-	Levels   []Level `json:"levels"`
+	Game     string          `json:"game"`
+	Timezone string          `json:"timezone"`
+	From     string          `json:"from"`
+	To       string          `json:"to"`
+	Levels   []metrics.Level `json:"levels"`
 }
 
 func (r *Report) handleProgression() func(context.Context, *http.Request, store.Game) (answer, error) {
 	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
-		from, to, err := dateRange(req, MaxDays)
+		from, to, err := dateRange(req, metrics.Day)
 		if err != nil {
 			return answer{}, err
 		}
-		levels, err := r.progression(ctx, game.ID, game.Location(), from, to)
+		levels, err := r.queries.Progression(ctx, metrics.ProgressionQuery{Game: game, From: from, To: to})
 		if err != nil {
 			return answer{}, err
 		}
@@ -488,14 +440,14 @@ type GameInfo struct {
 
 func (r *Report) handleGame() func(context.Context, *http.Request, store.Game) (answer, error) {
 	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
-		cs, err := r.currencies(ctx, game.ID)
+		cs, err := r.queries.Currencies(ctx, game.ID)
 		if err != nil {
 			return answer{}, err
 		}
 		if cs == nil {
 			cs = []string{}
 		}
-		today := localDay(r.now(), game.Location()).Format(time.DateOnly)
+		today := metrics.LocalDay(r.now(), game.Location()).Format(time.DateOnly)
 		info := GameInfo{Game: game.ID, Name: game.Name, Timezone: game.Timezone, Currencies: cs, Today: today}
 		return answer{json: info, csv: [][]string{{"game", "name", "timezone", "currencies", "today"},
 			{game.ID, game.Name, game.Timezone, strings.Join(cs, " "), today}}}, nil
@@ -531,8 +483,8 @@ func (r *Report) handleEvents() func(context.Context, *http.Request, store.Game)
 		return answer{
 			filename: fmt.Sprintf("%s-%s.ndjson", game.ID, q),
 			stream: func(ctx context.Context, w io.Writer) error {
-				_, err := retain.WriteDay(ctx, r.pool, r.objects, game.ID, day, w)
-				if errors.Is(err, retain.ErrNoArchive) {
+				_, err := archive.WriteDay(ctx, r.pool, r.objects, game.ID, day, w)
+				if errors.Is(err, archive.ErrNoArchive) {
 					return &apiError{status: http.StatusServiceUnavailable, reason: "the day is archived and this deployment has no S3 archive configured (S3_BUCKET)"}
 				}
 				return err

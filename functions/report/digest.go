@@ -14,6 +14,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
+	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
@@ -52,7 +53,7 @@ func digestKind(data []byte) (string, error) {
 // daily yesterday, labelled YYYY-MM-DD; for weekly the last complete ISO
 // week (Monday to Sunday), labelled YYYY-Www.
 func DigestPeriod(kind string, now time.Time, loc *time.Location) (label string, from, to time.Time) {
-	today := localDay(now, loc)
+	today := metrics.LocalDay(now, loc)
 	if kind == Daily {
 		d := today.AddDate(0, 0, -1)
 		return d.Format(time.DateOnly), d, d
@@ -113,36 +114,38 @@ func (r *Report) digest(ctx context.Context, game store.Game, kind, label string
 		From: from.Format(time.DateOnly), To: to.Format(time.DateOnly), GeneratedAt: now.UTC().Format(time.RFC3339),
 		Metrics: map[string]float64{}, Revenue: map[string]map[string]float64{}}
 	// One week-long (or day-long) period: a "month" interval would split a
-	// week at a month boundary, so the period is built directly.
-	base := seriesQuery{game: game.ID, loc: game.Location(), interval: Week, from: from, to: to,
-		ps: []period{{t: from.Format(time.DateOnly), from: from, to: to}}}
+	// week at a month boundary, so the period is given whole.
+	p := metrics.Period{Interval: metrics.Week, Label: label, From: from, To: to}
 	if kind == Daily {
-		base.interval = Day
+		p.Interval = metrics.Day
+	}
+	value := func(metric, currency string) (float64, bool, error) {
+		s, err := r.queries.Value(ctx, metrics.ValueQuery{Game: game, Metric: metric, Period: p, Currency: currency})
+		if err != nil {
+			return 0, false, err
+		}
+		return s.Points[0].Value, s.Approximate, nil
 	}
 	for _, m := range digestMetrics {
-		q := base
-		q.metric = m
-		v, approx, err := r.series(ctx, &q)
+		v, approx, err := value(m, "")
 		if err != nil {
 			return d, fmt.Errorf("%s: %w", m, err)
 		}
-		d.Metrics[m] = v[0]
+		d.Metrics[m] = v
 		d.Approximate = d.Approximate || approx
 	}
-	cs, err := r.currencies(ctx, game.ID)
+	cs, err := r.queries.Currencies(ctx, game.ID)
 	if err != nil {
 		return d, err
 	}
 	for _, c := range cs {
 		d.Revenue[c] = map[string]float64{}
-		for _, m := range revenueMetrics {
-			q := base
-			q.metric, q.currency = m, c
-			v, _, err := r.series(ctx, &q)
+		for _, m := range metrics.RevenueMetrics() {
+			v, _, err := value(m, c)
 			if err != nil {
 				return d, fmt.Errorf("%s %s: %w", m, c, err)
 			}
-			d.Revenue[c][m] = v[0]
+			d.Revenue[c][m] = v
 		}
 	}
 	return d, nil
@@ -157,7 +160,7 @@ func (d Digest) csvOf() []byte {
 		w.Write([]string{d.Game, d.Period, d.From, d.To, m, "", formatNumber(d.Metrics[m])})
 	}
 	for _, c := range sortedKeys(d.Revenue) {
-		for _, m := range revenueMetrics {
+		for _, m := range metrics.RevenueMetrics() {
 			w.Write([]string{d.Game, d.Period, d.From, d.To, m, c, formatNumber(d.Revenue[c][m])})
 		}
 	}
@@ -183,7 +186,7 @@ func (r *Report) digests(ctx context.Context, kind, pingID string) (*event.Event
 		label, from, to := DigestPeriod(kind, now, g.Location())
 		d, err := r.digest(ctx, g, kind, label, from, to, now)
 		if err != nil {
-			r.metrics.digests.WithLabelValues(kind, "failed").Inc()
+			r.instruments.digests.WithLabelValues(kind, "failed").Inc()
 			return nil, serving.Transient("compute digest of game "+g.ID, err)
 		}
 		body, err := json.MarshalIndent(d, "", "  ")
@@ -192,14 +195,14 @@ func (r *Report) digests(ctx context.Context, kind, pingID string) (*event.Event
 		}
 		jsonKey, csvKey := DigestKeys(g.ID, label)
 		if err := r.objects.Put(ctx, jsonKey, append(body, '\n'), "application/json"); err != nil {
-			r.metrics.digests.WithLabelValues(kind, "failed").Inc()
+			r.instruments.digests.WithLabelValues(kind, "failed").Inc()
 			return nil, serving.Transient("write digest", err)
 		}
 		if err := r.objects.Put(ctx, csvKey, d.csvOf(), "text/csv"); err != nil {
-			r.metrics.digests.WithLabelValues(kind, "failed").Inc()
+			r.instruments.digests.WithLabelValues(kind, "failed").Inc()
 			return nil, serving.Transient("write digest", err)
 		}
-		r.metrics.digests.WithLabelValues(kind, "written").Inc()
+		r.instruments.digests.WithLabelValues(kind, "written").Inc()
 		gen.Objects = append(gen.Objects, GeneratedObject{Game: g.ID, Period: label, JSON: jsonKey, CSV: csvKey})
 	}
 	r.log.Info("digests written", "report", kind, "games", len(games), "ping", pingID)

@@ -1,12 +1,13 @@
 package report
 
 import (
-	"errors"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/metrics"
 )
 
 // FuzzRequestParameters feeds arbitrary query parameters to the parsers of
@@ -26,13 +27,12 @@ func FuzzRequestParameters(f *testing.F) {
 		q := url.Values{"from": {from}, "to": {to}, "days": {days}}
 		req := httptest.NewRequest("GET", "/x?"+q.Encode(), nil)
 		check := func(err error) {
-			var ae *apiError
-			if err != nil && (!errors.As(err, &ae) || ae.status != 400 || ae.param == "") {
+			if ae, ok := refusal(err); err != nil && (!ok || ae.status != 400 || ae.param == "") {
 				t.Fatalf("error %v is not a 400 naming a parameter", err)
 			}
 		}
-		for _, max := range []int{MaxHourDays, MaxDays} {
-			f, tt, err := dateRange(req, max)
+		for interval, max := range map[metrics.Interval]int{metrics.Hour: metrics.MaxHourDays, metrics.Day: metrics.MaxDays} {
+			f, tt, err := dateRange(req, interval)
 			check(err)
 			if err == nil {
 				if tt.Before(f) || int(tt.Sub(f)/(24*time.Hour))+1 > max {
@@ -45,7 +45,7 @@ func FuzzRequestParameters(f *testing.F) {
 		}
 		ds, err := parseDays(days)
 		check(err)
-		if err == nil && (len(ds) == 0 || len(ds) > MaxRetentionColumns || !slices.IsSorted(ds) || ds[0] < 0 || ds[len(ds)-1] > MaxRetentionDays) {
+		if err == nil && (len(ds) == 0 || len(ds) > metrics.MaxRetentionColumns || !slices.IsSorted(ds) || ds[0] < 0 || ds[len(ds)-1] > metrics.MaxRetentionDays) {
 			t.Fatalf("accepted days %v", ds)
 		}
 	})

@@ -4,13 +4,10 @@
 // page served from the binary, and scheduled digests written to S3 when a
 // PingSource asks for them.
 //
-// Everything is read from what process maintains (see
-// shared/store/migrations/0002_process.sql): rollup_daily (game time zone)
-// and rollup_hourly (UTC) for counters, player_days for exact distinct
-// players, cohort_days for retention, sessions for ended-session lengths,
-// players_hll_daily for distinct players over large week/month ranges, and
-// the Redis live view. Rollup rows whose value is zero may exist and are
-// simply summed.
+// report is the HTTP layer: it reads a request, asks shared/metrics (the
+// queries over what process maintains in PostgreSQL, which notify's alert
+// rules use too) or the Redis live view, and encodes the answer as JSON or
+// CSV. The raw events export is shared/archive's WriteDay.
 package report
 
 import (
@@ -29,6 +26,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 	"github.com/gamemetrics/gamemetrics/shared/telemetry"
@@ -45,30 +43,30 @@ type Config struct {
 	// millions of events).
 	ExportTimeout time.Duration
 	// ExactDistinctLimit decides how distinct players over a week or month
-	// are counted: exactly from player_days while the sum of the daily
-	// counts of the requested range is at most this, else from the daily
-	// HyperLogLog sketches (relative standard error about 2.3%), which
-	// answer in constant time per day whatever the game's size.
+	// are counted (see metrics.WithExactDistinctLimit): exactly while the
+	// range holds at most this many player-days, else from HyperLogLog
+	// sketches.
 	ExactDistinctLimit int64
 }
 
 // DefaultConfig is what `gamemetrics serve report` uses.
 func DefaultConfig() Config {
-	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExportTimeout: 15 * time.Minute, ExactDistinctLimit: 200_000}
+	return Config{KeyCacheTTL: 30 * time.Second, QueryTimeout: 20 * time.Second, ExportTimeout: 15 * time.Minute, ExactDistinctLimit: metrics.DefaultExactDistinctLimit}
 }
 
 // Report is the report function. Build it with New.
 type Report struct {
-	cfg     Config
-	pool    *pgxpool.Pool
-	live    *cache.Live
-	objects *archive.Client
-	games   *store.Games
-	keys    *store.KeyCache
-	log     *slog.Logger
-	metrics *metrics
-	now     func() time.Time
-	handler http.Handler
+	cfg         Config
+	pool        *pgxpool.Pool
+	queries     *metrics.Queries
+	live        *cache.Live
+	objects     *archive.Client
+	games       *store.Games
+	keys        *store.KeyCache
+	log         *slog.Logger
+	instruments *instruments
+	now         func() time.Time
+	handler     http.Handler
 }
 
 // New builds report from its dependencies: the PostgreSQL pool process
@@ -90,15 +88,16 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, objects *archive.Cli
 	}
 	games := store.NewGames(pool)
 	r := &Report{
-		cfg:     cfg,
-		pool:    pool,
-		live:    cache.NewLive(rdb),
-		objects: objects,
-		games:   games,
-		keys:    store.NewKeyCache(games.ByReadKey, cfg.KeyCacheTTL),
-		log:     log,
-		metrics: newMetrics(reg),
-		now:     now,
+		cfg:         cfg,
+		pool:        pool,
+		queries:     metrics.New(pool, now, metrics.WithExactDistinctLimit(cfg.ExactDistinctLimit)),
+		live:        cache.NewLive(rdb),
+		objects:     objects,
+		games:       games,
+		keys:        store.NewKeyCache(games.ByReadKey, cfg.KeyCacheTTL),
+		log:         log,
+		instruments: newInstruments(reg),
+		now:         now,
 	}
 	r.handler = r.routes()
 	return r
@@ -136,14 +135,15 @@ func (r *Report) Stop(context.Context) error { return nil }
 
 var errNoArchive = errors.New("no S3 bucket configured for digests (S3_BUCKET)")
 
-type metrics struct {
+// instruments are report's Prometheus metrics.
+type instruments struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	digests  *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+func newInstruments(reg prometheus.Registerer) *instruments {
+	m := &instruments{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gamemetrics_report_requests_total",
 			Help: "API requests by endpoint (metrics, retention, progression, live, game, dashboard) and status code."},

@@ -18,7 +18,9 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/events"
+	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 var (
@@ -42,22 +44,18 @@ type seeded struct {
 	testGame
 	evs        []event.Event
 	truth      *truth
+	gen        *simtest.Generator
 	currencies []string
 }
 
 func seedGame(t *testing.T, tz string, currencies []string, players int, seedN uint64) seeded {
 	t.Helper()
 	g := newGame(t, tz)
-	gn := &gen{rng: rand.New(rand.NewPCG(seedN, 7)), game: g.ID}
-	evs := gn.players(players, seedFrom, seedDays, currencies)
+	gn := &simtest.Generator{Game: g.ID, Rand: rand.New(rand.NewPCG(seedN, 7))}
+	evs := gn.Players(players, simtest.Traffic{From: seedFrom, Days: seedDays, Sessions: 2, Currencies: currencies})
 	// every event delivered 1-2 times, shuffled: process deduplicates.
-	deliveries := append([]event.Event(nil), evs...)
-	for i := 0; i < len(evs); i += 5 {
-		deliveries = append(deliveries, evs[i])
-	}
-	gn.rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
-	seed(t, deliveries)
-	return seeded{testGame: g, evs: evs, truth: newTruth(t, g.loc, testNow, evs), currencies: currencies}
+	seed(t, gn.Deliveries(evs, 2))
+	return seeded{testGame: g, evs: evs, truth: newTruth(t, g.loc, testNow, evs), gen: gn, currencies: currencies}
 }
 
 func TestEveryMetricMatchesTheGroundTruthInTheGamesTimezone(t *testing.T) {
@@ -77,7 +75,7 @@ func TestEveryMetricMatchesTheGroundTruthInTheGamesTimezone(t *testing.T) {
 				Hour: {date("2026-10-05"), date("2026-10-06")},
 			}
 			checked := 0
-			for _, metric := range Metrics() {
+			for _, metric := range metrics.Names() {
 				for _, interval := range []string{Day, Week, Month, Hour} {
 					variants := []map[string]string{{}}
 					switch metric {
@@ -182,21 +180,25 @@ func TestEveryMetricMatchesTheGroundTruthInTheGamesTimezone(t *testing.T) {
 
 func TestWeekAndMonthDistinctCountsFromSketchesAreFlaggedApproximate(t *testing.T) {
 	s := seedGame(t, "UTC", []string{"USD"}, 25, 3)
-	r, _ := newReport(t, testNow)
-	r.cfg.ExactDistinctLimit = 0 // always use the sketches
-	q := &seriesQuery{game: s.ID, loc: s.loc, metric: "dau", interval: Week, from: date("2026-09-28"), to: date("2026-10-25")}
-	q.ps = periods(Week, q.from, q.to, q.loc)
-	vals, approx, err := r.series(context.Background(), q)
+	setup(t)
+	// A limit of 0 always uses the sketches.
+	q := metrics.New(pool, func() time.Time { return testNow }, metrics.WithExactDistinctLimit(0))
+	from, to := date("2026-09-28"), date("2026-10-25")
+	got, err := q.Series(context.Background(), metrics.SeriesQuery{Game: s.Game, Metric: "dau", Interval: metrics.Week, From: from, To: to})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !approx {
+	if !got.Approximate {
 		t.Error("sketch-based answer not flagged approximate")
 	}
-	for i, p := range q.ps {
+	ps := periods(Week, from, to, s.loc)
+	if len(got.Points) != len(ps) {
+		t.Fatalf("%d points, want %d", len(got.Points), len(ps))
+	}
+	for i, p := range ps {
 		// Under ~160 players a sketch is still in its exact (explicit) mode.
-		if want := s.truth.value("dau", Week, p, "", ""); vals[i] != want {
-			t.Errorf("week %s: %v, want %v", p.t, vals[i], want)
+		if want := s.truth.value("dau", Week, p, "", ""); got.Points[i].Value != want {
+			t.Errorf("week %s: %v, want %v", p.t, got.Points[i].Value, want)
 		}
 	}
 }
@@ -213,10 +215,10 @@ func TestDayBoundariesFollowTheGamesTimezone(t *testing.T) {
 	} {
 		t.Run(tc.tz, func(t *testing.T) {
 			g := newGame(t, tc.tz)
-			gn := &gen{rng: rand.New(rand.NewPCG(1, 1)), game: g.ID}
+			gn := &simtest.Generator{Game: g.ID}
 			seed(t, []event.Event{
-				gn.event(events.TypeSessionStart, "p1", "s1", tc.before, `{"platform":"ios","app_version":"1"}`),
-				gn.event(events.TypeSessionEnd, "p1", "s1", tc.after, `{}`),
+				gn.Event(events.TypeSessionStart, "p1", "s1", tc.before, `{"platform":"ios","app_version":"1"}`),
+				gn.Event(events.TypeSessionEnd, "p1", "s1", tc.after, `{}`),
 			})
 			_, base := newReport(t, testNow)
 			var dau, ev, sess, np Series
@@ -255,44 +257,6 @@ func TestDayBoundariesFollowTheGamesTimezone(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestPeriodsSplitTheRangeByCalendar(t *testing.T) {
-	la, _ := time.LoadLocation("America/Los_Angeles")
-	kol, _ := time.LoadLocation("Asia/Kolkata")
-	ts := func(ps []period) string {
-		var out []string
-		for _, p := range ps {
-			out = append(out, p.t+"/"+p.to.Format("01-02"))
-		}
-		return strings.Join(out, " ")
-	}
-	tests := []struct {
-		name, interval, from, to string
-		loc                      *time.Location
-		want                     string
-	}{
-		{"weeks start on Monday and are clipped to the range", Week, "2026-10-01", "2026-10-20", time.UTC,
-			"2026-10-01/10-04 2026-10-05/10-11 2026-10-12/10-18 2026-10-19/10-20"},
-		{"months are clipped to the range", Month, "2026-09-15", "2026-11-03", time.UTC,
-			"2026-09-15/09-30 2026-10-01/10-31 2026-11-01/11-03"},
-		{"one day", Day, "2026-10-01", "2026-10-01", time.UTC, "2026-10-01/10-01"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ts(periods(tc.interval, date(tc.from), date(tc.to), tc.loc)); got != tc.want {
-				t.Errorf("got %s\nwant %s", got, tc.want)
-			}
-		})
-	}
-	// The day US daylight saving time ends has 25 hours in Los Angeles.
-	if n := len(periods(Hour, date("2026-11-01"), date("2026-11-01"), la)); n != 25 {
-		t.Errorf("hours of 2026-11-01 in Los Angeles = %d, want 25", n)
-	}
-	ps := periods(Hour, date("2026-10-04"), date("2026-10-10"), kol)
-	if len(ps) != 7*24 || ps[0].t != "2026-10-04T00:30:00+05:30" || ps[len(ps)-1].t != "2026-10-10T23:30:00+05:30" {
-		t.Errorf("Kolkata hours: %d from %s to %s", len(ps), ps[0].t, ps[len(ps)-1].t)
 	}
 }
 
@@ -469,12 +433,12 @@ func TestEveryEndpointAnswersCSV(t *testing.T) {
 func TestLiveReadsOnlineAndEventsPerMinuteFromRedis(t *testing.T) {
 	g := newGame(t, "Asia/Kolkata")
 	now := time.Now().UTC()
-	gn := &gen{rng: rand.New(rand.NewPCG(4, 4)), game: g.ID}
+	gn := &simtest.Generator{Game: g.ID}
 	evs := []event.Event{
-		gn.event(events.TypeHeartbeat, "p1", "s1", now.Add(-30*time.Second), ""),
-		gn.event(events.TypeHeartbeat, "p1", "s1", now.Add(-20*time.Second), ""),
-		gn.event(events.TypeHeartbeat, "p2", "s2", now.Add(-2*time.Minute), ""),
-		gn.event(events.TypeHeartbeat, "p3", "s3", now.Add(-10*time.Minute), ""), // counted per minute, not online
+		gn.Event(events.TypeHeartbeat, "p1", "s1", now.Add(-30*time.Second), ""),
+		gn.Event(events.TypeHeartbeat, "p1", "s1", now.Add(-20*time.Second), ""),
+		gn.Event(events.TypeHeartbeat, "p2", "s2", now.Add(-2*time.Minute), ""),
+		gn.Event(events.TypeHeartbeat, "p3", "s3", now.Add(-10*time.Minute), ""), // counted per minute, not online
 	}
 	seed(t, evs)
 	_, base := newReport(t, time.Now()) // the live view is relative to the real clock
@@ -630,7 +594,7 @@ func TestOpenAPIDocumentIsServedAndListsEveryMetric(t *testing.T) {
 			t.Errorf("path %s missing", p)
 		}
 	}
-	for _, m := range Metrics() {
+	for _, m := range metrics.Names() {
 		if !strings.Contains(string(body), `"`+m+`"`) {
 			t.Errorf("metric %s not in the document", m)
 		}
@@ -665,27 +629,26 @@ func TestRetentionFollowsNewEventsAndMovedInstallDays(t *testing.T) {
 		}
 	}
 	check(s.evs, "first answer")
-	gn := &gen{rng: rand.New(rand.NewPCG(80, 80)), game: s.ID, seq: 1_000_000}
+	gn := s.gen // its ids stay distinct from the seeded ones
 	// A returning player: one more day of activity for an existing cohort.
-	first := newTruth(t, s.loc, testNow, s.evs).first
 	var subject string
 	var installed time.Time
-	for p, f := range first {
+	for p, pl := range newTruth(t, s.loc, testNow, s.evs).Players {
 		if subject == "" || p < subject {
-			subject, installed = p, f
+			subject, installed = p, pl.First
 		}
 	}
-	more := []event.Event{gn.event(events.TypeHeartbeat, subject, "late-1", installed.Add(24*time.Hour+time.Minute), "")}
+	more := []event.Event{gn.Event(events.TypeHeartbeat, subject, "late-1", installed.Add(24*time.Hour+time.Minute), "")}
 	seed(t, more)
 	evs := append(append([]event.Event(nil), s.evs...), more...)
 	check(evs, "after a returning player's event")
 	// A late event from before the player's first one moves their install day.
-	moved := []event.Event{gn.event(events.TypeHeartbeat, subject, "late-2", installed.Add(-3*24*time.Hour), "")}
+	moved := []event.Event{gn.Event(events.TypeHeartbeat, subject, "late-2", installed.Add(-3*24*time.Hour), "")}
 	seed(t, moved)
 	evs = append(evs, moved...)
 	check(evs, "after a late event moved an install day")
 	// And a brand-new player.
-	fresh := []event.Event{gn.event(events.TypeHeartbeat, "newcomer", "n-1", date("2026-10-10").Add(12*time.Hour), "")}
+	fresh := []event.Event{gn.Event(events.TypeHeartbeat, "newcomer", "n-1", date("2026-10-10").Add(12*time.Hour), "")}
 	seed(t, fresh)
 	check(append(evs, fresh...), "after a new player")
 }

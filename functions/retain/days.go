@@ -1,9 +1,7 @@
 package retain
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -61,51 +59,6 @@ func sortedDays[V any](m map[time.Time]V) []time.Time {
 	}
 	sort.Slice(days, func(i, j int) bool { return days[i].Before(days[j]) })
 	return days
-}
-
-// readManifest returns game's committed archive of day, or nil if there is none.
-func readManifest(ctx context.Context, arc *archive.Client, game string, day time.Time) (*archive.Manifest, error) {
-	b, err := arc.Get(ctx, archive.ManifestKey(game, day))
-	if errors.Is(err, archive.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	m, err := archive.DecodeManifest(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", archive.ManifestKey(game, day), err)
-	}
-	if m.Game != game || m.Date != archive.FormatDay(day) {
-		return nil, fmt.Errorf("%s describes game %s day %s", archive.ManifestKey(game, day), m.Game, m.Date)
-	}
-	return &m, nil
-}
-
-// readArchive calls fn with every event of m's parts, each part checked
-// against its checksum and count first.
-func readArchive(ctx context.Context, arc *archive.Client, m *archive.Manifest, fn func(event.Event) error) error {
-	for _, p := range m.Parts {
-		b, err := arc.Get(ctx, p.Key)
-		if err != nil {
-			return err
-		}
-		if sum := archive.Checksum(b); sum != p.SHA256 {
-			return fmt.Errorf("%s: SHA-256 %s, manifest says %s", p.Key, sum, p.SHA256)
-		}
-		var n int64
-		err = archive.ReadPart(bytesReader(b), func(e event.Event) error {
-			n++
-			return fn(e)
-		})
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.Key, err)
-		}
-		if n != p.Events {
-			return fmt.Errorf("%s: %d events, manifest says %d", p.Key, n, p.Events)
-		}
-	}
-	return nil
 }
 
 // dayWriter writes a new generation of one day's archive: parts numbered
@@ -217,7 +170,7 @@ func (w *dayWriter) commit(fault string) (archive.Manifest, error) {
 		return archive.Manifest{}, err
 	}
 	// Read the commit back: a manifest that did not land is no commit.
-	got, err := readManifest(w.parent, w.r.arc, w.game, w.day)
+	got, err := w.r.arc.ReadManifest(w.parent, w.game, w.day)
 	if err != nil {
 		return archive.Manifest{}, err
 	}
@@ -275,5 +228,3 @@ func (r *Retain) deleteUnlisted(ctx context.Context, game string, day time.Time,
 	}
 	return len(del), r.arc.Delete(ctx, del...)
 }
-
-func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -322,7 +322,7 @@ func (r *Retain) eraseArchive(ctx context.Context, req ErasureRequest) error {
 		objs := stored[day]
 		var m *archive.Manifest
 		if objs.manifest {
-			if m, err = readManifest(ctx, r.arc, req.Game, day); err != nil {
+			if m, err = r.arc.ReadManifest(ctx, req.Game, day); err != nil {
 				return err
 			}
 		}
@@ -374,7 +374,7 @@ func (r *Retain) eraseArchive(ctx context.Context, req ErasureRequest) error {
 // and their ids.
 func (r *Retain) eraseDay(ctx context.Context, req ErasureRequest, day time.Time, m *archive.Manifest, next int) (int64, []string, error) {
 	var ids []string
-	if err := readArchive(ctx, r.arc, m, func(e event.Event) error {
+	if err := r.arc.ReadEvents(ctx, m, func(e event.Event) error {
 		if e.Subject() == req.Player {
 			ids = append(ids, e.ID())
 		}
@@ -386,7 +386,7 @@ func (r *Retain) eraseDay(ctx context.Context, req ErasureRequest, day time.Time
 		return 0, nil, nil
 	}
 	w := r.newDayWriter(ctx, req.Game, day, next)
-	if err := readArchive(ctx, r.arc, m, func(e event.Event) error {
+	if err := r.arc.ReadEvents(ctx, m, func(e event.Event) error {
 		if e.Subject() == req.Player {
 			return nil
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 // traces scans every store for text containing needle: every row of every
@@ -151,18 +152,18 @@ func TestErasureRemovesEveryTraceOfThePlayerAndNothingElse(t *testing.T) {
 	// their dedup entries identify the player.
 	alice := fmt.Sprintf("alice-%d", now.UnixNano())
 	bob := fmt.Sprintf("bob-%d", now.UnixNano())
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{alice, bob}, []int{8, 5, 1, 0}, now))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{alice, bob}, []int{8, 5, 1, 0}, now))
 	// Events just now, so both are online and active today in Redis.
 	feed(t, []event.Event{
-		gn.event("com.gamemetrics.heartbeat", alice, "s-live-a", now.Add(-10*time.Second), ""),
-		gn.event("com.gamemetrics.heartbeat", bob, "s-live-b", now.Add(-10*time.Second), ""),
+		gn.Event("com.gamemetrics.heartbeat", alice, "s-live-a", now.Add(-10*time.Second), ""),
+		gn.Event("com.gamemetrics.heartbeat", bob, "s-live-b", now.Add(-10*time.Second), ""),
 	})
 	if _, err := r.RetainGame(ctx, g); err != nil {
 		t.Fatal(err)
 	}
 	// A crashed export leaves uncommitted parts that hold alice's events.
-	feed(t, gn.days([]string{alice, bob}, []int{4}, now))
+	feed(t, gn.Days([]string{alice, bob}, []int{4}, now))
 	crash := errors.New("simulated crash")
 	r.InjectFault(func(p string) error {
 		if p == retain.FaultExportUploaded {
@@ -288,12 +289,12 @@ func TestEventsOfAnErasedPlayerStillOnTheirWayAreNotStoredAgain(t *testing.T) {
 	now := time.Now()
 	carol := fmt.Sprintf("carol-%d", now.UnixNano())
 	dave := fmt.Sprintf("dave-%d", now.UnixNano())
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{carol, dave}, []int{2, 0}, now))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{carol, dave}, []int{2, 0}, now))
 	// Sent before the erasure, delivered after it: one new event and one
 	// duplicate of an event already stored (and erased).
-	inFlight := gn.event("com.gamemetrics.heartbeat", carol, "s-backlog", now.Add(-time.Hour), "")
-	stored := gn.days([]string{carol}, []int{1}, now)
+	inFlight := gn.Event("com.gamemetrics.heartbeat", carol, "s-backlog", now.Add(-time.Hour), "")
+	stored := gn.Days([]string{carol}, []int{1}, now)
 	feed(t, stored)
 	if _, err := r.Handle(ctx, erasureEvent("erase-carol", g.ID, carol)); err != nil {
 		t.Fatal(err)
@@ -309,7 +310,7 @@ func TestEventsOfAnErasedPlayerStillOnTheirWayAreNotStoredAgain(t *testing.T) {
 	}
 	// The player comes back and plays again: that is new data.
 	later := time.Now()
-	feed(t, []event.Event{gn.event("com.gamemetrics.heartbeat", carol, "s-again", later, "")})
+	feed(t, []event.Event{gn.Event("com.gamemetrics.heartbeat", carol, "s-again", later, "")})
 	var n int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM events WHERE gameid = $1 AND subject = $2", g.ID, carol).Scan(&n); err != nil {
 		t.Fatal(err)
@@ -410,8 +411,8 @@ func TestErasureScansOnlyThePlayersDays(t *testing.T) {
 	ctx := context.Background()
 	g := newGame(t, 30, 400)
 	now := time.Now()
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{"early", "late"}, []int{9, 6, 3, 0}, now))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{"early", "late"}, []int{9, 6, 3, 0}, now))
 	day := func(offset int) time.Time { return now.UTC().AddDate(0, 0, -offset).Truncate(24 * time.Hour) }
 	rows, err := pool.Query(ctx, "EXPLAIN "+retain.DeletePlayerEvents, g.ID, "early", day(6), day(3))
 	if err != nil {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 // exported runs WriteDay and returns the ids of the lines, which must be
@@ -20,7 +20,7 @@ import (
 func exported(t *testing.T, a *archive.Client, game string, day time.Time) ([]string, error) {
 	t.Helper()
 	var buf bytes.Buffer
-	n, err := retain.WriteDay(context.Background(), pool, a, game, day, &buf)
+	n, err := archive.WriteDay(context.Background(), pool, a, game, day, &buf)
 	if err != nil {
 		return nil, err
 	}
@@ -60,9 +60,9 @@ func TestWriteDayExportsHotArchivedAndMixedDays(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 4)
 	now := time.Now()
-	gn := &gen{game: g.ID}
+	gn := &simtest.Generator{Game: g.ID}
 	players := []string{fmt.Sprintf("ann-%d", now.UnixNano()), fmt.Sprintf("ben-%d", now.UnixNano())}
-	evs := gn.days(players, []int{5, 1}, now)
+	evs := gn.Days(players, []int{5, 1}, now)
 	feed(t, append(evs, evs[0], evs[3])) // duplicates are stored once
 	old, hot := utcDayOf(now).AddDate(0, 0, -5), utcDayOf(now).AddDate(0, 0, -1)
 
@@ -84,12 +84,12 @@ func TestWriteDayExportsHotArchivedAndMixedDays(t *testing.T) {
 	if got, err := exported(t, arc, g.ID, old); err != nil || !slices.Equal(got, idsOn(evs, old)) {
 		t.Errorf("archived day: %v %v, want %v", got, err, idsOn(evs, old))
 	}
-	if _, err := exported(t, nil, g.ID, old); !errors.Is(err, retain.ErrNoArchive) {
+	if _, err := exported(t, nil, g.ID, old); !errors.Is(err, archive.ErrNoArchive) {
 		t.Errorf("archived day without S3: %v, want ErrNoArchive", err)
 	}
 	// A late event for the archived day (and a late copy of an archived
 	// one): the partition comes back with them until the next run merges it.
-	late := gn.event("com.gamemetrics.heartbeat", players[0], "s-late", old.Add(20*time.Hour), "")
+	late := gn.Event("com.gamemetrics.heartbeat", players[0], "s-late", old.Add(20*time.Hour), "")
 	feed(t, []event.Event{late, evs[1]})
 	want := idsOn(append(slices.Clone(evs), late), old)
 	if got, err := exported(t, arc, g.ID, old); err != nil || !slices.Equal(got, want) {

@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/devstack"
 	"github.com/gamemetrics/gamemetrics/shared/devstack/devstacktest"
 	"github.com/gamemetrics/gamemetrics/shared/events"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -80,95 +79,18 @@ func newGame(t testing.TB, hotDays, archiveDays int) store.Game {
 	return g
 }
 
-// gen makes valid catalogue events for one game.
-type gen struct {
-	game string
-	seq  int
-}
-
-func (g *gen) event(typ, player, session string, at time.Time, data string) event.Event {
-	g.seq++
-	e := event.New()
-	e.SetID(fmt.Sprintf("%s-ev-%05d", player, g.seq))
-	e.SetSource("/test/client/" + player)
-	e.SetType(typ)
-	e.SetSubject(player)
-	e.SetTime(at)
-	if session != "" {
-		e.SetExtension(events.ExtSessionID, session)
-	}
-	e.SetExtension(events.ExtGameID, g.game)
-	e.SetExtension(events.ExtReceivedTime, at.Add(1500*time.Millisecond))
-	e.SetExtension("clientseq", fmt.Sprint(g.seq))
-	if data != "" {
-		if err := e.SetData(event.ApplicationJSON, []byte(data)); err != nil {
-			panic(err)
-		}
-	}
-	return e
-}
-
-// session is one play session of a player at start with a purchase, a
-// progression, a design event and an end.
-func (g *gen) session(player string, start time.Time) []event.Event {
-	sid := fmt.Sprintf("s-%s-%d", player, start.Unix())
-	return []event.Event{
-		g.event(events.TypeSessionStart, player, sid, start, `{"platform":"ios","app_version":"1.2.3","country":"DE"}`),
-		g.event(events.TypePurchase, player, sid, start.Add(time.Minute), `{"item_id":"gems_100","currency":"EUR","amount_minor":499}`),
-		g.event(events.TypeProgression, player, sid, start.Add(2*time.Minute), `{"status":"complete","level":"w1/l2","score":12.5}`),
-		g.event(events.TypeDesign, player, sid, start.Add(3*time.Minute), `{"event":"ui:click:play","value":1}`),
-		g.event(events.TypeHeartbeat, player, sid, start.Add(4*time.Minute), ""),
-		g.event(events.TypeSessionEnd, player, sid, start.Add(5*time.Minute), `{"length_s":300}`),
-	}
-}
-
-// days returns sessions of every player on each day offset (days before
-// today; 0 is today, at a time that has already passed).
-func (g *gen) days(players []string, offsets []int, now time.Time) []event.Event {
-	var evs []event.Event
-	for _, off := range offsets {
-		base := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, -off).Add(2 * time.Hour)
-		if off == 0 {
-			base = now.Add(-20 * time.Minute)
-			if utcDayOf(base) != utcDayOf(now) {
-				base = utcDayOf(now).Add(time.Second)
-			}
-		}
-		for i, p := range players {
-			evs = append(evs, g.session(p, base.Add(time.Duration(i)*7*time.Minute))...)
-		}
-	}
-	return evs
-}
-
 func utcDayOf(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 
 // feed sends events through process (the way they are stored in
-// production) and waits until every one is committed.
+// production) and waits until every one is committed; any refusal ends
+// the test.
 func feed(t testing.TB, evs []event.Event) {
 	t.Helper()
 	setup(t)
 	p := process.New(process.DefaultConfig(), pool, rdb, testLogger(), prometheus.NewRegistry())
 	defer p.Stop(context.Background())
-	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan error, len(evs))
-	sem := make(chan struct{}, 64)
-	for _, e := range evs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(e event.Event) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if _, err := p.Handle(ctx, e); err != nil {
-				errs <- fmt.Errorf("process %s: %w", e.ID(), err)
-			}
-		}(e)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
+	if simtest.Feed(t, p.Handle, evs, 64) > 0 {
+		t.FailNow()
 	}
 }
 

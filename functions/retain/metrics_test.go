@@ -8,12 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/gamemetrics/gamemetrics/functions/retain"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 func TestMetricsCountWhatARunDid(t *testing.T) {
 	g := newGame(t, 3, 400)
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{"a", "b"}, []int{5}, time.Now()))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{"a", "b"}, []int{5}, time.Now()))
 	reg := prometheus.NewRegistry()
 	r := retain.New(retain.DefaultConfig(), pool, rdb, arc, testLogger(), reg, time.Now)
 	if _, err := r.RetainGame(context.Background(), g); err != nil {

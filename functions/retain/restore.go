@@ -57,7 +57,7 @@ func (r *Retain) Restore(ctx context.Context, game string, from, to time.Time) (
 	}
 	defer unlock()
 	for day := from; !day.After(to); day = day.AddDate(0, 0, 1) {
-		m, err := readManifest(ctx, r.arc, game, day)
+		m, err := r.arc.ReadManifest(ctx, game, day)
 		if err != nil {
 			return res, err
 		}
@@ -70,22 +70,22 @@ func (r *Retain) Restore(ctx context.Context, game string, from, to time.Time) (
 			return res, err
 		}
 		// Decoding the archive and inserting into PostgreSQL overlap.
-		batches := make(chan []row, 2)
+		batches := make(chan []archive.Row, 2)
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error {
 			defer close(batches)
-			batch := make([]row, 0, restoreBatch)
+			batch := make([]archive.Row, 0, restoreBatch)
 			send := func() error {
 				select {
 				case batches <- batch:
-					batch = make([]row, 0, restoreBatch)
+					batch = make([]archive.Row, 0, restoreBatch)
 					return nil
 				case <-gctx.Done():
 					return gctx.Err()
 				}
 			}
-			err := readArchive(gctx, r.arc, m, func(e event.Event) error {
-				rw, err := rowFromEvent(game, &e)
+			err := r.arc.ReadEvents(gctx, m, func(e event.Event) error {
+				rw, err := archive.RowFromEvent(game, &e)
 				if err != nil {
 					return err
 				}
@@ -146,7 +146,7 @@ const restoreRows = `WITH u AS (
 )
 SELECT count(*) FROM ins`
 
-func (r *Retain) insertRows(ctx context.Context, game string, day time.Time, rows []row) (int64, error) {
+func (r *Retain) insertRows(ctx context.Context, game string, day time.Time, rows []archive.Row) (int64, error) {
 	n := len(rows)
 	ids, types, sources, subjects := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	times, received := make([]time.Time, n), make([]pgtype.Timestamptz, n)

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 )
 
 func TestRestoreRoundTripsAndIsIdempotent(t *testing.T) {
@@ -12,8 +14,8 @@ func TestRestoreRoundTripsAndIsIdempotent(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 4)
 	now := time.Now()
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{"a", "b", "c"}, []int{9, 6, 5, 1}, now))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{"a", "b", "c"}, []int{9, 6, 5, 1}, now))
 	rowsBefore := eventRows(t, g.ID)
 	rollupsBefore := rollups(t, g.ID)
 	var idsBefore int64

@@ -42,6 +42,7 @@ type GameRetention struct {
 	ArchiveDaysDelete int    `json:"archive_days_deleted"`
 	ObjectsDeleted    int    `json:"objects_deleted"`
 	EventIDsDeleted   int64  `json:"event_ids_deleted"`
+	MinutesDeleted    int64  `json:"minute_rollups_deleted"`
 	Error             string `json:"error,omitempty"`
 }
 
@@ -167,7 +168,7 @@ func (r *Retain) RetainGame(ctx context.Context, g store.Game) (GameRetention, e
 		}
 		var m *archive.Manifest
 		if objs.manifest {
-			if m, err = readManifest(ctx, r.arc, g.ID, day); err != nil {
+			if m, err = r.arc.ReadManifest(ctx, g.ID, day); err != nil {
 				return res, err
 			}
 		}
@@ -190,6 +191,13 @@ func (r *Retain) RetainGame(ctx context.Context, g store.Game) (GameRetention, e
 		return res, err
 	}
 	res.EventIDsDeleted = tag.RowsAffected()
+
+	// Minute rollups serve recent alert windows only.
+	if tag, err = r.pool.Exec(ctx, "DELETE FROM rollup_minutely WHERE gameid = $1 AND minute < $2",
+		g.ID, r.now().Add(-store.MinuteRollupDays*24*time.Hour)); err != nil {
+		return res, err
+	}
+	res.MinutesDeleted = tag.RowsAffected()
 	return res, nil
 }
 
@@ -257,7 +265,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	if existing != nil {
 		next = existing.maxPart + 1
 		if existing.manifest {
-			m, err := readManifest(ctx, r.arc, game, day)
+			m, err := r.arc.ReadManifest(ctx, game, day)
 			if err != nil {
 				return 0, false, err
 			}
@@ -268,7 +276,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	// before drop, a restored day, or late events for an archived day).
 	archived := map[string]bool{}
 	if old != nil {
-		if err := readArchive(ctx, r.arc, old, func(e event.Event) error {
+		if err := r.arc.ReadEvents(ctx, old, func(e event.Event) error {
 			archived[e.ID()] = true
 			return nil
 		}); err != nil {
@@ -280,28 +288,28 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	var total, fresh int64
 	// Rows are scanned in one goroutine and encoded in another, so reading
 	// from PostgreSQL and JSON + gzip overlap.
-	batches := make(chan []row, 4)
+	batches := make(chan []archive.Row, 4)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(batches)
-		rows, err := r.pool.Query(gctx, "SELECT "+rowColumns+" FROM "+pgx.Identifier{partition}.Sanitize())
+		rows, err := r.pool.Query(gctx, "SELECT "+archive.RowColumns+" FROM "+pgx.Identifier{partition}.Sanitize())
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		batch := make([]row, 0, scanBatch)
+		batch := make([]archive.Row, 0, scanBatch)
 		send := func() error {
 			select {
 			case batches <- batch:
-				batch = make([]row, 0, scanBatch)
+				batch = make([]archive.Row, 0, scanBatch)
 				return nil
 			case <-gctx.Done():
 				return gctx.Err()
 			}
 		}
 		for rows.Next() {
-			batch = append(batch, row{})
-			if err := rows.Scan(batch[len(batch)-1].scanTargets()...); err != nil {
+			batch = append(batch, archive.Row{})
+			if err := rows.Scan(batch[len(batch)-1].ScanTargets()...); err != nil {
 				return err
 			}
 			total++
@@ -327,7 +335,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 					continue
 				}
 				var err error
-				if line, err = b[i].appendJSON(line[:0], game); err != nil {
+				if line, err = b[i].AppendJSON(line[:0], game); err != nil {
 					return err
 				}
 				fresh++
@@ -361,7 +369,7 @@ func (r *Retain) exportDayOnce(ctx context.Context, game string, day time.Time, 
 	default:
 		if old != nil {
 			// Merge: the new generation holds the old archive too.
-			if err := readArchive(ctx, r.arc, old, func(e event.Event) error { return w.add(&e) }); err != nil {
+			if err := r.arc.ReadEvents(ctx, old, func(e event.Event) error { return w.add(&e) }); err != nil {
 				w.abandon()
 				return 0, false, err
 			}

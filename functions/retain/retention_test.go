@@ -13,6 +13,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
+	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -50,8 +51,8 @@ func TestRetentionArchivesAndDropsExactlyTheExpiredDays(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 7) // 7 events per part: several parts per day
 	now := time.Now()
-	gn := &gen{game: g.ID}
-	sent := gn.days([]string{"p1", "p2", "p3"}, []int{10, 6, 4, 3, 1, 0}, now)
+	gn := &simtest.Generator{Game: g.ID}
+	sent := gn.Days([]string{"p1", "p2", "p3"}, []int{10, 6, 4, 3, 1, 0}, now)
 	feed(t, sent)
 	today := utcDayOf(now)
 	var allDays []time.Time
@@ -150,8 +151,8 @@ func TestRetentionDeletesArchivesOlderThanArchiveDays(t *testing.T) {
 	g := newGame(t, 2, 5)
 	r := newRetain(t, 1000)
 	now := time.Now()
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{"p1"}, []int{7, 4}, now))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{"p1"}, []int{7, 4}, now))
 	today := utcDayOf(now)
 	res, err := r.RetainGame(ctx, g)
 	if err != nil {
@@ -177,8 +178,8 @@ func TestACrashBetweenUploadAndDropLosesAndDuplicatesNothing(t *testing.T) {
 			g := newGame(t, 3, 400)
 			r := newRetain(t, 5)
 			now := time.Now()
-			gn := &gen{game: g.ID}
-			sent := gn.days([]string{"a", "b"}, []int{5, 4}, now)
+			gn := &simtest.Generator{Game: g.ID}
+			sent := gn.Days([]string{"a", "b"}, []int{5, 4}, now)
 			feed(t, sent)
 			today := utcDayOf(now)
 			days := []time.Time{today.AddDate(0, 0, -5), today.AddDate(0, 0, -4)}
@@ -256,8 +257,8 @@ func TestLateEventsForAnArchivedDayAreMergedIntoItsArchive(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 4)
 	now := time.Now()
-	gn := &gen{game: g.ID}
-	first := gn.days([]string{"a"}, []int{6}, now)
+	gn := &simtest.Generator{Game: g.ID}
+	first := gn.Days([]string{"a"}, []int{6}, now)
 	feed(t, first)
 	if _, err := r.RetainGame(ctx, g); err != nil {
 		t.Fatal(err)
@@ -265,7 +266,7 @@ func TestLateEventsForAnArchivedDayAreMergedIntoItsArchive(t *testing.T) {
 	day := utcDayOf(now).AddDate(0, 0, -6)
 	// A late event for the archived day recreates its partition; a
 	// duplicate of an archived event is recognised by event_ids.
-	late := gn.event("com.gamemetrics.design", "b", "", day.Add(20*time.Hour), `{"event":"late:arrival"}`)
+	late := gn.Event("com.gamemetrics.design", "b", "", day.Add(20*time.Hour), `{"event":"late:arrival"}`)
 	feed(t, []event.Event{late, first[0]})
 	if n := partitionCounts(t, g.ID, []time.Time{day})[day]; n != 1 {
 		t.Fatalf("recreated partition holds %d rows, want the 1 late event", n)
@@ -294,8 +295,8 @@ func TestLateEventsForAnArchivedDayAreMergedIntoItsArchive(t *testing.T) {
 func TestPingEventRunsRetentionAndReplies(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 1000)
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{"a"}, []int{5}, time.Now()))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{"a"}, []int{5}, time.Now()))
 	ping := event.New()
 	ping.SetID("ping-1")
 	ping.SetSource("/apis/v1/namespaces/gamemetrics/pingsources/retain-daily")
@@ -355,9 +356,9 @@ func TestARunningProcessStoresLateEventsForADroppedDay(t *testing.T) {
 	p := process.New(process.DefaultConfig(), pool, rdb, testLogger(), prometheus.NewRegistry())
 	defer p.Stop(ctx)
 	now := time.Now()
-	gn := &gen{game: g.ID}
+	gn := &simtest.Generator{Game: g.ID}
 	day := utcDayOf(now).AddDate(0, 0, -5)
-	for _, e := range gn.days([]string{"a"}, []int{5}, now) {
+	for _, e := range gn.Days([]string{"a"}, []int{5}, now) {
 		if _, err := p.Handle(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -369,7 +370,7 @@ func TestARunningProcessStoresLateEventsForADroppedDay(t *testing.T) {
 		t.Fatal("partition not dropped")
 	}
 	// The same process instance (which created the partition) gets a late event.
-	late := gn.event("com.gamemetrics.design", "a", "", day.Add(23*time.Hour), `{"event":"late:one"}`)
+	late := gn.Event("com.gamemetrics.design", "a", "", day.Add(23*time.Hour), `{"event":"late:one"}`)
 	if _, err := p.Handle(ctx, late); err != nil {
 		t.Fatalf("late event for a dropped day: %v", err)
 	}
@@ -386,10 +387,10 @@ func TestRowsArrivingDuringAnExportAreArchivedBeforeTheDrop(t *testing.T) {
 	g := newGame(t, 3, 400)
 	r := newRetain(t, 100)
 	now := time.Now()
-	gn := &gen{game: g.ID}
+	gn := &simtest.Generator{Game: g.ID}
 	day := utcDayOf(now).AddDate(0, 0, -5)
-	feed(t, gn.days([]string{"a"}, []int{5}, now))
-	late := gn.event("com.gamemetrics.design", "b", "", day.Add(22*time.Hour), `{"event":"during:export"}`)
+	feed(t, gn.Days([]string{"a"}, []int{5}, now))
+	late := gn.Event("com.gamemetrics.design", "b", "", day.Add(22*time.Hour), `{"event":"during:export"}`)
 	arrived := false
 	// Between the manifest and the drop, process stores one more event of the day.
 	r.InjectFault(func(p string) error {
@@ -415,8 +416,8 @@ func TestConcurrentRetentionRunsOfOneGameArchiveOnce(t *testing.T) {
 	ctx := context.Background()
 	g := newGame(t, 3, 400)
 	now := time.Now()
-	gn := &gen{game: g.ID}
-	feed(t, gn.days([]string{"a", "b"}, []int{6, 5}, now))
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{"a", "b"}, []int{6, 5}, now))
 	r1, r2 := newRetain(t, 5), newRetain(t, 5)
 	errs := make(chan error, 2)
 	for _, r := range []*retain.Retain{r1, r2} {

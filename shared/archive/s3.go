@@ -1,6 +1,10 @@
 // Package archive is GameMetrics' S3 adapter: a small object-store client
-// (Open, Put, Get, List, Delete) over aws-sdk-go-v2 and the archive format
-// of raw events (gzip NDJSON structured CloudEvents plus a manifest).
+// (Open, Put, Get, List, Delete) over aws-sdk-go-v2, the archive format of
+// raw events (gzip NDJSON structured CloudEvents plus a manifest, read back
+// with ReadManifest and ReadEvents), the raw event rows of PostgreSQL's
+// events table in and out of that format (Row), and the export of one day of
+// a game's raw events as NDJSON whether the day is hot in PostgreSQL,
+// archived in S3 or both (WriteDay).
 //
 // The client works with AWS S3 (credentials from the default chain, so IRSA
 // works on EKS) and with S3-compatible servers such as the local stack's

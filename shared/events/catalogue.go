@@ -1,7 +1,9 @@
 // Package events holds the GameMetrics event catalogue: the CloudEvent types a
-// game may send, the data fields each requires, and the validation that
-// decides whether an event is accepted. It does no I/O, so ingest, the
-// simulator and tests all share exactly the same rules.
+// game may send, the data fields each requires, the validation that decides
+// whether an event is accepted, and the session rules (when a session is
+// over) that process and the metric queries share. It does no I/O, so
+// ingest, process, the queries, the simulator and tests all share exactly
+// the same rules.
 package events
 
 import "strings"

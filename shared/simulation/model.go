@@ -4,7 +4,9 @@
 // install over several days, play sessions with a diurnal peak, progress
 // through levels with failures, a few percent pay, watch ads, hit errors
 // and send heartbeats. The Truth is computed from the generated events only,
-// independently of the code that processes them.
+// independently of the code that processes them, by a Recount: the one
+// ground truth of the project's tests, which simtest also reads for the
+// function tests' events.
 package simulation
 
 import (

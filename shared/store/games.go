@@ -274,19 +274,29 @@ func (g *Games) List(ctx context.Context) ([]Game, error) {
 // KeyCache remembers which game a key belongs to for a short time, so the
 // hot path does not pay a database round trip per request. A revoked key
 // stops working within TTL.
+//
+// While PostgreSQL cannot answer, a key's last answer keeps standing for up
+// to StaleFor after it was last checked (asked again every RetryAfter), so
+// ingest goes on accepting events of known keys during a database outage:
+// Kafka, not PostgreSQL, is what a 202 depends on. A key never seen before
+// gets the lookup's error (ingest: 503, the client retries).
 type KeyCache struct {
 	lookup func(context.Context, string) (Game, error)
 	ttl    time.Duration
 	now    func() time.Time
+	// StaleFor bounds how long an answer outlives its check while lookups
+	// fail; RetryAfter is how often a failing lookup is tried again.
+	StaleFor, RetryAfter time.Duration
 
 	mu      sync.Mutex
 	entries map[string]keyEntry
 }
 
 type keyEntry struct {
-	game    Game
-	found   bool
-	expires time.Time
+	game     Game
+	found    bool
+	expires  time.Time // when to ask the database again
+	verified time.Time // when the database last answered for this key
 }
 
 // maxCachedKeys bounds the cache so a flood of random bad keys cannot grow it.
@@ -294,7 +304,8 @@ const maxCachedKeys = 10_000
 
 // NewKeyCache caches lookup (Games.ByWriteKey or ByReadKey) for ttl.
 func NewKeyCache(lookup func(context.Context, string) (Game, error), ttl time.Duration) *KeyCache {
-	return &KeyCache{lookup: lookup, ttl: ttl, now: time.Now, entries: make(map[string]keyEntry)}
+	return &KeyCache{lookup: lookup, ttl: ttl, now: time.Now, entries: make(map[string]keyEntry),
+		StaleFor: time.Hour, RetryAfter: min(ttl, 5*time.Second)}
 }
 
 // Game returns the game of key, or ErrNotFound.
@@ -311,7 +322,19 @@ func (c *KeyCache) Game(ctx context.Context, key string) (Game, error) {
 	}
 	game, err := c.lookup(ctx, key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return Game{}, err
+		if !ok || now.Sub(e.verified) > c.StaleFor {
+			return Game{}, err
+		}
+		// Stand by the last answer, and spare the database (and this
+		// request's latency) another lookup until RetryAfter.
+		e.expires = now.Add(c.RetryAfter)
+		c.mu.Lock()
+		c.entries[key] = e
+		c.mu.Unlock()
+		if !e.found {
+			return Game{}, ErrNotFound
+		}
+		return e.game, nil
 	}
 	c.mu.Lock()
 	if len(c.entries) >= maxCachedKeys {
@@ -324,7 +347,7 @@ func (c *KeyCache) Game(ctx context.Context, key string) (Game, error) {
 			clear(c.entries)
 		}
 	}
-	c.entries[key] = keyEntry{game: game, found: err == nil, expires: now.Add(c.ttl)}
+	c.entries[key] = keyEntry{game: game, found: err == nil, expires: now.Add(c.ttl), verified: now}
 	c.mu.Unlock()
 	return game, err
 }

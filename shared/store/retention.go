@@ -8,6 +8,11 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// MinuteRollupDays is how long rollup_minutely keeps a minute: four weeks of
+// alert-window history for anomaly baselines, plus a week of slack. retain
+// deletes older minutes; hours and days are kept as long as the game exists.
+const MinuteRollupDays = 35
+
 // SetRetention changes how long game's raw events stay hot in PostgreSQL
 // (hotDays) and archived in S3 (archiveDays); nil leaves a value as it is.
 // Archives are kept at least as long as the hot days, so a day is never

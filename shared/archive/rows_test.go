@@ -1,4 +1,4 @@
-package retain
+package archive_test
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 )
 
-// The direct encoder (appendJSON) must write exactly the event toEvent
+// The direct encoder (AppendJSON) must write exactly the event Event
 // builds, as the CloudEvents SDK reads it back.
 func TestDirectEncoderWritesTheSameEventAsTheSDK(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -23,7 +23,7 @@ func TestDirectEncoderWritesTheSameEventAsTheSDK(t *testing.T) {
 	// Framed, because the SDK's setters trim surrounding whitespace.
 	pick := func() string { return "[" + strs[rng.IntN(len(strs))] + "]" }
 	for i := range 2000 {
-		r := row{
+		r := archive.Row{
 			ID:      fmt.Sprintf("id-%d-%s", i, pick()),
 			Type:    "com.gamemetrics.design",
 			Source:  fmt.Sprintf("/src/%d", rng.IntN(9)),
@@ -42,7 +42,7 @@ func TestDirectEncoderWritesTheSameEventAsTheSDK(t *testing.T) {
 		if rng.IntN(4) != 0 {
 			r.Data, _ = json.Marshal(map[string]any{"event": pick(), "value": rng.Float64(), "n": []int{1, 2}})
 		}
-		line, err := r.appendJSON(nil, "g1")
+		line, err := r.AppendJSON(nil, "g1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +53,7 @@ func TestDirectEncoderWritesTheSameEventAsTheSDK(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", line, err)
 		}
-		want, err := r.toEvent("g1")
+		want, err := r.Event("g1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -84,9 +84,9 @@ func assertSame(t *testing.T, want, got event.Event) {
 
 func TestDirectEncoderRefusesBadExtensionNames(t *testing.T) {
 	for _, name := range []string{"Upper", "with-dash", "id", "data", "gameid", ""} {
-		r := row{ID: "x", Type: "t", Source: "/s", Subject: "p", Time: time.Now()}
+		r := archive.Row{ID: "x", Type: "t", Source: "/s", Subject: "p", Time: time.Now()}
 		r.Ext, _ = json.Marshal(map[string]string{name: "v"})
-		if _, err := r.appendJSON(nil, "g"); err == nil {
+		if _, err := r.AppendJSON(nil, "g"); err == nil {
 			t.Errorf("extension name %q accepted", name)
 		}
 	}

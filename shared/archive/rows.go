@@ -1,4 +1,4 @@
-package retain
+package archive
 
 import (
 	"bytes"
@@ -14,9 +14,10 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/events"
 )
 
-// row is one raw event as the events table stores it (see
-// shared/store/migrations/0002_process.sql and functions/process).
-type row struct {
+// Row is one raw event as the events table stores it (see
+// shared/store/migrations/0002_process.sql): what the archive is written
+// from and restored into. Scan it with RowColumns and ScanTargets.
+type Row struct {
 	ID        string
 	Type      string
 	Source    string
@@ -28,21 +29,22 @@ type row struct {
 	Ext       []byte // jsonb object of other extensions (string values), nil for NULL
 }
 
-// rowColumns are the columns scanned into a row, in order.
-const rowColumns = `id, type, source, subject, time, sessionid, receivedtime, data, extensions`
+// RowColumns are the columns ScanTargets scans, in order.
+const RowColumns = `id, type, source, subject, time, sessionid, receivedtime, data, extensions`
 
-func (r *row) scanTargets() []any {
+// ScanTargets are the destinations of RowColumns in r.
+func (r *Row) ScanTargets() []any {
 	return []any{&r.ID, &r.Type, &r.Source, &r.Subject, &r.Time, &r.SessionID, &r.Received, &r.Data, &r.Ext}
 }
 
-// toEvent rebuilds, with the CloudEvents SDK, the CloudEvent a row was
-// stored from; it is the reference appendJSON (the export's fast path) is
+// Event rebuilds, with the CloudEvents SDK, the CloudEvent a row was
+// stored from; it is the reference AppendJSON (the export's fast path) is
 // tested against. It restores the attributes, the
 // gameid, sessionid and receivedtime extensions, any other extensions, and
 // the JSON data. (jsonb normalises the data's whitespace and key order; its
 // meaning is unchanged. Delivery extensions of the KafkaSource were never
 // stored.)
-func (r *row) toEvent(game string) (event.Event, error) {
+func (r *Row) Event(game string) (event.Event, error) {
 	e := event.New()
 	e.SetID(r.ID)
 	e.SetType(r.Type)
@@ -78,10 +80,10 @@ func (r *row) toEvent(game string) (event.Event, error) {
 	return e, nil
 }
 
-// rowFromEvent flattens an archived event back into a row, the inverse of
-// toEvent. The event's gameid must be game.
-func rowFromEvent(game string, e *event.Event) (row, error) {
-	r := row{ID: e.ID(), Type: e.Type(), Source: e.Source(), Subject: e.Subject(), Time: e.Time().UTC().Truncate(time.Microsecond)}
+// RowFromEvent flattens an archived event back into a row, the inverse of
+// Event. The event's gameid must be game.
+func RowFromEvent(game string, e *event.Event) (Row, error) {
+	r := Row{ID: e.ID(), Type: e.Type(), Source: e.Source(), Subject: e.Subject(), Time: e.Time().UTC().Truncate(time.Microsecond)}
 	if r.ID == "" || r.Subject == "" || e.Time().IsZero() {
 		return r, fmt.Errorf("event %q lacks an id, subject or time", r.ID)
 	}
@@ -121,24 +123,12 @@ func rowFromEvent(game string, e *event.Event) (row, error) {
 	return r, nil
 }
 
-// utcDay is the UTC calendar day of t (an events partition).
-func utcDay(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
-
-// Cutoffs says which days have expired on the UTC day today: raw event
-// partitions of days before exportBefore are archived and dropped (every
-// event in them is at least hotDays×24 h old), archives of days before
-// deleteBefore are deleted.
-func Cutoffs(now time.Time, hotDays, archiveDays int) (exportBefore, deleteBefore time.Time) {
-	today := utcDay(now)
-	return today.AddDate(0, 0, -hotDays), today.AddDate(0, 0, -archiveDays)
-}
-
-// appendJSON appends the row as one structured CloudEvent in JSON, the same
-// event toEvent builds, written directly: exporting millions of rows spends
+// AppendJSON appends the row as one structured CloudEvent in JSON (one
+// archive line, without the newline), the same event Event builds, written directly: exporting millions of rows spends
 // most of its CPU here, and building an event.Event only to serialise it
 // doubles that. The archive tests decode these lines with the CloudEvents
 // SDK and compare them with the events sent.
-func (r *row) appendJSON(b []byte, game string) ([]byte, error) {
+func (r *Row) AppendJSON(b []byte, game string) ([]byte, error) {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	b = appendJSONString(b, r.ID)
 	b = append(b, `,"source":`...)

@@ -1,4 +1,4 @@
-package retain
+package archive
 
 import (
 	"bufio"
@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -26,17 +25,17 @@ var ErrNoArchive = errors.New("the day is archived and no S3 archive is configur
 // archived it, and from both while a day is in between (archived but its
 // partition not dropped yet, or late events since the archive). It returns
 // how many events it wrote. arc may be nil when no day is archived.
-func WriteDay(ctx context.Context, pool *pgxpool.Pool, arc *archive.Client, game string, day time.Time, w io.Writer) (int64, error) {
-	day = utcDay(day)
+func WriteDay(ctx context.Context, pool *pgxpool.Pool, arc *Client, game string, day time.Time, w io.Writer) (int64, error) {
+	day = day.UTC().Truncate(24 * time.Hour)
 	var hot bool
 	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", store.EventPartition(game, day)).Scan(&hot); err != nil {
 		return 0, err
 	}
-	var m *archive.Manifest
+	var m *Manifest
 	if arc != nil {
 		var err error
-		if m, err = readManifest(ctx, arc, game, day); err != nil {
-			return 0, fmt.Errorf("archive of %s: %w", archive.FormatDay(day), err)
+		if m, err = arc.ReadManifest(ctx, game, day); err != nil {
+			return 0, fmt.Errorf("archive of %s: %w", FormatDay(day), err)
 		}
 	} else if !hot {
 		// Without S3 an archived day cannot be told from an empty one:
@@ -53,15 +52,15 @@ func WriteDay(ctx context.Context, pool *pgxpool.Pool, arc *archive.Client, game
 	var n int64
 	written := map[string]bool{} // ids from PostgreSQL, kept only when an archive follows
 	if hot {
-		rows, err := pool.Query(ctx, "SELECT "+rowColumns+" FROM "+pgx.Identifier{store.EventPartition(game, day)}.Sanitize()+" ORDER BY time, id")
+		rows, err := pool.Query(ctx, "SELECT "+RowColumns+" FROM "+pgx.Identifier{store.EventPartition(game, day)}.Sanitize()+" ORDER BY time, id")
 		if err != nil {
 			return 0, err
 		}
-		var r row
+		var r Row
 		var line []byte
-		_, err = pgx.ForEachRow(rows, r.scanTargets(), func() error {
+		_, err = pgx.ForEachRow(rows, r.ScanTargets(), func() error {
 			var err error
-			if line, err = r.appendJSON(line[:0], game); err != nil {
+			if line, err = r.AppendJSON(line[:0], game); err != nil {
 				return err
 			}
 			if m != nil {
@@ -76,7 +75,7 @@ func WriteDay(ctx context.Context, pool *pgxpool.Pool, arc *archive.Client, game
 		}
 	}
 	if m != nil {
-		err := readArchive(ctx, arc, m, func(e event.Event) error {
+		err := arc.ReadEvents(ctx, m, func(e event.Event) error {
 			if written[e.ID()] {
 				return nil
 			}
