@@ -154,8 +154,10 @@ func (v *Validator) validateData(spec Spec, data []byte) *Rejection {
 	var values [maxFields][]byte
 	fields := spec.fields
 	ok := data[0] == '{' && eachMember(data, func(k0, k1, v0, v1 int) {
+		key := data[k0:k1]
+		escaped := bytes.IndexByte(key, '\\') >= 0
 		for i := range fields {
-			if keyEquals(data[k0:k1], fields[i].name) {
+			if !escaped && string(key) == fields[i].name || escaped && keyEquals(key, fields[i].name) {
 				// As with encoding/json, the last of duplicates wins.
 				values[i] = data[skipSpace(data, v0):v1]
 			}
