@@ -141,7 +141,7 @@ func report(w io.Writer, o options, modes []mode, rounds, paced []round, target 
 		return "NOT met"
 	}
 	if r := summary["single ratio"]; len(r) > 0 {
-		fmt.Fprintf(w, "- single-event requests ≥ 0.5 × net/http: %.2f×, %s\n", median(r), verdict(median(r) >= 0.5))
+		fmt.Fprintf(w, "- single-event requests ≥ 0.5 × net/http: %.3f×, %s\n", median(r), verdict(median(r) >= 0.5))
 	}
 	if e := summary["batch events"]; len(e) > 0 {
 		fmt.Fprintf(w, "- batches of 100 ≥ 250,000 events/s: %.0f, %s\n", median(e), verdict(median(e) >= 250_000))
