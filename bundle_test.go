@@ -60,6 +60,12 @@ func requests() map[string]request {
 			return binaryEvent(url, "bundle-report-1", "dev.knative.sources.ping", `{"report":"daily"}`,
 				map[string]string{"Ce-Source": "/apis/v1/namespaces/gamemetrics/pingsources/report-daily"})
 		},
+		// recommend's request/reply: a player the game never saw gets the
+		// popular fallback, which is still a 2xx with the generated event.
+		serving.Recommend: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+			return binaryEvent(url, "bundle-recommend-1", "com.gamemetrics.recommendation.requested",
+				`{"player":"player-1","limit":5}`, map[string]string{"Ce-Gameid": g.ID})
+		},
 		serving.Retain: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-retain-1", "com.gamemetrics.player.erasure.requested",
 				`{"game":"`+g.ID+`","player":"player-1","requested_by":"bundle-test"}`, nil)
