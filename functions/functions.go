@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
+	"github.com/gamemetrics/gamemetrics/functions/notify"
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/report"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
@@ -48,6 +49,8 @@ func builder(name string) func(context.Context, *Deps, *slog.Logger, prometheus.
 		return buildReport
 	case serving.Retain:
 		return buildRetain
+	case serving.Notify:
+		return buildNotify
 	}
 	return nil
 }
@@ -294,4 +297,16 @@ func buildRetain(ctx context.Context, deps *Deps, log *slog.Logger, reg promethe
 		return nil, err
 	}
 	return retain.New(cfg, pool, rdb, objects, log, reg, time.Now), nil
+}
+
+func buildNotify(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (serving.Function, error) {
+	cfg, err := notify.ConfigFromEnv(deps.getenv)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := deps.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return notify.New(cfg, pool, log, reg, time.Now), nil
 }
