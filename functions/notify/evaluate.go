@@ -302,10 +302,7 @@ func dueWindows(w window, from, until, oldest time.Time, loc *time.Location) ([]
 	skipped := 0
 	if p.End(loc).Before(oldest) {
 		skipped = int(oldest.Sub(p.Begin(loc)) / w.nominal())
-		p = w.periodOf(oldest, loc)
-		if p.Begin(loc).Before(oldest) {
-			p = w.next(p, loc)
-		}
+		p = w.periodOf(oldest, loc) // the first window that ended after oldest
 	}
 	var ps []metrics.Period
 	for !p.End(loc).After(until) {
@@ -492,12 +489,12 @@ func writeUpdates(ctx context.Context, tx pgx.Tx, us []ruleUpdate, now time.Time
 		return nil
 	}
 	var (
-		ids, states              = make([]string, len(us)), make([]string, len(us))
-		breaches, clears         = make([]int32, len(us)), make([]int32, len(us))
-		fired, notified          = make([]*time.Time, len(us)), make([]*time.Time, len(us))
-		evaluated, next          = make([]time.Time, len(us)), make([]time.Time, len(us))
-		values                   = make([]*float64, len(us))
-		errs                     = make([]*string, len(us))
+		ids, states      = make([]string, len(us)), make([]string, len(us))
+		breaches, clears = make([]int32, len(us)), make([]int32, len(us))
+		fired, notified  = make([]*time.Time, len(us)), make([]*time.Time, len(us))
+		evaluated, next  = make([]time.Time, len(us)), make([]time.Time, len(us))
+		values           = make([]*float64, len(us))
+		errs             = make([]*string, len(us))
 	)
 	for i, u := range us {
 		ids[i], states[i] = u.id, u.st.State

@@ -177,7 +177,9 @@ func summary(d alertData) string {
 	return fmt.Sprintf("Firing: %s on %s: %s; %s", a.Name, d.Game.Name, what, why)
 }
 
-func num(x float64) string { return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.4f", x), "0"), ".") }
+func num(x float64) string {
+	return strings.TrimSuffix(strings.TrimRight(fmt.Sprintf("%.4f", x), "0"), ".")
+}
 
 // insertNotifications records notes and the deliveries of those whose key
 // is new, in tx, and returns the new ones. A key that exists already (a
