@@ -23,6 +23,9 @@ import (
 func (n *Notify) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST /{$}", serving.CloudEventHandler(n.Handle, n.log))
+	mux.Handle("GET /v1/game", n.api(func(_ context.Context, _ *http.Request, g store.Game) (int, any, error) {
+		return http.StatusOK, gameFacts{ID: g.ID, Name: g.Name}, nil
+	}))
 	mux.Handle("POST /v1/games/{game}/destinations", n.api(n.createDestination))
 	mux.Handle("GET /v1/games/{game}/destinations", n.api(n.listDestinations))
 	mux.Handle("GET /v1/games/{game}/destinations/{id}", n.api(n.getDestination))
@@ -78,7 +81,7 @@ var errNotFound = errors.New("not found")
 func (n *Notify) api(h func(ctx context.Context, r *http.Request, game store.Game) (int, any, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		game, err := n.authenticate(r.Context(), r.Header.Get("Authorization"))
-		if err == nil && r.PathValue("game") != game.ID {
+		if id := r.PathValue("game"); err == nil && r.URL.Path != "/v1/game" && id != game.ID {
 			err = refuse(http.StatusNotFound, "", "game not found") // never reveal whether another game exists
 		}
 		var status int

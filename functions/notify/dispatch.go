@@ -1,11 +1,13 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,19 +42,21 @@ type claimed struct {
 	delivery
 	attempt  int
 	due      time.Time
+	seq      int64
 	disabled bool
 }
 
 const claimDue = `WITH due AS (
-  SELECT notification_id, destination_id, due_at FROM notify_deliveries
-  WHERE state = 'pending' AND due_at <= $1
-  ORDER BY due_at LIMIT $2
-  FOR UPDATE SKIP LOCKED)
+  SELECT d.notification_id, d.destination_id, d.due_at, n.seq FROM notify_deliveries d
+  JOIN notify_notifications n ON n.id = d.notification_id
+  WHERE d.state = 'pending' AND d.due_at <= $1
+  ORDER BY d.due_at, n.seq LIMIT $2
+  FOR UPDATE OF d SKIP LOCKED)
 UPDATE notify_deliveries d SET attempts = d.attempts + 1, due_at = $1 + make_interval(secs => $3)
 FROM due, notify_notifications n, notify_destinations t
 WHERE d.notification_id = due.notification_id AND d.destination_id = due.destination_id
   AND n.id = d.notification_id AND t.id = d.destination_id
-RETURNING d.notification_id, d.destination_id, d.gameid, d.attempts, due.due_at, n.type, n.event::text,
+RETURNING d.notification_id, d.destination_id, d.gameid, d.attempts, due.due_at, due.seq, n.type, n.event::text,
   t.kind, t.target, coalesce(t.secret, ''), t.disabled_at IS NOT NULL`
 
 // claim takes up to limit due deliveries: their attempt number goes up
@@ -68,7 +72,7 @@ func (n *Notify) claim(ctx context.Context, limit int) ([]claimed, error) {
 			ev  string
 			att int32
 		)
-		err := row.Scan(&c.notification, &c.destination, &c.game, &att, &c.due, &c.typ, &ev, &c.kind, &c.target, &c.secret, &c.disabled)
+		err := row.Scan(&c.notification, &c.destination, &c.game, &att, &c.due, &c.seq, &c.typ, &ev, &c.kind, &c.target, &c.secret, &c.disabled)
 		c.attempt, c.event = int(att), []byte(ev)
 		return c, err
 	})
@@ -86,21 +90,37 @@ func (n *Notify) DispatchDue(ctx context.Context) error {
 		if len(batch) == 0 {
 			return nil
 		}
+		// One destination's deliveries go one at a time, in the order
+		// they were made (a rule's firing before its resolved); different
+		// destinations go in parallel.
+		slices.SortFunc(batch, func(a, b claimed) int {
+			return cmp.Or(a.due.Compare(b.due), cmp.Compare(a.seq, b.seq))
+		})
+		byDest := map[string][]claimed{}
+		var order []string
+		for _, c := range batch {
+			if byDest[c.destination] == nil {
+				order = append(order, c.destination)
+			}
+			byDest[c.destination] = append(byDest[c.destination], c)
+		}
 		var (
 			wg   sync.WaitGroup
 			sem  = make(chan struct{}, n.cfg.Workers)
 			mu   sync.Mutex
 			errs []error
 		)
-		for _, c := range batch {
+		for _, dest := range order {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				if err := n.attempt(context.WithoutCancel(ctx), c); err != nil {
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
+				for _, c := range byDest[dest] {
+					if err := n.attempt(context.WithoutCancel(ctx), c); err != nil {
+						mu.Lock()
+						errs = append(errs, err)
+						mu.Unlock()
+					}
 				}
 			}()
 		}

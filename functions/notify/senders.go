@@ -358,9 +358,10 @@ func slackMessage(ev []byte) ([]byte, error) {
 		Text string `json:"text"`
 	}
 	type block struct {
-		Type   string `json:"type"`
-		Text   *text  `json:"text,omitempty"`
-		Fields []text `json:"fields,omitempty"`
+		Type     string `json:"type"`
+		Text     *text  `json:"text,omitempty"`
+		Fields   []text `json:"fields,omitempty"`
+		Elements []text `json:"elements,omitempty"`
 	}
 	md := func(s string) text { return text{Type: "mrkdwn", Text: s} }
 	var msg struct {
@@ -396,6 +397,20 @@ func slackMessage(ev []byte) ([]byte, error) {
 		if d.Dashboard != "" {
 			msg.Blocks = append(msg.Blocks, block{Type: "section", Text: &text{Type: "mrkdwn", Text: "<" + d.Dashboard + "|Open the dashboard>"}})
 		}
+	case TypePlayer:
+		var d playerData
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return nil, err
+		}
+		var ev struct {
+			Type string    `json:"type"`
+			Time time.Time `json:"time"`
+		}
+		json.Unmarshal(d.Event, &ev)
+		msg.Text = d.Summary
+		msg.Blocks = []block{{Type: "section", Text: &text{Type: "mrkdwn", Text: ":video_game: *" + slackEscape(d.Rule.Name) + "*"}},
+			{Type: "section", Fields: []text{md("*Player*\n" + slackEscape(d.Player)), md("*Event*\n" + strings.TrimPrefix(ev.Type, "com.gamemetrics.")),
+				md("*At*\n" + ev.Time.UTC().Format(time.RFC3339)), md("*Game*\n" + d.Game)}}}
 	default:
 		var d struct {
 			Summary   string `json:"summary"`
@@ -408,6 +423,7 @@ func slackMessage(ev []byte) ([]byte, error) {
 			msg.Blocks = append(msg.Blocks, block{Type: "section", Text: &text{Type: "mrkdwn", Text: "<" + d.Dashboard + "|Open the dashboard>"}})
 		}
 	}
+	msg.Blocks = append(msg.Blocks, block{Type: "context", Elements: []text{md("GameMetrics · " + strings.TrimPrefix(e.Type, "com.gamemetrics."))}})
 	return json.Marshal(msg)
 }
 

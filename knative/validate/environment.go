@@ -42,7 +42,7 @@ func Functions() []Function {
 		{Name: "ingest", Public: true, Egress: []int32{5432, 6379, 9092, 9094, 9096}},
 		{Name: "process", Egress: stores},
 		{Name: "recommend", Egress: stores},
-		{Name: "notify", Egress: stores},
+		{Name: "notify", Egress: []int32{443, 5432}}, // receivers over https; no Redis
 		{Name: "retain", S3: true, Egress: []int32{443, 5432, 6379}},
 		{Name: "report", Public: true, S3: true, Egress: []int32{443, 5432, 6379}},
 	}

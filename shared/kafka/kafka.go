@@ -29,10 +29,12 @@ const (
 	TopicRejected = "gamemetrics.events.rejected"
 	// TopicDLQ holds events the eventing layer could not deliver.
 	TopicDLQ = "gamemetrics.events.dlq"
+	// TopicNotifyDLQ holds events notify's KafkaSource could not deliver.
+	TopicNotifyDLQ = "gamemetrics.notify.dlq"
 )
 
 // Topics lists every topic the platform needs, for creating them up front.
-func Topics() []string { return []string{TopicEvents, TopicRejected, TopicDLQ} }
+func Topics() []string { return []string{TopicEvents, TopicRejected, TopicDLQ, TopicNotifyDLQ} }
 
 // Config says how to reach the Kafka cluster.
 type Config struct {

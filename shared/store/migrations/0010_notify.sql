@@ -65,6 +65,7 @@ CREATE INDEX notify_player_rules_game ON notify_player_rules (gameid);
 -- retry; event is the structured CloudEvent every destination is sent.
 CREATE TABLE notify_notifications (
     id         text        PRIMARY KEY,
+    seq        bigint      GENERATED ALWAYS AS IDENTITY, -- creation order: a rule's firing goes before its resolved
     gameid     text        NOT NULL REFERENCES games (id) ON DELETE CASCADE,
     key        text        NOT NULL,
     type       text        NOT NULL,
