@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -135,6 +136,48 @@ func notifyFlags(fs *flag.FlagSet, getenv func(string) string) (key, url *string
 	return key, url
 }
 
+// notifyFlagSet starts `gamemetrics GROUP SUB ...`: the subcommand must
+// be one of subs; the flag set has the connection flags.
+func notifyFlagSet(group string, subs []string, args []string, getenv func(string) string, stderr io.Writer) (*flag.FlagSet, *string, *string, error) {
+	if len(args) == 0 || !slices.Contains(subs, args[0]) {
+		return nil, nil, nil, fmt.Errorf("%s: want a subcommand: %s", group, strings.Join(subs, ", "))
+	}
+	fs := newFlags(group+" "+args[0], stderr)
+	key, url := notifyFlags(fs, getenv)
+	return fs, key, url, nil
+}
+
+// notifyCall is a parsed notify command: its positional arguments, the
+// flags given, and the client.
+type notifyCall struct {
+	pos []string
+	set map[string]bool
+	c   *notifyClient
+}
+
+// connect parses the command's flags and connects to notify.
+func connect(ctx context.Context, fs *flag.FlagSet, args []string, key, url *string, getenv func(string) string, stdout io.Writer) (*notifyCall, error) {
+	pos, err := parseWithArgs(fs, args[1:])
+	if err != nil {
+		return nil, err
+	}
+	c, err := newNotifyClient(ctx, getenv, *key, *url, stdout)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return &notifyCall{pos: pos, set: set, c: c}, nil
+}
+
+// one is the one id a command names.
+func (nc *notifyCall) one(what string) (string, error) {
+	if len(nc.pos) != 1 {
+		return "", fmt.Errorf("name one %s id", what)
+	}
+	return nc.pos[0], nil
+}
+
 // listFlag collects a repeated flag.
 type listFlag []string
 
@@ -142,23 +185,19 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, strings.Split(v, ",")...); return nil }
 
 func runDestinations(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("destinations: want a subcommand: create, list, delete, test")
+	fs, key, url, err := notifyFlagSet("destinations", []string{"create", "list", "delete", "test"}, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	fs := newFlags("destinations "+args[0], stderr)
-	key, url := notifyFlags(fs, getenv)
 	name := fs.String("name", "", "create: a name people recognise")
 	kind := fs.String("kind", "webhook", "create: webhook, slack or sns")
 	target := fs.String("url", "", "create: the webhook or Slack incoming-webhook URL")
 	arn := fs.String("topic-arn", "", "create: the SNS topic ARN")
-	pos, err := parseWithArgs(fs, args[1:])
+	nc, err := connect(ctx, fs, args, key, url, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	c, err := newNotifyClient(ctx, getenv, *key, *url, stdout)
-	if err != nil {
-		return err
-	}
+	c := nc.c
 	switch args[0] {
 	case "create":
 		var out map[string]any
@@ -189,35 +228,29 @@ func runDestinations(ctx context.Context, args []string, getenv func(string) str
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", d["id"], d["kind"], d["name"], target, dis)
 		}
 		return tw.Flush()
-	case "delete", "test":
-		if len(pos) != 1 {
-			return fmt.Errorf("destinations %s: name one destination id", args[0])
-		}
-		var out map[string]any
-		if args[0] == "delete" {
-			if err := c.do(ctx, http.MethodDelete, c.path("/destinations/"+pos[0]), nil, &out, http.StatusOK); err != nil {
-				return err
-			}
-			printJSON(stdout, out)
-			return nil
-		}
-		var tested map[string]any
-		err := c.do(ctx, http.MethodPost, c.path("/destinations/"+pos[0]+"/test"), nil, &tested, http.StatusOK)
-		if err != nil {
-			return fmt.Errorf("destinations test: %w", err)
-		}
-		printJSON(stdout, tested)
-		return nil
 	}
-	return fmt.Errorf("destinations: unknown subcommand %q", args[0])
+	id, err := nc.one("destination")
+	if err != nil {
+		return fmt.Errorf("destinations %s: %w", args[0], err)
+	}
+	var out map[string]any
+	if args[0] == "delete" {
+		err = c.do(ctx, http.MethodDelete, c.path("/destinations/"+id), nil, &out, http.StatusOK)
+	} else {
+		err = c.do(ctx, http.MethodPost, c.path("/destinations/"+id+"/test"), nil, &out, http.StatusOK)
+	}
+	if err != nil {
+		return fmt.Errorf("destinations %s: %w", args[0], err)
+	}
+	printJSON(stdout, out)
+	return nil
 }
 
 func runAlerts(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("alerts: want a subcommand: create, list, delete, snooze")
+	fs, key, url, err := notifyFlagSet("alerts", []string{"create", "list", "delete", "snooze"}, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	fs := newFlags("alerts "+args[0], stderr)
-	key, url := notifyFlags(fs, getenv)
 	name := fs.String("name", "", "create: the rule's name")
 	metric := fs.String("metric", "", "create: a report metric (events, revenue, errors, dau...)")
 	currency := fs.String("currency", "", "create: the currency of revenue, arpdau, arppu, transactions")
@@ -250,16 +283,11 @@ func runAlerts(ctx context.Context, args []string, getenv func(string) string, s
 			}
 		}
 	}
-	pos, err := parseWithArgs(fs, args[1:])
+	nc, err := connect(ctx, fs, args, key, url, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	c, err := newNotifyClient(ctx, getenv, *key, *url, stdout)
-	if err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	c, set, pos := nc.c, nc.set, nc.pos
 	switch args[0] {
 	case "create":
 		cond := map[string]any{}
@@ -310,14 +338,7 @@ func runAlerts(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return tw.Flush()
 	case "delete":
-		if len(pos) != 1 {
-			return errors.New("alerts delete: name one alert id")
-		}
-		if err := c.do(ctx, http.MethodDelete, c.path("/alerts/"+pos[0]), nil, nil, http.StatusNoContent); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "deleted", pos[0])
-		return nil
+		return c.deleteOne(ctx, nc, "alert", "/alerts/")
 	case "snooze":
 		if len(pos) != 1 || (*snoozeFor <= 0) == !*off {
 			return errors.New("alerts snooze: name one alert id and --for DURATION (e.g. 2h) or --off")
@@ -337,15 +358,14 @@ func runAlerts(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return nil
 	}
-	return fmt.Errorf("alerts: unknown subcommand %q", args[0])
+	return nil
 }
 
 func runPlayerRules(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("player-rules: want a subcommand: create, list, delete")
+	fs, key, url, err := notifyFlagSet("player-rules", []string{"create", "list", "delete"}, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	fs := newFlags("player-rules "+args[0], stderr)
-	key, url := notifyFlags(fs, getenv)
 	name := fs.String("name", "", "create: the rule's name")
 	ev := fs.String("event", "", "create: the event type (purchase, progression, error... or com.gamemetrics.*)")
 	once := fs.Bool("once-per-player", false, "create: notify once per player, not on every matching event")
@@ -355,14 +375,11 @@ func runPlayerRules(ctx context.Context, args []string, getenv func(string) stri
 		return nil
 	})
 	fs.Var(&dests, "destination", "create: destination id (repeat or comma-separate)")
-	pos, err := parseWithArgs(fs, args[1:])
+	nc, err := connect(ctx, fs, args, key, url, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	c, err := newNotifyClient(ctx, getenv, *key, *url, stdout)
-	if err != nil {
-		return err
-	}
+	c := nc.c
 	switch args[0] {
 	case "create":
 		var conds []map[string]any
@@ -400,35 +417,35 @@ func runPlayerRules(ctx context.Context, args []string, getenv func(string) stri
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%v\n", r["id"], r["name"], r["event"], conds, r["once_per_player"], r["destinations"])
 		}
 		return tw.Flush()
-	case "delete":
-		if len(pos) != 1 {
-			return errors.New("player-rules delete: name one rule id")
-		}
-		if err := c.do(ctx, http.MethodDelete, c.path("/player-rules/"+pos[0]), nil, nil, http.StatusNoContent); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "deleted", pos[0])
-		return nil
 	}
-	return fmt.Errorf("player-rules: unknown subcommand %q", args[0])
+	return c.deleteOne(ctx, nc, "player rule", "/player-rules/")
+}
+
+// deleteOne deletes the one resource the command names.
+func (c *notifyClient) deleteOne(ctx context.Context, nc *notifyCall, what, path string) error {
+	id, err := nc.one(what)
+	if err != nil {
+		return err
+	}
+	if err := c.do(ctx, http.MethodDelete, c.path(path+id), nil, nil, http.StatusNoContent); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.out, "deleted", id)
+	return nil
 }
 
 func runNotifications(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("notifications: want a subcommand: list, retry")
+	fs, key, url, err := notifyFlagSet("notifications", []string{"list", "retry"}, args, getenv, stderr)
+	if err != nil {
+		return err
 	}
-	fs := newFlags("notifications "+args[0], stderr)
-	key, url := notifyFlags(fs, getenv)
 	failed := fs.Bool("failed", false, "list: only notifications with a failed delivery")
 	limit := fs.Int("limit", 50, "list: how many, newest first")
-	pos, err := parseWithArgs(fs, args[1:])
+	nc, err := connect(ctx, fs, args, key, url, getenv, stdout)
 	if err != nil {
 		return err
 	}
-	c, err := newNotifyClient(ctx, getenv, *key, *url, stdout)
-	if err != nil {
-		return err
-	}
+	c := nc.c
 	switch args[0] {
 	case "list":
 		q := fmt.Sprintf("?limit=%d", *limit)
@@ -463,18 +480,17 @@ func runNotifications(ctx context.Context, args []string, getenv func(string) st
 			}
 		}
 		return tw.Flush()
-	case "retry":
-		if len(pos) != 1 {
-			return errors.New("notifications retry: name one notification id")
-		}
-		var out map[string]any
-		if err := c.do(ctx, http.MethodPost, c.path("/notifications/"+pos[0]+"/retry"), nil, &out, http.StatusOK); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%s: %v failed deliveries due again now\n", pos[0], out["retried"])
-		return nil
 	}
-	return fmt.Errorf("notifications: unknown subcommand %q", args[0])
+	id, err := nc.one("notification")
+	if err != nil {
+		return fmt.Errorf("notifications retry: %w", err)
+	}
+	var out map[string]any
+	if err := c.do(ctx, http.MethodPost, c.path("/notifications/"+id+"/retry"), nil, &out, http.StatusOK); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: %v failed deliveries due again now\n", id, out["retried"])
+	return nil
 }
 
 func truncate(s string, n int) string {

@@ -27,21 +27,23 @@ func (n *Notify) routes() http.Handler {
 		return http.StatusOK, gameFacts{ID: g.ID, Name: g.Name}, nil
 	}))
 	mux.Handle("POST /v1/games/{game}/destinations", n.api(n.createDestination))
-	mux.Handle("GET /v1/games/{game}/destinations", n.api(n.listDestinations))
-	mux.Handle("GET /v1/games/{game}/destinations/{id}", n.api(n.getDestination))
+	mux.Handle("GET /v1/games/{game}/destinations", n.api(listOf(n, "destinations", `SELECT `+destinationColumns+` FROM notify_destinations WHERE gameid = $1 ORDER BY created_at, id`, scanDestination)))
+	mux.Handle("GET /v1/games/{game}/destinations/{id}", n.api(getOf(n.destination)))
 	mux.Handle("DELETE /v1/games/{game}/destinations/{id}", n.api(n.deleteDestination))
 	mux.Handle("POST /v1/games/{game}/destinations/{id}/test", n.api(n.testDestination))
 	mux.Handle("POST /v1/games/{game}/alerts", n.api(n.createAlert))
-	mux.Handle("GET /v1/games/{game}/alerts", n.api(n.listAlerts))
-	mux.Handle("GET /v1/games/{game}/alerts/{id}", n.api(n.getAlert))
+	mux.Handle("GET /v1/games/{game}/alerts", n.api(listOf(n, "alerts", `SELECT `+alertColumns+` FROM notify_alerts WHERE gameid = $1 ORDER BY created_at, id`, scanAlert)))
+	mux.Handle("GET /v1/games/{game}/alerts/{id}", n.api(getOf(n.alert)))
 	mux.Handle("PATCH /v1/games/{game}/alerts/{id}", n.api(n.patchAlert))
-	mux.Handle("DELETE /v1/games/{game}/alerts/{id}", n.api(n.deleteAlert))
+	mux.Handle("DELETE /v1/games/{game}/alerts/{id}", n.api(n.deleteRule("notify_alerts", "alert")))
 	mux.Handle("POST /v1/games/{game}/player-rules", n.api(n.createPlayerRule))
-	mux.Handle("GET /v1/games/{game}/player-rules", n.api(n.listPlayerRules))
-	mux.Handle("GET /v1/games/{game}/player-rules/{id}", n.api(n.getPlayerRule))
-	mux.Handle("DELETE /v1/games/{game}/player-rules/{id}", n.api(n.deletePlayerRule))
+	mux.Handle("GET /v1/games/{game}/player-rules", n.api(listOf(n, "player_rules", `SELECT `+playerRuleColumns+` FROM notify_player_rules WHERE gameid = $1 ORDER BY created_at, id`, scanPlayerRule)))
+	mux.Handle("GET /v1/games/{game}/player-rules/{id}", n.api(getOf(n.playerRule)))
+	mux.Handle("DELETE /v1/games/{game}/player-rules/{id}", n.api(n.deleteRule("notify_player_rules", "player rule")))
 	mux.Handle("GET /v1/games/{game}/notifications", n.api(n.listNotifications))
-	mux.Handle("GET /v1/games/{game}/notifications/{id}", n.api(n.getNotification))
+	mux.Handle("GET /v1/games/{game}/notifications/{id}", n.api(getOf(func(ctx context.Context, game, id string) (Notification, error) {
+		return n.notification(ctx, game, id, true)
+	})))
 	mux.Handle("POST /v1/games/{game}/notifications/{id}/retry", n.api(n.retryNotification))
 	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		serving.WriteJSONError(w, http.StatusNotFound, "not found: notify serves /v1/games/{game}/destinations, alerts, player-rules and notifications")
@@ -78,7 +80,7 @@ func invalid(p problems) *apiError {
 var errNotFound = errors.New("not found")
 
 // api wraps an admin endpoint: the admin key, the game check, errors.
-func (n *Notify) api(h func(ctx context.Context, r *http.Request, game store.Game) (int, any, error)) http.Handler {
+func (n *Notify) api(h handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		game, err := n.authenticate(r.Context(), r.Header.Get("Authorization"))
 		if id := r.PathValue("game"); err == nil && r.URL.Path != "/v1/game" && id != game.ID {
@@ -259,36 +261,8 @@ func scanDestination(row pgx.CollectableRow) (Destination, error) {
 	return d, err
 }
 
-func (n *Notify) listDestinations(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	rows, err := n.pool.Query(ctx, `SELECT `+destinationColumns+` FROM notify_destinations WHERE gameid = $1 ORDER BY created_at, id`, game.ID)
-	if err != nil {
-		return 0, nil, err
-	}
-	ds, err := pgx.CollectRows(rows, scanDestination)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, map[string]any{"destinations": nonNil(ds)}, nil
-}
-
-func (n *Notify) getDestination(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	d, err := n.destination(ctx, game.ID, r.PathValue("id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, d, nil
-}
-
 func (n *Notify) destination(ctx context.Context, game, id string) (Destination, error) {
-	rows, err := n.pool.Query(ctx, `SELECT `+destinationColumns+` FROM notify_destinations WHERE gameid = $1 AND id = $2`, game, id)
-	if err != nil {
-		return Destination{}, err
-	}
-	d, err := pgx.CollectExactlyOneRow(rows, scanDestination)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Destination{}, refuse(http.StatusNotFound, "", "destination %s not found", id)
-	}
-	return d, err
+	return queryOne(ctx, n, "destination", id, `SELECT `+destinationColumns+` FROM notify_destinations WHERE gameid = $1 AND id = $2`, scanDestination, game, id)
 }
 
 // deleteDestination removes a destination, from every rule that names it
@@ -463,35 +437,7 @@ func scanAlert(row pgx.CollectableRow) (Alert, error) {
 }
 
 func (n *Notify) alert(ctx context.Context, game, id string) (Alert, error) {
-	rows, err := n.pool.Query(ctx, `SELECT `+alertColumns+` FROM notify_alerts WHERE gameid = $1 AND id = $2`, game, id)
-	if err != nil {
-		return Alert{}, err
-	}
-	a, err := pgx.CollectExactlyOneRow(rows, scanAlert)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Alert{}, refuse(http.StatusNotFound, "", "alert %s not found", id)
-	}
-	return a, err
-}
-
-func (n *Notify) listAlerts(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	rows, err := n.pool.Query(ctx, `SELECT `+alertColumns+` FROM notify_alerts WHERE gameid = $1 ORDER BY created_at, id`, game.ID)
-	if err != nil {
-		return 0, nil, err
-	}
-	as, err := pgx.CollectRows(rows, scanAlert)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, map[string]any{"alerts": nonNil(as)}, nil
-}
-
-func (n *Notify) getAlert(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	a, err := n.alert(ctx, game.ID, r.PathValue("id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, a, nil
+	return queryOne(ctx, n, "alert", id, `SELECT `+alertColumns+` FROM notify_alerts WHERE gameid = $1 AND id = $2`, scanAlert, game, id)
 }
 
 // patchAlert changes what can change without a new rule: name,
@@ -582,17 +528,6 @@ func (n *Notify) patchAlert(ctx context.Context, r *http.Request, game store.Gam
 	return http.StatusOK, a, nil
 }
 
-func (n *Notify) deleteAlert(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	tag, err := n.pool.Exec(ctx, `DELETE FROM notify_alerts WHERE gameid = $1 AND id = $2`, game.ID, r.PathValue("id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	if tag.RowsAffected() == 0 {
-		return 0, nil, refuse(http.StatusNotFound, "", "alert %s not found", r.PathValue("id"))
-	}
-	return http.StatusNoContent, nil, nil
-}
-
 // ---- player rules ----
 
 // PlayerRule is a player rule as the API shows it.
@@ -645,48 +580,10 @@ func scanPlayerRule(row pgx.CollectableRow) (PlayerRule, error) {
 	return pr, err
 }
 
+const playerRuleColumns = `id, spec, destinations, created_at`
+
 func (n *Notify) playerRule(ctx context.Context, game, id string) (PlayerRule, error) {
-	rows, err := n.pool.Query(ctx, `SELECT id, spec, destinations, created_at FROM notify_player_rules WHERE gameid = $1 AND id = $2`, game, id)
-	if err != nil {
-		return PlayerRule{}, err
-	}
-	pr, err := pgx.CollectExactlyOneRow(rows, scanPlayerRule)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return PlayerRule{}, refuse(http.StatusNotFound, "", "player rule %s not found", id)
-	}
-	return pr, err
-}
-
-func (n *Notify) listPlayerRules(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	rows, err := n.pool.Query(ctx, `SELECT id, spec, destinations, created_at FROM notify_player_rules WHERE gameid = $1 ORDER BY created_at, id`, game.ID)
-	if err != nil {
-		return 0, nil, err
-	}
-	prs, err := pgx.CollectRows(rows, scanPlayerRule)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, map[string]any{"player_rules": nonNil(prs)}, nil
-}
-
-func (n *Notify) getPlayerRule(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	pr, err := n.playerRule(ctx, game.ID, r.PathValue("id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, pr, nil
-}
-
-func (n *Notify) deletePlayerRule(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	tag, err := n.pool.Exec(ctx, `DELETE FROM notify_player_rules WHERE gameid = $1 AND id = $2`, game.ID, r.PathValue("id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	if tag.RowsAffected() == 0 {
-		return 0, nil, refuse(http.StatusNotFound, "", "player rule %s not found", r.PathValue("id"))
-	}
-	n.rules.forget(game.ID)
-	return http.StatusNoContent, nil, nil
+	return queryOne(ctx, n, "player rule", id, `SELECT `+playerRuleColumns+` FROM notify_player_rules WHERE gameid = $1 AND id = $2`, scanPlayerRule, game, id)
 }
 
 // ---- notifications ----
@@ -760,14 +657,6 @@ func (n *Notify) listNotifications(ctx context.Context, r *http.Request, game st
 		out = append(out, nv)
 	}
 	return http.StatusOK, map[string]any{"notifications": out}, nil
-}
-
-func (n *Notify) getNotification(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
-	nv, err := n.notification(ctx, game.ID, r.PathValue("id"), true)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, nv, nil
 }
 
 // notification reads one notification, its deliveries and, with full, the
@@ -846,6 +735,64 @@ func (n *Notify) retryNotification(ctx context.Context, r *http.Request, game st
 		return 0, nil, err
 	}
 	return http.StatusOK, map[string]any{"retried": tag.RowsAffected(), "notification": nv}, nil
+}
+
+// handler is an admin endpoint inside api.
+type handler func(ctx context.Context, r *http.Request, game store.Game) (int, any, error)
+
+// queryOne reads the one row sql finds, or a 404 naming what and id.
+func queryOne[T any](ctx context.Context, n *Notify, what, id, sql string, scan pgx.RowToFunc[T], args ...any) (T, error) {
+	rows, err := n.pool.Query(ctx, sql, args...)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	v, err := pgx.CollectExactlyOneRow(rows, scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, refuse(http.StatusNotFound, "", "%s %s not found", what, id)
+	}
+	return v, err
+}
+
+// listOf answers {key: [every row sql finds for the game]}.
+func listOf[T any](n *Notify, key, sql string, scan pgx.RowToFunc[T]) handler {
+	return func(ctx context.Context, _ *http.Request, game store.Game) (int, any, error) {
+		rows, err := n.pool.Query(ctx, sql, game.ID)
+		if err != nil {
+			return 0, nil, err
+		}
+		vs, err := pgx.CollectRows(rows, scan)
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, map[string]any{key: nonNil(vs)}, nil
+	}
+}
+
+// getOf answers what get reads for the path's id.
+func getOf[T any](get func(ctx context.Context, game, id string) (T, error)) handler {
+	return func(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
+		v, err := get(ctx, game.ID, r.PathValue("id"))
+		if err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, v, nil
+	}
+}
+
+// deleteRule deletes the path's rule from table (its notifications stay).
+func (n *Notify) deleteRule(table, what string) handler {
+	return func(ctx context.Context, r *http.Request, game store.Game) (int, any, error) {
+		tag, err := n.pool.Exec(ctx, `DELETE FROM `+table+` WHERE gameid = $1 AND id = $2`, game.ID, r.PathValue("id"))
+		if err != nil {
+			return 0, nil, err
+		}
+		if tag.RowsAffected() == 0 {
+			return 0, nil, refuse(http.StatusNotFound, "", "%s %s not found", what, r.PathValue("id"))
+		}
+		n.rules.forget(game.ID)
+		return http.StatusNoContent, nil, nil
+	}
 }
 
 func nonNil[T any](s []T) []T {

@@ -37,21 +37,23 @@ func benchRules(b *testing.B, games, perGame int, hook string) (*pgxpool.Pool, [
 			b.Fatal(err)
 		}
 		ids = append(ids, game.ID)
-		if _, err := c.Pool.Exec(ctx, `
-INSERT INTO rollup_minutely (gameid, minute, metric, dim, value)
+		for _, sql := range []string{
+			`INSERT INTO rollup_minutely (gameid, minute, metric, dim, value)
 SELECT $1, m, x.metric, x.dim, (x.base * (1.2 + sin(extract(epoch FROM m) / 13751)) + random() * 5)::int
 FROM generate_series(date_trunc('minute', $2::timestamptz) - interval '2 days', date_trunc('minute', $2::timestamptz), interval '1 minute') AS m,
-     (VALUES ('events', 'com.gamemetrics.heartbeat', 200), ('errors', 'error', 3), ('errors', 'critical', 1), ('purchases', 'USD', 2), ('revenue_minor', 'USD', 900)) AS x(metric, dim, base);
-INSERT INTO rollup_hourly (gameid, hour, metric, dim, value)
+     (VALUES ('events', 'com.gamemetrics.heartbeat', 200), ('errors', 'error', 3), ('errors', 'critical', 1), ('purchases', 'USD', 2), ('revenue_minor', 'USD', 900)) AS x(metric, dim, base)`,
+			`INSERT INTO rollup_hourly (gameid, hour, metric, dim, value)
 SELECT $1, h, x.metric, x.dim, (x.base * 60 * (1.2 + sin(extract(epoch FROM h) / 13751)) + random() * 50)::int
 FROM generate_series(date_trunc('hour', $2::timestamptz) - interval '35 days', date_trunc('hour', $2::timestamptz), interval '1 hour') AS h,
-     (VALUES ('events', 'com.gamemetrics.heartbeat', 200), ('errors', 'error', 3), ('purchases', 'USD', 2), ('revenue_minor', 'USD', 900), ('active_players', '', 40)) AS x(metric, dim, base);
-INSERT INTO rollup_daily (gameid, day, metric, dim, value)
+     (VALUES ('events', 'com.gamemetrics.heartbeat', 200), ('errors', 'error', 3), ('purchases', 'USD', 2), ('revenue_minor', 'USD', 900), ('active_players', '', 40)) AS x(metric, dim, base)`,
+			`INSERT INTO rollup_daily (gameid, day, metric, dim, value)
 SELECT $1, d::date, x.metric, x.dim, (x.base * 1440 + random() * 500)::int
 FROM generate_series($2::timestamptz - interval '35 days', $2::timestamptz, interval '1 day') AS d,
      (VALUES ('events', 'com.gamemetrics.heartbeat', 200), ('errors', 'error', 3), ('purchases', 'USD', 2), ('revenue_minor', 'USD', 900), ('active_players', '', 40)) AS x(metric, dim, base)`,
-			game.ID, now); err != nil {
-			b.Fatal(err)
+		} {
+			if _, err := c.Pool.Exec(ctx, sql, game.ID, now); err != nil {
+				b.Fatal(err)
+			}
 		}
 		dst := newID("dst_")
 		if _, err := c.Pool.Exec(ctx, `INSERT INTO notify_destinations (id, gameid, name, kind, target, secret) VALUES ($1, $2, 'bench', 'webhook', $3, $4)`,
@@ -122,6 +124,14 @@ func benchSpec(r *rand.Rand, i int, dst string) AlertSpec {
 		s.Condition = Condition{Type: "change", Against: against, Below: f(-99)}
 	default:
 		s.Condition = Condition{Type: "anomaly", Sensitivity: 6}
+		if s.Window != "1h" && s.Window != "1d" {
+			// The seeded minute rollups span 2 days, not the 4 weeks a
+			// minute window's weekly baseline reads in production.
+			s.Window = "1h"
+		}
+	}
+	if s.Condition.Type == "change" && s.Metric != "events" && s.Metric != "dau" {
+		s.Metric, s.Currency, s.Severity = "events", "", "" // low counts change by -100% when they hit 0
 	}
 	if r.IntN(4) == 0 {
 		s.MinVolume = 10
@@ -148,6 +158,13 @@ func resetRules(b *testing.B, pool *pgxpool.Pool, games []string, at time.Time) 
 	}
 }
 
+// benchSetup is the seeded games, made once for every run of the benchmark
+// (the testing package calls it again with a larger b.N).
+var benchSetup struct {
+	pool  *pgxpool.Pool
+	games []string
+}
+
 // 10,000 rules across 100 games evaluated on one tick, then what fired
 // sent: the time from the tick to every rule evaluated and its
 // notifications written (target: 5 s), and from the tick to each first
@@ -167,9 +184,15 @@ func BenchmarkTickOf10000RulesAcross100Games(b *testing.B) {
 		mu.Unlock()
 	}))
 	defer rcv.Close()
-	setup := time.Now()
-	pool, games := benchRules(b, 100, 100, rcv.URL)
-	b.Logf("seeded 100 games, 10,000 rules in %s", time.Since(setup).Round(time.Second))
+	if benchSetup.games == nil {
+		setup := time.Now()
+		benchSetup.pool, benchSetup.games = benchRules(b, 100, 100, rcv.URL)
+		b.Logf("seeded 100 games, 10,000 rules in %s", time.Since(setup).Round(time.Second))
+	}
+	pool, games := benchSetup.pool, benchSetup.games
+	if _, err := pool.Exec(context.Background(), `UPDATE notify_destinations SET target = $2 WHERE gameid = ANY($1)`, games, rcv.URL); err != nil {
+		b.Fatal(err)
+	}
 	cfg := testConfig()
 	cfg.EvaluationDelay = 0
 	cfg.DispatchBudget = time.Minute
@@ -195,6 +218,12 @@ func BenchmarkTickOf10000RulesAcross100Games(b *testing.B) {
 		evals = append(evals, time.Since(tick).Seconds())
 		if err := n.DispatchDue(context.Background()); err != nil {
 			b.Fatal(err)
+		}
+		// The dispatcher woken by the tick may still be sending its share.
+		for pending := 1; pending > 0; time.Sleep(10 * time.Millisecond) {
+			if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM notify_deliveries WHERE gameid = ANY($1) AND state = 'pending'`, games).Scan(&pending); err != nil {
+				b.Fatal(err)
+			}
 		}
 		b.StopTimer()
 		n.Stop(context.Background())

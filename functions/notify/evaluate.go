@@ -48,24 +48,34 @@ FOR UPDATE OF a SKIP LOCKED`
 // skips them), writes their new state and the notifications their
 // transitions make, with their deliveries.
 func (n *Notify) Evaluate(ctx context.Context) (EvalStats, error) {
-	var total EvalStats
+	var (
+		total EvalStats
+		mu    sync.Mutex
+	)
 	now := n.now()
-	for {
-		st, err := n.evaluateChunk(ctx, now)
-		total.Rules += st.Rules
-		total.Windows += st.Windows
-		total.Notifications += st.Notifications
-		if err != nil {
-			return total, err
-		}
-		if st.Rules < evalChunk {
-			break
-		}
+	// Two chunks at once: one writes while the other reads its values.
+	// SKIP LOCKED gives each its own rules.
+	g, gctx := errgroup.WithContext(ctx)
+	for range 2 {
+		g.Go(func() error {
+			for {
+				st, err := n.evaluateChunk(gctx, now)
+				mu.Lock()
+				total.Rules += st.Rules
+				total.Windows += st.Windows
+				total.Notifications += st.Notifications
+				mu.Unlock()
+				if err != nil || st.Rules < evalChunk {
+					return err
+				}
+			}
+		})
 	}
+	err := g.Wait()
 	if total.Notifications > 0 {
 		n.kick()
 	}
-	return total, nil
+	return total, err
 }
 
 // valueKey is one series of values a chunk needs: a metric with its

@@ -163,26 +163,11 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 	if now == nil {
 		now = time.Now
 	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = d.MaxAttempts
-	}
-	if cfg.RetryBase <= 0 {
-		cfg.RetryBase = d.RetryBase
-	}
-	if cfg.SendTimeout <= 0 {
-		cfg.SendTimeout = d.SendTimeout
-	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = d.Workers
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = d.PollInterval
-	}
-	if cfg.CatchUp <= 0 {
-		cfg.CatchUp = d.CatchUp
-	}
-	if cfg.KeyCacheTTL <= 0 {
-		cfg.KeyCacheTTL = d.KeyCacheTTL
+	orDefault(&cfg.MaxAttempts, d.MaxAttempts)
+	orDefault(&cfg.Workers, d.Workers)
+	for _, x := range []struct{ v, def *time.Duration }{{&cfg.RetryBase, &d.RetryBase}, {&cfg.SendTimeout, &d.SendTimeout},
+		{&cfg.PollInterval, &d.PollInterval}, {&cfg.CatchUp, &d.CatchUp}, {&cfg.KeyCacheTTL, &d.KeyCacheTTL}} {
+		orDefault(x.v, *x.def)
 	}
 	games := store.NewGames(pool)
 	n := &Notify{
@@ -204,6 +189,13 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 	n.cancel = cancel
 	go n.dispatchLoop(ctx)
 	return n
+}
+
+// orDefault sets *v to def unless it is positive.
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // ServeHTTP serves the admin API and CloudEvents on POST /.

@@ -48,12 +48,7 @@ const maxConditions = 20
 // "purchase" becomes com.gamemetrics.purchase.
 func (s *PlayerRuleSpec) normalize() problems {
 	p := problems{}
-	s.Name = strings.TrimSpace(s.Name)
-	if s.Name == "" {
-		p.add("name", "required")
-	} else if len(s.Name) > maxNameLen {
-		p.add("name", "at most %d characters", maxNameLen)
-	}
+	checkName(p, &s.Name)
 	if !strings.Contains(s.Event, ".") {
 		s.Event = "com.gamemetrics." + s.Event
 	}

@@ -175,12 +175,7 @@ const (
 // destinations exist is checked against the database by the caller.
 func (s *AlertSpec) normalize() problems {
 	p := problems{}
-	s.Name = strings.TrimSpace(s.Name)
-	if s.Name == "" {
-		p.add("name", "required")
-	} else if len(s.Name) > maxNameLen {
-		p.add("name", "at most %d characters", maxNameLen)
-	}
+	checkName(p, &s.Name)
 	w, ok := parseWindow(s.Window)
 	if !ok {
 		p.add("window", "want one of %s, got %q", strings.Join(windowNames, ", "), s.Window)
@@ -267,6 +262,16 @@ func (s *AlertSpec) normalize() problems {
 	}
 	checkDestinationIDs(p, s.Destinations)
 	return p
+}
+
+// checkName trims a rule's name and refuses an empty or long one.
+func checkName(p problems, name *string) {
+	*name = strings.TrimSpace(*name)
+	if *name == "" {
+		p.add("name", "required")
+	} else if len(*name) > maxNameLen {
+		p.add("name", "at most %d characters", maxNameLen)
+	}
 }
 
 func checkDestinationIDs(p problems, ids []string) {
