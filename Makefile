@@ -9,7 +9,7 @@ export GOFLAGS ?= -buildvcs=false
 # running as root; otherwise the exact command is printed.
 VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-notify fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -106,17 +106,24 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
 	$(GO) test -run '^$$' -fuzz FuzzRequestParameters -fuzztime 30s ./functions/report/
+	$(GO) test -run '^$$' -fuzz FuzzRuleBodies -fuzztime 30s ./functions/notify/
 
 $(VEGETA):
 	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
 
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
+bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-notify
 
 # Seeds 1,000,000 players / 10,000,000 events over 90 days through the process
 # batch writer (about 4 minutes here), then measures report latency.
 bench-report:
 	$(GO) test -run '^$$' -bench BenchmarkReport -benchtime 50x -timeout 60m ./functions/report/
+
+# 10,000 alert rules across 100 games on one tick, then the anomaly
+# detector's quality on synthetic weekly-seasonal Poisson series.
+bench-notify:
+	$(GO) test -run '^$$' -bench TickOf10000 -benchtime 3x -timeout 30m ./functions/notify/
+	$(GO) test -count=1 -run AnomalyDetectorQuality -v ./functions/notify/
 
 bench-retain:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./functions/retain/
