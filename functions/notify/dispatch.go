@@ -281,3 +281,24 @@ func kindOfType(typ string) string {
 	}
 	return "test"
 }
+
+// pruneBatch bounds the notifications one tick deletes, so a backlog of
+// old ones is worked off over several ticks without a long transaction.
+const pruneBatch = 5000
+
+// Prune deletes notifications older than Keep with their deliveries and
+// attempts, keeping those of once-per-player rules (their key is what
+// keeps the rule once per player) and any still pending. It returns how
+// many it deleted.
+func (n *Notify) Prune(ctx context.Context) (int64, error) {
+	tag, err := n.pool.Exec(ctx, `DELETE FROM notify_notifications WHERE id IN (
+		SELECT x.id FROM notify_notifications x
+		WHERE x.created_at < $1
+		  AND NOT EXISTS (SELECT 1 FROM notify_player_rules r WHERE r.id = x.rule_id AND (r.spec->>'once_per_player')::boolean)
+		  AND NOT EXISTS (SELECT 1 FROM notify_deliveries d WHERE d.notification_id = x.id AND d.state = 'pending')
+		LIMIT $2)`, n.now().Add(-n.cfg.Keep), pruneBatch)
+	if err != nil {
+		return 0, err
+	}
+	return tag.RowsAffected(), nil
+}

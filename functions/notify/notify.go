@@ -93,6 +93,10 @@ type Config struct {
 	RuleCacheTTL time.Duration
 	// KeyCacheTTL is how long an admin key lookup is remembered.
 	KeyCacheTTL time.Duration
+	// Keep is how long notifications (with their deliveries and attempts)
+	// are kept; those of once-per-player rules are kept while the rule
+	// exists, since they are what makes it once.
+	Keep time.Duration
 }
 
 // DefaultConfig is what `gamemetrics serve notify` uses with no settings.
@@ -108,6 +112,7 @@ func DefaultConfig() Config {
 		PollInterval:    2 * time.Second,
 		RuleCacheTTL:    5 * time.Second,
 		KeyCacheTTL:     30 * time.Second,
+		Keep:            30 * 24 * time.Hour,
 	}
 }
 
@@ -129,6 +134,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SNSEndpoint:     env.String("NOTIFY_SNS_ENDPOINT", ""),
 		RuleCacheTTL:    env.Duration("NOTIFY_RULE_CACHE_TTL", d.RuleCacheTTL, 0),
 		KeyCacheTTL:     d.KeyCacheTTL,
+		Keep:            env.Duration("NOTIFY_KEEP", d.Keep, 48*time.Hour),
 	}
 	return c, env.Err()
 }
@@ -166,7 +172,7 @@ func New(cfg Config, pool *pgxpool.Pool, log *slog.Logger, reg prometheus.Regist
 	orDefault(&cfg.MaxAttempts, d.MaxAttempts)
 	orDefault(&cfg.Workers, d.Workers)
 	for _, x := range []struct{ v, def *time.Duration }{{&cfg.RetryBase, &d.RetryBase}, {&cfg.SendTimeout, &d.SendTimeout},
-		{&cfg.PollInterval, &d.PollInterval}, {&cfg.CatchUp, &d.CatchUp}, {&cfg.KeyCacheTTL, &d.KeyCacheTTL}} {
+		{&cfg.PollInterval, &d.PollInterval}, {&cfg.CatchUp, &d.CatchUp}, {&cfg.KeyCacheTTL, &d.KeyCacheTTL}, {&cfg.Keep, &d.Keep}} {
 		orDefault(x.v, *x.def)
 	}
 	games := store.NewGames(pool)
@@ -222,6 +228,9 @@ func (n *Notify) Handle(ctx context.Context, e event.Event) (*event.Event, error
 		return nil, serving.Transient("evaluate alert rules", err)
 	}
 	n.m.tickDuration.Observe(n.now().Sub(tick).Seconds())
+	if _, err := n.Prune(ctx); err != nil {
+		n.log.Warn("prune old notifications", "err", err)
+	}
 	// Send what is due while the request keeps this replica busy.
 	if n.cfg.DispatchBudget > 0 {
 		dctx, cancel := context.WithTimeout(ctx, n.cfg.DispatchBudget)

@@ -435,3 +435,45 @@ func TestSlackMessagesHaveTextAndBlocksAtMostOnePerSecond(t *testing.T) {
 		}
 	}
 }
+
+// Old notifications go after Keep, except the keys that make a
+// once-per-player rule once: a player who bought months ago is still not
+// notified again.
+func TestOldNotificationsArePrunedButOncePerPlayerKeysStay(t *testing.T) {
+	start := time.Now()
+	e := newEnv(t, "UTC", start, nil)
+	rcv := newReceiver(t)
+	dst, _ := e.webhook(rcv.srv.URL)
+	e.admin("POST", e.path("/player-rules"), map[string]any{"name": "first purchase", "event": "purchase", "once_per_player": true, "destinations": []string{dst}}, http.StatusCreated)
+	e.admin("POST", e.path("/player-rules"), map[string]any{"name": "every purchase", "event": "purchase", "destinations": []string{dst}}, http.StatusCreated)
+	g := &simtest.Generator{Game: e.game.ID}
+	buy := func() {
+		if _, err := e.n.Handle(context.Background(), g.Event(events.TypePurchase, "p1", "", time.Now(), `{"item_id":"x","currency":"USD","amount_minor":99}`)); err != nil {
+			t.Fatal(err)
+		}
+		e.dispatchAll(e.n, 10*time.Second)
+	}
+	buy()
+	e.clock.set(start.Add(e.cfg.Keep + time.Hour))
+	if _, err := e.n.Prune(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	e.pool.QueryRow(context.Background(), `SELECT count(*) FROM notify_notifications WHERE gameid = $1`, e.game.ID).Scan(&left)
+	if left != 1 {
+		t.Fatalf("%d notifications left, want the first-purchase one", left)
+	}
+	buy()
+	var once, every int
+	for _, c := range rcv.got() {
+		_, data := c.event(t)
+		if data["rule"].(map[string]any)["once_per_player"] == true {
+			once++
+		} else {
+			every++
+		}
+	}
+	if once != 1 || every != 2 {
+		t.Errorf("%d first-purchase and %d every-purchase notifications, want 1 and 2", once, every)
+	}
+}
