@@ -27,14 +27,21 @@ const (
 	TopicEvents = "gamemetrics.events"
 	// TopicRejected holds refused events with the reason, for data-quality counts.
 	TopicRejected = "gamemetrics.events.rejected"
-	// TopicDLQ holds events the eventing layer could not deliver.
+	// TopicDLQ holds events the eventing layer could not deliver to process.
 	TopicDLQ = "gamemetrics.events.dlq"
-	// TopicNotifyDLQ holds events notify's KafkaSource could not deliver.
+	// TopicNotifyDLQ holds events the eventing layer could not deliver to notify.
 	TopicNotifyDLQ = "gamemetrics.notify.dlq"
+	// TopicRecommendDLQ holds events the eventing layer could not deliver to recommend.
+	TopicRecommendDLQ = "gamemetrics.recommend.dlq"
+	// TopicRecommendations holds every recommendation recommend served, as a CloudEvent.
+	TopicRecommendations = "gamemetrics.recommendations"
 )
 
-// Topics lists every topic the platform needs, for creating them up front.
-func Topics() []string { return []string{TopicEvents, TopicRejected, TopicDLQ, TopicNotifyDLQ} }
+// Topics lists every topic the platform needs, for creating them up front
+// (locally; in a cluster they are the KafkaTopics of eventing/overlays).
+func Topics() []string {
+	return []string{TopicEvents, TopicRejected, TopicDLQ, TopicNotifyDLQ, TopicRecommendDLQ, TopicRecommendations}
+}
 
 // Config says how to reach the Kafka cluster.
 type Config struct {
