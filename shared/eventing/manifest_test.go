@@ -22,11 +22,22 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(%s): %v", dir, err)
 	}
-	if len(m.KafkaSources) != 1 || len(m.KafkaSinks) != 1 || len(m.PingSources) != 3 {
-		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 1, 1, 3",
+	if len(m.KafkaSources) != 2 || len(m.KafkaSinks) != 2 || len(m.PingSources) != 4 {
+		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 2, 2, 4",
 			len(m.KafkaSources), len(m.KafkaSinks), len(m.PingSources))
 	}
-	ks := m.KafkaSources[0]
+	sources := map[string]KafkaSource{}
+	for _, s := range m.KafkaSources {
+		sources[s.Metadata.Name] = s
+	}
+	// notify's own group starts at the end of the topic (player
+	// notifications are about now) and dead-letters to its own topic.
+	if n := sources["gamemetrics-notify"]; n.Spec.ConsumerGroup != "gamemetrics-notify" || n.Spec.InitialOffset != "latest" ||
+		n.Spec.Ordering != "unordered" || n.Spec.Delivery == nil || n.Spec.Delivery.DeadLetterSink == nil ||
+		n.Spec.Delivery.DeadLetterSink.Ref.Name != "gamemetrics-notify-dlq" {
+		t.Errorf("notify's KafkaSource = %+v", n)
+	}
+	ks := sources["gamemetrics-events"]
 	if ks.Metadata.Name != "gamemetrics-events" || ks.Metadata.Namespace != "gamemetrics" ||
 		ks.Spec.Ordering != "unordered" || ks.Spec.ConsumerGroup != "gamemetrics-process" ||
 		ks.Spec.Delivery == nil || ks.Spec.Delivery.DeadLetterSink == nil {
@@ -57,7 +68,10 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	if kt, ok := r.kafka[0].dls.(*kafkaTarget); !ok || kt.topic != "gamemetrics.events.dlq" || kt.structured {
 		t.Errorf("dead-letter sink = %#v, want binary-mode KafkaSink on gamemetrics.events.dlq", r.kafka[0].dls)
 	}
-	if len(r.pings) != 3 || r.pings["retain-daily"].sink.String() != "http://127.0.0.1:8085" {
+	if kt, ok := r.kafka[1].dls.(*kafkaTarget); r.kafka[1].sink.String() != "http://127.0.0.1:8084" || r.kafka[1].atStart || !ok || kt.topic != "gamemetrics.notify.dlq" {
+		t.Errorf("notify's source: sink %s, from the start %v, dead letters %#v", r.kafka[1].sink, r.kafka[1].atStart, r.kafka[1].dls)
+	}
+	if len(r.pings) != 4 || r.pings["retain-daily"].sink.String() != "http://127.0.0.1:8085" || r.pings["notify-evaluate"].sink.String() != "http://127.0.0.1:8084" {
 		t.Errorf("pings = %v", r.pings)
 	}
 }
