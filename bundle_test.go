@@ -60,6 +60,10 @@ func requests() map[string]request {
 			return binaryEvent(url, "bundle-report-1", "dev.knative.sources.ping", `{"report":"daily"}`,
 				map[string]string{"Ce-Source": "/apis/v1/namespaces/gamemetrics/pingsources/report-daily"})
 		},
+		serving.Notify: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+			return binaryEvent(url, "bundle-notify-1", "dev.knative.sources.ping", `{"task":"evaluate"}`,
+				map[string]string{"Ce-Source": "/apis/v1/namespaces/gamemetrics/pingsources/notify-evaluate"})
+		},
 		serving.Retain: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-retain-1", "com.gamemetrics.player.erasure.requested",
 				`{"game":"`+g.ID+`","player":"player-1","requested_by":"bundle-test"}`, nil)
