@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
@@ -203,6 +204,9 @@ type playerRule struct {
 type ruleCache struct {
 	ttl time.Duration
 	now func() time.Time
+	// loads makes concurrent misses of one game one query: the KafkaSource
+	// delivers up to 100 events at once, often of one game.
+	loads singleflight.Group
 
 	mu      sync.Mutex
 	entries map[string]ruleEntry
@@ -227,6 +231,16 @@ func (c *ruleCache) get(ctx context.Context, q interface {
 	if ok && now.Before(e.expires) {
 		return e.rules, nil
 	}
+	v, err, _ := c.loads.Do(game, func() (any, error) { return c.load(ctx, q, game, now) })
+	if err != nil {
+		return nil, err
+	}
+	return v.([]playerRule), nil
+}
+
+func (c *ruleCache) load(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, game string, now time.Time) ([]playerRule, error) {
 	rows, err := q.Query(ctx, `SELECT id, spec, destinations FROM notify_player_rules WHERE gameid = $1 ORDER BY created_at, id`, game)
 	if err != nil {
 		return nil, err

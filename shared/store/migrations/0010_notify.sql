@@ -75,6 +75,7 @@ CREATE TABLE notify_notifications (
     UNIQUE (gameid, key)
 );
 CREATE INDEX notify_notifications_created ON notify_notifications (gameid, created_at);
+CREATE INDEX notify_notifications_age ON notify_notifications (created_at); -- pruning after NOTIFY_KEEP
 
 CREATE TABLE notify_deliveries (
     notification_id text        NOT NULL REFERENCES notify_notifications (id) ON DELETE CASCADE,
