@@ -8,7 +8,7 @@ export GOFLAGS ?= -buildvcs=false
 # dashboard test) are installed by `make deps` / `make test-deps` when
 # running as root; otherwise the exact command is printed.
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-notify fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -153,9 +153,10 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseItems -fuzztime 30s ./functions/recommend/
 	$(GO) test -run '^$$' -fuzz FuzzParseSettingsAndRequests -fuzztime 30s ./functions/recommend/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeModel -fuzztime 30s ./functions/recommend/
+	$(GO) test -run '^$$' -fuzz FuzzRuleBodies -fuzztime 30s ./functions/notify/
 
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-recommend
+bench: deps build bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-recommend bench-notify
 
 # Seeds 1,000,000 players / 10,000,000 events over 90 days through the process
 # batch writer (about 4 minutes here), then measures report latency.
@@ -169,6 +170,12 @@ bench-report:
 bench-recommend: deps build
 	@$(MAKE) --no-print-directory apt-install PKGS="wrk:wrk"
 	$(GO) run ./e2e/bench/recommend -gamemetrics $(BIN)/gamemetrics -wrk $$(command -v wrk) $(BENCH_RECOMMEND)
+
+# 10,000 alert rules across 100 games on one tick, then the anomaly
+# detector's quality on synthetic weekly-seasonal Poisson series.
+bench-notify:
+	$(GO) test -run '^$$' -bench TickOf10000 -benchtime 3x -timeout 30m ./functions/notify/
+	$(GO) test -count=1 -run AnomalyDetectorQuality -v ./functions/notify/
 
 bench-retain:
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./functions/retain/

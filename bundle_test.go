@@ -66,6 +66,10 @@ func requests() map[string]request {
 			return binaryEvent(url, "bundle-recommend-1", "com.gamemetrics.recommendation.requested",
 				`{"player":"player-1","limit":5}`, map[string]string{"Ce-Gameid": g.ID})
 		},
+		serving.Notify: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
+			return binaryEvent(url, "bundle-notify-1", "dev.knative.sources.ping", `{"task":"evaluate"}`,
+				map[string]string{"Ce-Source": "/apis/v1/namespaces/gamemetrics/pingsources/notify-evaluate"})
+		},
 		serving.Retain: func(t *testing.T, url string, g store.Game, k store.Keys) *http.Request {
 			return binaryEvent(url, "bundle-retain-1", "com.gamemetrics.player.erasure.requested",
 				`{"game":"`+g.ID+`","player":"player-1","requested_by":"bundle-test"}`, nil)

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
+	"github.com/gamemetrics/gamemetrics/functions/notify"
 	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/recommend"
 	"github.com/gamemetrics/gamemetrics/functions/report"
@@ -57,6 +58,8 @@ func builder(name string) func(context.Context, *Deps, *slog.Logger, prometheus.
 		return buildReport
 	case serving.Retain:
 		return buildRetain
+	case serving.Notify:
+		return buildNotify
 	}
 	return nil
 }
@@ -342,4 +345,16 @@ func buildRecommend(ctx context.Context, deps *Deps, log *slog.Logger, reg prome
 		log.Warn("starting before the promoted models are loaded", "err", err)
 	}
 	return r, nil
+}
+
+func buildNotify(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (serving.Function, error) {
+	cfg, err := notify.ConfigFromEnv(deps.getenv)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := deps.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return notify.New(cfg, pool, log, reg, time.Now), nil
 }

@@ -65,7 +65,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 
-	fnenv := stackEnv(stack, getenv)
+	fnenv := devDefaults(stackEnv(stack, getenv), *ports[serving.Report])
 	deps := functions.NewDeps(fnenv, log)
 	defer deps.Close()
 	var wg sync.WaitGroup
@@ -136,6 +136,22 @@ func stackEnv(stack *devstack.Stack, getenv func(string) string) func(string) st
 	}
 }
 
+// devDefaults are the settings a local platform wants unless the
+// environment says otherwise: notify may send to receivers on this machine
+// (plain http, loopback), and links to the local dashboard.
+func devDefaults(getenv func(string) string, reportPort int) func(string) string {
+	defaults := map[string]string{
+		"NOTIFY_ALLOW_PRIVATE_DESTINATIONS": "true",
+		"NOTIFY_DASHBOARD_URL":              fmt.Sprintf("http://127.0.0.1:%d/", reportPort),
+	}
+	return func(name string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return defaults[name]
+	}
+}
+
 // ensureDemoGame reuses the demo game saved in path, or creates one.
 func ensureDemoGame(ctx context.Context, games *store.Games, path string) (demoGame, error) {
 	var d demoGame
@@ -174,7 +190,7 @@ GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays i
   ingest       %s   (metrics: %smetrics)
   dashboard    http://127.0.0.1:%d/   (enter the read key below)
   functions    %s
-  eventing     KafkaSources gamemetrics.events -> process, recommend; PingSources -> retain, report, recommend (from eventing/base)
+  eventing     KafkaSources gamemetrics.events -> process, recommend, notify; PingSources -> retain, report, recommend, notify (from eventing/base)
   PostgreSQL   %s
   Redis        %s
   Kafka        %s
@@ -183,7 +199,7 @@ GameMetrics is running locally (started in %.1fs). Ctrl-C stops it; data stays i
 Demo game %s
   write key    %s   (game clients: ingest)
   read key     %s   (analysts: report API, dashboard)
-  admin key    %s   (alert rules, destinations, items)
+  admin key    %s   (alert rules, destinations, player rules: gamemetrics alerts|destinations|player-rules ...)
 
 Send an event:
   curl -i %s \

@@ -46,6 +46,18 @@ Usage:
         erase a player from PostgreSQL, Redis and the archive (via the retain function)
   gamemetrics archive restore --game G --from YYYY-MM-DD [--to YYYY-MM-DD]
         load archived days back into PostgreSQL, deduplicated, aggregates unchanged
+  gamemetrics destinations create --name N --kind webhook|slack|sns (--url U | --topic-arn ARN)
+  gamemetrics destinations list | delete ID | test ID
+        where notifications go ($NOTIFY_URL, admin key: --key or $GAMEMETRICS_ADMIN_KEY)
+  gamemetrics alerts create --name N --metric M --window 1m|5m|15m|1h|1d --destination ID
+        (--above X | --below X | --change-below PCT | --change-above PCT [--against previous_window] | --anomaly)
+        [--for N] [--keep-firing-for N] [--min-volume N] [--renotify 1h]
+  gamemetrics alerts list | delete ID | snooze ID --for 2h | snooze ID --off
+  gamemetrics player-rules create --name N --event purchase [--where 'amount_minor gte 1000'] [--once-per-player] --destination ID
+  gamemetrics player-rules list | delete ID
+  gamemetrics notifications list [--failed] | retry ID
+  gamemetrics webhook-receiver [--addr 127.0.0.1:9000] [--secret whsec_...]
+        print (and verify) the notifications a webhook destination gets
   gamemetrics simulate [--players 1000] [--days 7] [--rate 0] [--duplicates 0.05]
         [--late 0.01] [--malformed 0.01] [--shuffle] [--truth FILE] [--realtime 10m]
         [--items 200] [--items-csv FILE]
@@ -107,6 +119,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runRecommend(ctx, rest, getenv, stdout, stderr)
 	case "items":
 		return runItems(ctx, rest, getenv, stdout, stderr)
+	case "destinations":
+		return runDestinations(ctx, rest, getenv, stdout, stderr)
+	case "alerts":
+		return runAlerts(ctx, rest, getenv, stdout, stderr)
+	case "player-rules":
+		return runPlayerRules(ctx, rest, getenv, stdout, stderr)
+	case "notifications":
+		return runNotifications(ctx, rest, getenv, stdout, stderr)
+	case "webhook-receiver":
+		return runWebhookReceiver(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -43,6 +43,7 @@ type Servers struct {
 	deps *functions.Deps
 	log  *slog.Logger
 	m    map[string]*Server
+	rt   *eventing.Runtime // Platform's eventing runtime
 }
 
 // New returns an empty set; Start adds functions. StopAll runs at cleanup.
@@ -70,6 +71,7 @@ func Platform(t testing.TB, deps *functions.Deps, log *slog.Logger, dir string, 
 	if err := rt.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	s.rt = rt
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
@@ -136,6 +138,15 @@ func (s *Servers) StopAll() {
 	for name := range s.m {
 		s.Stop(name)
 	}
+}
+
+// Ping fires the named PingSource of the Platform's eventing runtime now,
+// as its schedule would, and returns once the tick was delivered.
+func (s *Servers) Ping(ctx context.Context, name string) error {
+	if s.rt == nil {
+		return errors.New("functionstest: Ping needs a Platform's eventing runtime")
+	}
+	return s.rt.Ping(ctx, name)
 }
 
 // Get returns the named function's server (nil if never started).

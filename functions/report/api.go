@@ -267,6 +267,16 @@ func parseSeries(req *http.Request, game store.Game) (metrics.SeriesQuery, error
 	if err := q.Interval.Check(); err != nil {
 		return q, err
 	}
+	if err := metrics.CheckGrain(q.Metric, q.Interval); err != nil {
+		return q, err
+	}
+	if v := params.Get("minutes"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return q, badParam("minutes", "want 1, 5 or 15, got %q", v)
+		}
+		q.Minutes = n
+	}
 	var err error
 	q.From, q.To, err = dateRange(req, q.Interval)
 	return q, err

@@ -26,7 +26,18 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 2, 2, 4",
 			len(m.KafkaSources), len(m.KafkaSinks), len(m.PingSources))
 	}
-	ks := m.KafkaSources[0]
+	sources := map[string]KafkaSource{}
+	for _, s := range m.KafkaSources {
+		sources[s.Metadata.Name] = s
+	}
+	// notify's own group starts at the end of the topic (player
+	// notifications are about now) and dead-letters to its own topic.
+	if n := sources["gamemetrics-notify"]; n.Spec.ConsumerGroup != "gamemetrics-notify" || n.Spec.InitialOffset != "latest" ||
+		n.Spec.Ordering != "unordered" || n.Spec.Delivery == nil || n.Spec.Delivery.DeadLetterSink == nil ||
+		n.Spec.Delivery.DeadLetterSink.Ref.Name != "gamemetrics-notify-dlq" {
+		t.Errorf("notify's KafkaSource = %+v", n)
+	}
+	ks := sources["gamemetrics-events"]
 	if ks.Metadata.Name != "gamemetrics-events" || ks.Metadata.Namespace != "gamemetrics" ||
 		ks.Spec.Ordering != "unordered" || ks.Spec.ConsumerGroup != "gamemetrics-process" ||
 		ks.Spec.Delivery == nil || ks.Spec.Delivery.DeadLetterSink == nil {
@@ -57,8 +68,8 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	if kt, ok := r.kafka[0].dls.(*kafkaTarget); !ok || kt.topic != "gamemetrics.events.dlq" || kt.structured {
 		t.Errorf("dead-letter sink = %#v, want binary-mode KafkaSink on gamemetrics.events.dlq", r.kafka[0].dls)
 	}
-	if len(r.pings) != 4 || r.pings["retain-daily"].sink.String() != "http://127.0.0.1:8085" ||
-		r.pings["recommend-daily"].sink.String() != "http://127.0.0.1:8083" {
+	if len(r.pings) != 5 || r.pings["retain-daily"].sink.String() != "http://127.0.0.1:8085" ||
+		r.pings["recommend-daily"].sink.String() != "http://127.0.0.1:8083" || r.pings["notify-evaluate"].sink.String() != "http://127.0.0.1:8084" {
 		t.Errorf("pings = %v", r.pings)
 	}
 	// recommend reads the same topic in its own consumer group, with its
@@ -72,6 +83,9 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	}
 	if kt, ok := r.kafka[1].dls.(*kafkaTarget); !ok || kt.topic != "gamemetrics.recommend.dlq" {
 		t.Errorf("recommend's dead-letter sink = %#v, want the KafkaSink on gamemetrics.recommend.dlq", r.kafka[1].dls)
+	}
+	if kt, ok := r.kafka[2].dls.(*kafkaTarget); r.kafka[2].sink.String() != "http://127.0.0.1:8084" || r.kafka[2].atStart || !ok || kt.topic != "gamemetrics.notify.dlq" {
+		t.Errorf("notify's source: sink %s, from the start %v, dead letters %#v", r.kafka[2].sink, r.kafka[2].atStart, r.kafka[2].dls)
 	}
 }
 

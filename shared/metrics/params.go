@@ -13,6 +13,8 @@ import (
 const (
 	// MaxHourDays is the longest range (in days) an hour series accepts.
 	MaxHourDays = 7
+	// MaxMinuteDays is the longest range (in days) a minute series accepts.
+	MaxMinuteDays = 2
 	// MaxDays is the longest range any other query accepts.
 	MaxDays = 1100
 	// MaxRetentionDays bounds each day number of a retention query.
@@ -48,6 +50,41 @@ func RevenueMetrics() []string { return []string{"revenue", "arpdau", "arppu"} }
 // Severities are the error severities the errors metric can be filtered by.
 func Severities() []string { return []string{"debug", "info", "warning", "error", "critical"} }
 
+// noMinuteGrain are the metrics that count distinct players (per hour and
+// day only: player_hours, player_days) or divide by them.
+var noMinuteGrain = []string{"dau", "paying_players", "conversion", "arpdau", "arppu", "playtime_per_dau"}
+
+// MinuteMetrics lists the metrics that have a minute grain (Minute periods):
+// every metric but the distinct player counts and the ratios over them.
+func MinuteMetrics() []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(noMinuteGrain, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// CheckGrain refuses an interval a metric has no data for: distinct player
+// counts (dau, paying_players) and the ratios over them are kept per hour
+// and day, not per minute. The error names interval.
+func CheckGrain(metric string, interval Interval) error {
+	if interval == Minute && slices.Contains(noMinuteGrain, metric) {
+		return paramError("interval", "%s has no minute grain (distinct players are counted per hour and day); use hour or day, or one of %s per minute",
+			metric, strings.Join(MinuteMetrics(), ", "))
+	}
+	return nil
+}
+
+// CheckMinutes refuses a minute window width other than 1, 5 or 15.
+func CheckMinutes(n int) error {
+	if !slices.Contains(MinuteWidths(), n) {
+		return paramError("minutes", "want 1, 5 or 15 minutes per point, got %d", n)
+	}
+	return nil
+}
+
 // CheckMetric refuses a name that is not a metric.
 func CheckMetric(name string) error {
 	if !slices.Contains(names, name) {
@@ -59,16 +96,19 @@ func CheckMetric(name string) error {
 // Check refuses an unknown interval.
 func (i Interval) Check() error {
 	switch i {
-	case Hour, Day, Week, Month:
+	case Hour, Day, Week, Month, Minute:
 		return nil
 	}
-	return paramError("interval", "want day, week, month or hour, got %q", string(i))
+	return paramError("interval", "want day, week, month, hour or minute, got %q", string(i))
 }
 
 // maxDays is the longest range a series of i accepts.
 func (i Interval) maxDays() int {
-	if i == Hour {
+	switch i {
+	case Hour:
 		return MaxHourDays
+	case Minute:
+		return MaxMinuteDays
 	}
 	return MaxDays
 }
@@ -135,7 +175,8 @@ func checkGame(id string) error {
 }
 
 // Validate checks the query's parameters in the order the report API names
-// them: game, metric, interval, from, to, currency, severity.
+// them: game, metric, interval (and that the metric has its grain),
+// minutes, from, to, currency, severity.
 func (q SeriesQuery) Validate() error {
 	if err := checkGame(q.Game.ID); err != nil {
 		return err
@@ -146,6 +187,17 @@ func (q SeriesQuery) Validate() error {
 	if err := q.Interval.Check(); err != nil {
 		return err
 	}
+	if err := CheckGrain(q.Metric, q.Interval); err != nil {
+		return err
+	}
+	if q.Minutes != 0 {
+		if q.Interval != Minute {
+			return paramError("minutes", "applies to interval=minute only")
+		}
+		if err := CheckMinutes(q.Minutes); err != nil {
+			return err
+		}
+	}
 	if err := CheckRange(q.Interval, q.From, q.To); err != nil {
 		return err
 	}
@@ -153,8 +205,9 @@ func (q SeriesQuery) Validate() error {
 }
 
 // Validate checks the query's parameters: game, metric, period (a known
-// interval; an hour on the hour; a day of one day; a week or month of
-// whole days, at most MaxDays), currency, severity.
+// interval the metric has; an hour on the hour; minutes 1, 5 or 15 long,
+// aligned; a day of one day; a week or month of whole days, at most
+// MaxDays), currency, severity.
 func (q ValueQuery) Validate() error {
 	if err := checkGame(q.Game.ID); err != nil {
 		return err
@@ -162,12 +215,27 @@ func (q ValueQuery) Validate() error {
 	if err := CheckMetric(q.Metric); err != nil {
 		return err
 	}
-	p := q.Period
+	if err := checkPeriod(q.Period); err != nil {
+		return err
+	}
+	if err := CheckGrain(q.Metric, q.Period.Interval); err != nil {
+		return err
+	}
+	return checkFilters(q.Metric, q.Currency, q.Severity)
+}
+
+func checkPeriod(p Period) error {
 	switch {
 	case p.Interval.Check() != nil:
-		return paramError("period", "want an interval of day, week, month or hour, got %q", string(p.Interval))
+		return paramError("period", "want an interval of day, week, month, hour or minute, got %q", string(p.Interval))
 	case p.Interval == Hour && (p.Hour.IsZero() || !p.Hour.Equal(p.Hour.Truncate(time.Hour))):
 		return paramError("period", "an hour period starts on the hour, not at %s", p.Hour)
+	case p.Interval == Minute && !slices.Contains(MinuteWidths(), p.Minutes):
+		return paramError("period", "a minute period is 1, 5 or 15 minutes long, not %d", p.Minutes)
+	case p.Interval == Minute && (p.Start.IsZero() || !p.Start.Equal(p.Start.Truncate(time.Duration(p.Minutes)*time.Minute))):
+		return paramError("period", "a period of %d minutes starts at a multiple of %d minutes (UTC), not at %s", p.Minutes, p.Minutes, p.Start)
+	case p.Interval == Minute:
+		return nil
 	case p.Interval != Hour && (p.From.IsZero() || p.To.IsZero() || p.To.Before(p.From)):
 		return paramError("period", "want its days From..To, got %s..%s", p.From.Format(time.DateOnly), p.To.Format(time.DateOnly))
 	case p.Interval == Day && !civilDay(p.From).Equal(civilDay(p.To)):
@@ -175,7 +243,7 @@ func (q ValueQuery) Validate() error {
 	case p.Interval != Hour && int(civilDay(p.To).Sub(civilDay(p.From))/(24*time.Hour))+1 > MaxDays:
 		return paramError("period", "at most %d days", MaxDays)
 	}
-	return checkFilters(q.Metric, q.Currency, q.Severity)
+	return nil
 }
 
 // Validate checks game, from, to and days.

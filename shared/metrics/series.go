@@ -66,6 +66,9 @@ type SeriesQuery struct {
 	Currency string
 	// Severity optionally filters the errors metric; others refuse it.
 	Severity string
+	// Minutes is the width of each point of a Minute series: 1 (also 0),
+	// 5 or 15, windows aligned to multiples of it in UTC.
+	Minutes int
 }
 
 // ValueQuery asks for one metric of one game over one period, such as an
@@ -119,8 +122,12 @@ func (q *Queries) Series(ctx context.Context, sq SeriesQuery) (Series, error) {
 		return Series{}, err
 	}
 	from, to := civilDay(sq.From), civilDay(sq.To)
+	ps := Periods(sq.Interval, from, to, sq.Game.Location())
+	if sq.Interval == Minute {
+		ps = MinutePeriods(max(sq.Minutes, 1), from, to, sq.Game.Location())
+	}
 	return q.run(ctx, query{game: sq.Game.ID, metric: sq.Metric, interval: sq.Interval, from: from, to: to,
-		currency: currency, severity: sq.Severity, ps: Periods(sq.Interval, from, to, sq.Game.Location())})
+		currency: currency, severity: sq.Severity, ps: ps})
 }
 
 // Value answers vq as a series of its one period: the value equals the
@@ -134,17 +141,95 @@ func (q *Queries) Value(ctx context.Context, vq ValueQuery) (Series, error) {
 	if err != nil {
 		return Series{}, err
 	}
-	p := vq.Period
-	if p.Interval == Hour {
-		p = hourPeriod(p.Hour.UTC(), vq.Game.Location())
-	} else {
-		p.From, p.To = civilDay(p.From), civilDay(p.To)
-		if p.Label == "" {
-			p.Label = p.From.Format(time.DateOnly)
-		}
-	}
+	p := normalPeriod(vq.Period, vq.Game.Location())
 	return q.run(ctx, query{game: vq.Game.ID, metric: vq.Metric, interval: p.Interval, from: p.From, to: p.To,
 		currency: currency, severity: vq.Severity, ps: []Period{p}})
+}
+
+// normalPeriod is p as Periods would make it: its days as midnight UTC,
+// its label, and for hours and minutes the days derived from the start.
+func normalPeriod(p Period, loc *time.Location) Period {
+	switch p.Interval {
+	case Hour:
+		return hourPeriod(p.Hour.UTC(), loc)
+	case Minute:
+		return minutePeriod(p.Start.UTC(), p.Minutes, loc)
+	}
+	p.From, p.To = civilDay(p.From), civilDay(p.To)
+	if p.Label == "" {
+		p.Label = p.From.Format(time.DateOnly)
+	}
+	return p
+}
+
+// ValuesQuery asks for one metric of one game over many periods of one
+// kind (the same interval, and for minutes the same width), in any order
+// and not necessarily adjacent: an alert rule's windows with the windows
+// it compares them with. Each value equals Value of the same period.
+type ValuesQuery struct {
+	Game     store.Game
+	Metric   string
+	Currency string
+	Severity string
+	Periods  []Period
+}
+
+// Values answers vq, one point per period in vq's order. Periods may
+// repeat; week and month periods are not accepted (alert windows are
+// minutes, hours and days). A bad parameter is a *ParamError.
+func (q *Queries) Values(ctx context.Context, vq ValuesQuery) (Series, error) {
+	if len(vq.Periods) == 0 {
+		return Series{Points: []Point{}}, nil
+	}
+	first := vq.Periods[0]
+	for _, p := range vq.Periods {
+		if err := (ValueQuery{Game: vq.Game, Metric: vq.Metric, Period: p, Currency: vq.Currency, Severity: vq.Severity}).Validate(); err != nil {
+			return Series{}, err
+		}
+		if p.Interval != first.Interval || p.Minutes != first.Minutes {
+			return Series{}, paramError("period", "all periods of one query are of one kind: %s and %s", first.Interval, p.Interval)
+		}
+		if p.Interval == Week || p.Interval == Month {
+			return Series{}, paramError("period", "Values answers minutes, hours and days, not %s", p.Interval)
+		}
+	}
+	currency, err := q.currencyOf(ctx, vq.Game.ID, vq.Metric, vq.Currency)
+	if err != nil {
+		return Series{}, err
+	}
+	loc := vq.Game.Location()
+	idx := make(map[Period]int, len(vq.Periods))
+	var ps []Period
+	at := make([]int, len(vq.Periods))
+	for i, p := range vq.Periods {
+		p = normalPeriod(p, loc)
+		j, ok := idx[p]
+		if !ok {
+			j = len(ps)
+			idx[p] = j
+			ps = append(ps, p)
+		}
+		at[i] = j
+	}
+	from, to := ps[0].From, ps[0].To
+	for _, p := range ps {
+		if p.From.Before(from) {
+			from = p.From
+		}
+		if p.To.After(to) {
+			to = p.To
+		}
+	}
+	s, err := q.run(ctx, query{game: vq.Game.ID, metric: vq.Metric, interval: first.Interval, from: from, to: to,
+		currency: currency, severity: vq.Severity, ps: ps})
+	if err != nil {
+		return Series{}, err
+	}
+	out := Series{Currency: s.Currency, Approximate: s.Approximate, Points: make([]Point, len(at))}
+	for i, j := range at {
+		out.Points[i] = s.Points[j]
+	}
+	return out, nil
 }
 
 // currencyOf resolves the currency of a revenue metric: the one asked for,
@@ -306,12 +391,14 @@ func (qq *query) dayIndex() map[time.Time]int {
 	return m
 }
 
-// hourRange is the UTC range covered by the periods of an hour query.
-func (qq *query) hourRange() (time.Time, time.Time) {
-	if len(qq.ps) == 0 {
-		return time.Time{}, time.Time{}
+// spans are the UTC starts and ends of the periods of an hour or minute
+// query, for the SQL that joins them (periods need not be adjacent).
+func (qq *query) spans() ([]time.Time, []time.Time) {
+	starts, ends := make([]time.Time, len(qq.ps)), make([]time.Time, len(qq.ps))
+	for i, p := range qq.ps {
+		starts[i], ends[i] = p.Begin(time.UTC), p.End(time.UTC)
 	}
-	return qq.ps[0].Hour, qq.ps[len(qq.ps)-1].Hour.Add(time.Hour)
+	return starts, ends
 }
 
 const (
@@ -319,10 +406,19 @@ const (
 WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND metric = $4
   AND ($5::text IS NULL OR dim = $5) AND ($6::text IS NULL OR dim LIKE $6 || '%')
 GROUP BY day`
-	sumHourly = `SELECT hour, sum(value)::float8 FROM rollup_hourly
-WHERE gameid = $1 AND hour >= $2 AND hour < $3 AND metric = $4
-  AND ($5::text IS NULL OR dim = $5) AND ($6::text IS NULL OR dim LIKE $6 || '%')
-GROUP BY hour`
+	// sumSpans adds up the rows of each period of an hour or minute query
+	// (%[1]s the table, %[2]s its bucket column): one index range per
+	// period, so windows weeks apart cost no more than adjacent ones.
+	sumSpans = `SELECT p.i::int, sum(r.value)::float8
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(s, e, i)
+JOIN %[1]s r ON r.gameid = $1 AND r.%[2]s >= p.s AND r.%[2]s < p.e AND r.metric = $4
+  AND ($5::text IS NULL OR r.dim = $5) AND ($6::text IS NULL OR r.dim LIKE $6 || '%%')
+GROUP BY p.i`
+)
+
+var (
+	sumHourly   = fmt.Sprintf(sumSpans, "rollup_hourly", "hour")
+	sumMinutely = fmt.Sprintf(sumSpans, "rollup_minutely", "minute")
 )
 
 // sums adds a rollup metric up per period.
@@ -331,20 +427,23 @@ func (q *Queries) sums(ctx context.Context, qq *query, metric string, f dimFilte
 	if len(qq.ps) == 0 {
 		return out, nil
 	}
-	if qq.interval == Hour {
-		start, end := qq.hourRange()
-		rows, err := q.pool.Query(ctx, sumHourly, qq.game, start, end, metric, f.exact, f.prefix)
+	if qq.interval == Hour || qq.interval == Minute {
+		sql := sumHourly
+		if qq.interval == Minute {
+			sql = sumMinutely
+		}
+		starts, ends := qq.spans()
+		rows, err := q.pool.Query(ctx, sql, qq.game, starts, ends, metric, f.exact, f.prefix)
 		if err != nil {
 			return nil, err
 		}
 		var (
-			h time.Time
+			i int
 			v float64
 		)
-		_, err = pgx.ForEachRow(rows, []any{&h, &v}, func() error {
-			i := int(h.Sub(start) / time.Hour)
-			if i >= 0 && i < len(out) {
-				out[i] += v
+		_, err = pgx.ForEachRow(rows, []any{&i, &v}, func() error {
+			if i >= 1 && i <= len(out) {
+				out[i-1] = v
 			}
 			return nil
 		})
@@ -444,23 +543,25 @@ func (q *Queries) endedSessions(ctx context.Context, qq *query) ([]float64, []fl
 		rows pgx.Rows
 		err  error
 	)
-	if qq.interval == Hour {
-		start, end := qq.hourRange()
-		rows, err = q.pool.Query(ctx, `SELECT hour, sum(length_s)::float8, count(*)::float8 FROM sessions
-			WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND hour >= $4 AND hour < $5
-			  AND (end_at IS NOT NULL OR last_at <= $6) GROUP BY hour`,
-			qq.game, qq.from.AddDate(0, 0, -1), qq.to.AddDate(0, 0, 1), start, end, cutoff)
+	if qq.interval == Hour || qq.interval == Minute {
+		// A session's day is its begin's day in the game's zone; the
+		// period's days, one either side, find its rows by the day index.
+		starts, ends := qq.spans()
+		rows, err = q.pool.Query(ctx, `SELECT p.i::int, sum(s.length_s)::float8, count(*)::float8
+			FROM unnest($2::timestamptz[], $3::timestamptz[], $4::date[], $5::date[]) WITH ORDINALITY AS p(s, e, d0, d1, i)
+			JOIN sessions s ON s.gameid = $1 AND s.day BETWEEN p.d0 AND p.d1 AND s.begin_at >= p.s AND s.begin_at < p.e
+			  AND (s.end_at IS NOT NULL OR s.last_at <= $6)
+			GROUP BY p.i`, qq.game, starts, ends, qq.dayBounds(-1), qq.dayBounds(1), cutoff)
 		if err != nil {
 			return nil, nil, err
 		}
 		var (
-			h    time.Time
+			i    int
 			s, c float64
 		)
-		_, err = pgx.ForEachRow(rows, []any{&h, &s, &c}, func() error {
-			if i := int(h.Sub(start) / time.Hour); i >= 0 && i < len(sum) {
-				sum[i] += s
-				n[i] += c
+		_, err = pgx.ForEachRow(rows, []any{&i, &s, &c}, func() error {
+			if i >= 1 && i <= len(sum) {
+				sum[i-1], n[i-1] = s, c
 			}
 			return nil
 		})
@@ -485,6 +586,20 @@ func (q *Queries) endedSessions(ctx context.Context, qq *query) ([]float64, []fl
 		return nil
 	})
 	return sum, n, err
+}
+
+// dayBounds is each period's first day moved by delta days (delta < 0)
+// or its last day moved by delta days (delta > 0).
+func (qq *query) dayBounds(delta int) []time.Time {
+	out := make([]time.Time, len(qq.ps))
+	for i, p := range qq.ps {
+		if delta < 0 {
+			out[i] = p.From.AddDate(0, 0, delta)
+		} else {
+			out[i] = p.To.AddDate(0, 0, delta)
+		}
+	}
+	return out
 }
 
 // Currencies lists the currencies game has revenue in, sorted.

@@ -142,10 +142,19 @@ type Player struct {
 }
 
 // Period is a span of the game's calendar days [From, To] (dates as
-// midnight UTC), or, when Hour is set, the one UTC hour beginning at Hour.
+// midnight UTC), or, when Hour is set, the one UTC hour beginning at Hour,
+// or, when Minutes is set, the Minutes UTC minutes beginning at Start
+// (windows of 1, 5 or 15 minutes never cross an hour).
 type Period struct {
 	From, To time.Time
 	Hour     time.Time
+	Start    time.Time
+	Minutes  int
+}
+
+// inMinutes says whether t falls in a minute period.
+func (p Period) inMinutes(t time.Time) bool {
+	return !t.Before(p.Start) && t.Before(p.Start.Add(time.Duration(p.Minutes)*time.Minute))
 }
 
 // Filter narrows a metric as the report API's parameters do: Currency for
@@ -261,6 +270,9 @@ func (r *Recount) Day(t time.Time) time.Time {
 
 // in says whether t falls in p.
 func (r *Recount) in(p Period, t time.Time) bool {
+	if p.Minutes > 0 {
+		return p.inMinutes(t)
+	}
 	if !p.Hour.IsZero() {
 		return t.UTC().Truncate(time.Hour).Equal(p.Hour)
 	}
@@ -275,6 +287,14 @@ func (r *Recount) each(p Period, fn func(*Fact)) {
 			fn(&r.Events[i])
 		}
 	}
+	if p.Minutes > 0 {
+		for _, i := range r.byHour[p.Start.UTC().Truncate(time.Hour)] {
+			if p.inMinutes(r.Events[i].Time) {
+				fn(&r.Events[i])
+			}
+		}
+		return
+	}
 	if !p.Hour.IsZero() {
 		visit(r.byHour[p.Hour.UTC()])
 		return
@@ -286,6 +306,15 @@ func (r *Recount) each(p Period, fn func(*Fact)) {
 
 // sessionsIn returns the sessions that began in p.
 func (r *Recount) sessionsIn(p Period) []*Session {
+	if p.Minutes > 0 {
+		var out []*Session
+		for _, s := range r.sessionsByHour[p.Start.UTC().Truncate(time.Hour)] {
+			if p.inMinutes(s.Begin()) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
 	if !p.Hour.IsZero() {
 		return r.sessionsByHour[p.Hour.UTC()]
 	}
