@@ -22,8 +22,8 @@ func TestTheProductionManifestsLoadAndResolve(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load(%s): %v", dir, err)
 	}
-	if len(m.KafkaSources) != 2 || len(m.KafkaSinks) != 2 || len(m.PingSources) != 4 {
-		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 2, 2, 4",
+	if len(m.KafkaSources) != 3 || len(m.KafkaSinks) != 3 || len(m.PingSources) != 5 {
+		t.Fatalf("loaded %d KafkaSources, %d KafkaSinks, %d PingSources; want 3, 3, 5",
 			len(m.KafkaSources), len(m.KafkaSinks), len(m.PingSources))
 	}
 	sources := map[string]KafkaSource{}
