@@ -96,7 +96,10 @@ func newPlatform(t testing.TB, timezone string) *platform {
 		t.Fatal(err)
 	}
 	reg := telemetry.NewRegistry()
-	servers := functionstest.Platform(t, deps, log, "../eventing/base", stack.KafkaBrokers, reg)
+	// The experiments are about ingest, process and report: the platform
+	// runs those and the sources feeding them (see PlatformOf).
+	servers := functionstest.PlatformOf(t, deps, log, "../eventing/base", stack.KafkaBrokers, reg,
+		[]string{serving.Ingest, serving.Process, serving.Report})
 	// Heal everything first so the runtime and the draining functions can
 	// finish (this cleanup runs before Platform's).
 	t.Cleanup(func() {

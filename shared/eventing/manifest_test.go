@@ -320,3 +320,23 @@ spec:
 		t.Fatalf("ParseManifests(no topics) = %v, want spec.topics is required", err)
 	}
 }
+
+// A runtime for some functions runs only the sources delivering to them,
+// after loading and checking every manifest.
+func TestOnlyRunsTheSourcesOfTheNamedServices(t *testing.T) {
+	r, err := New(Config{Dir: filepath.Join("..", "..", "eventing", "base"), Services: localServices(), Only: []string{"process", "report"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.kafka) != 1 || r.kafka[0].sink.String() != "http://127.0.0.1:8082" {
+		t.Errorf("KafkaSources = %d (first sink %v), want process's alone", len(r.kafka), r.kafka[0].sink)
+	}
+	for name := range r.pings {
+		if !strings.HasPrefix(name, "report-") {
+			t.Errorf("PingSource %s runs, want report's alone", name)
+		}
+	}
+	if len(r.pings) == 0 {
+		t.Error("report's PingSources do not run")
+	}
+}

@@ -87,6 +87,16 @@ func CreateEventPartition(ctx context.Context, pool *pgxpool.Pool, game string, 
 	h := fnv.New64a()
 	h.Write([]byte(name))
 	lock := int64(h.Sum64())
+	// Most calls find the partition made by another replica or before a
+	// restart: one query, and no transaction whose COMMIT could fail the
+	// caller's batch.
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", lock); err != nil {
 			return err
