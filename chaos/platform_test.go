@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +70,9 @@ type platform struct {
 	start kadm.ListedOffsets
 }
 
-func newPlatform(t testing.TB, timezone string) *platform {
+// newPlatform builds the pipeline of one experiment; env ("NAME=value")
+// overrides what the functions read from the stack's environment.
+func newPlatform(t testing.TB, timezone string, env ...string) *platform {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -86,6 +89,11 @@ func newPlatform(t testing.TB, timezone string) *platform {
 			return pg.url
 		case "REDIS_URL":
 			return rd.url
+		}
+		for _, kv := range env {
+			if k, v, _ := strings.Cut(kv, "="); k == name {
+				return v
+			}
 		}
 		return stack.Getenv(name)
 	}
