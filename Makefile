@@ -7,7 +7,6 @@ export GOFLAGS ?= -buildvcs=false
 # Debian packages (redis-server, postgresql-15-hll, and chromium for the
 # dashboard test) are installed by `make deps` / `make test-deps` when
 # running as root; otherwise the exact command is printed.
-VEGETA := $(BIN)/vegeta
 
 .PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
 
@@ -141,17 +140,19 @@ terraform-mirror:
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
-	$(GO) test -run '^$$' -fuzz FuzzMember -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBinary -fuzztime 30s ./functions/ingest/
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateData$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONFields$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
 	$(GO) test -run '^$$' -fuzz FuzzRequestParameters -fuzztime 30s ./functions/report/
 
-$(VEGETA):
-	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
-
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
+bench: deps build bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
 
 # Seeds 1,000,000 players / 10,000,000 events over 90 days through the process
 # batch writer (about 4 minutes here), then measures report latency.
@@ -170,10 +171,13 @@ bench-process:
 bench-eventing:
 	$(GO) test -run '^$$' -bench BenchmarkUnorderedDelivery -benchtime 40000x ./shared/eventing/
 
-bench-ingest: build $(VEGETA)
-	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics -vegeta $(VEGETA)
+# wrk (Debian) loads ingest and a plain net/http server in alternating
+# rounds; BENCH_INGEST_FLAGS passes flags on (e.g. -rounds 5 -duration 20s).
+bench-ingest: deps build
+	@$(MAKE) --no-print-directory apt-install PKGS="wrk:wrk util-linux:taskset"
+	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics $(BENCH_INGEST_FLAGS)
 	$(GO) test -run '^$$' -bench ServeHTTP -benchtime 3s ./functions/ingest/
-	$(GO) test -run '^$$' -bench Validate ./shared/events/
+	$(GO) test -run '^$$' -bench 'Validate|Decode' ./shared/events/
 
 ## image: one image for every function (FUNCTION selects); see knative/README.md
 IMAGE ?= registry.example.com/gamemetrics/gamemetrics:latest
