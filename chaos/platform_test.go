@@ -122,16 +122,25 @@ func newPlatform(t testing.TB, timezone string, env ...string) *platform {
 	return p
 }
 
+// While a broker is down or leaders move, the admin client's metadata can
+// name an old leader (NOT_LEADER_FOR_PARTITION, or a broker whose
+// connections fail): it is asked again, with fresh metadata, for up to 30 s.
 func (p *platform) endOffsets() kadm.ListedOffsets {
 	p.t.Helper()
-	ends, err := p.kafka.ListEndOffsets(context.Background(), kafka.TopicEvents)
-	if err == nil {
-		err = ends.Error()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ends, err := p.kafka.ListEndOffsets(context.Background(), kafka.TopicEvents)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			return ends
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("end offsets of %s: %v", kafka.TopicEvents, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		p.t.Fatalf("end offsets of %s: %v", kafka.TopicEvents, err)
-	}
-	return ends
 }
 
 // inKafka is how many records ingest wrote to the events topic since the
