@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,7 +70,9 @@ type platform struct {
 	start kadm.ListedOffsets
 }
 
-func newPlatform(t testing.TB, timezone string) *platform {
+// newPlatform builds the pipeline of one experiment; env ("NAME=value")
+// overrides what the functions read from the stack's environment.
+func newPlatform(t testing.TB, timezone string, env ...string) *platform {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
@@ -86,6 +89,11 @@ func newPlatform(t testing.TB, timezone string) *platform {
 			return pg.url
 		case "REDIS_URL":
 			return rd.url
+		}
+		for _, kv := range env {
+			if k, v, _ := strings.Cut(kv, "="); k == name {
+				return v
+			}
 		}
 		return stack.Getenv(name)
 	}
@@ -117,16 +125,25 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	return p
 }
 
+// While a broker is down or leaders move, the admin client's metadata can
+// name an old leader (NOT_LEADER_FOR_PARTITION, or a broker whose
+// connections fail): it is asked again, with fresh metadata, for up to 30 s.
 func (p *platform) endOffsets() kadm.ListedOffsets {
 	p.t.Helper()
-	ends, err := p.kafka.ListEndOffsets(context.Background(), kafka.TopicEvents)
-	if err == nil {
-		err = ends.Error()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ends, err := p.kafka.ListEndOffsets(context.Background(), kafka.TopicEvents)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil {
+			return ends
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("end offsets of %s: %v", kafka.TopicEvents, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil {
-		p.t.Fatalf("end offsets of %s: %v", kafka.TopicEvents, err)
-	}
-	return ends
 }
 
 // inKafka is how many records ingest wrote to the events topic since the

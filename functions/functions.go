@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gamemetrics/gamemetrics/functions/ingest"
 	"github.com/gamemetrics/gamemetrics/functions/notify"
@@ -30,6 +31,7 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
 // builder returns what wires the named function to its dependencies, nil
@@ -89,6 +91,10 @@ type Deps struct {
 	redis    lazy[*redis.Client]
 	producer lazy[*kgo.Client]
 	archive  lazy[*archive.Client]
+
+	tracingMu sync.Mutex
+	tracing   map[string]*telemetry.Tracing // by function
+	closed    bool
 }
 
 // lazy is a client opened on first use. A failed open is not remembered,
@@ -184,6 +190,36 @@ func (d *Deps) Archive(ctx context.Context) (*archive.Client, error) {
 	})
 }
 
+// TracerProvider is the trace pipeline of the named function (service
+// gamemetrics-<function>), built on first use from OTEL_* (see
+// telemetry.NewTracing); nil when tracing is off, so the function starts
+// no spans at all.
+func (d *Deps) TracerProvider(ctx context.Context, function string) (trace.TracerProvider, error) {
+	d.tracingMu.Lock()
+	defer d.tracingMu.Unlock()
+	if d.closed {
+		return nil, errors.New("functions: dependencies already closed")
+	}
+	t, ok := d.tracing[function]
+	if !ok {
+		var err error
+		if t, err = telemetry.NewTracing(ctx, d.getenv, function); err != nil {
+			return nil, err
+		}
+		if d.tracing == nil {
+			d.tracing = map[string]*telemetry.Tracing{}
+		}
+		d.tracing[function] = t
+		if t.Enabled() {
+			d.log.Info("tracing on: spans go to the OTLP endpoint", "function", function)
+		}
+	}
+	if !t.Enabled() {
+		return nil, nil
+	}
+	return t.Provider, nil
+}
+
 // database returns the pool and the Redis client every function reads
 // (games and aggregates, live views).
 func (d *Deps) database(ctx context.Context) (*pgxpool.Pool, *redis.Client, error) {
@@ -198,6 +234,16 @@ func (d *Deps) database(ctx context.Context) (*pgxpool.Pool, *redis.Client, erro
 // Close releases every client that was opened. Call it after the functions
 // using them have stopped; a second Close does nothing.
 func (d *Deps) Close() {
+	d.tracingMu.Lock()
+	for name, t := range d.tracing {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := t.Shutdown(ctx); err != nil {
+			d.log.Warn("spans not exported", "function", name, "err", err)
+		}
+		cancel()
+	}
+	d.tracing, d.closed = nil, true
+	d.tracingMu.Unlock()
 	d.producer.close((*kgo.Client).Close)
 	d.redis.close(func(c *redis.Client) { c.Close() })
 	d.archive.close(func(*archive.Client) {})
@@ -256,7 +302,11 @@ func buildIngest(ctx context.Context, deps *Deps, log *slog.Logger, reg promethe
 	if err != nil {
 		return nil, err
 	}
-	return ingest.New(cfg, store.NewGames(pool), prod, rdb, log, reg), nil
+	tp, err := deps.TracerProvider(ctx, serving.Ingest)
+	if err != nil {
+		return nil, err
+	}
+	return ingest.New(cfg, store.NewGames(pool), prod, rdb, log, reg, ingest.WithTracerProvider(tp)), nil
 }
 
 func buildProcess(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (*process.Process, error) {
@@ -268,7 +318,11 @@ func buildProcess(ctx context.Context, deps *Deps, log *slog.Logger, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	return process.New(cfg, pool, rdb, log, reg), nil
+	tp, err := deps.TracerProvider(ctx, serving.Process)
+	if err != nil {
+		return nil, err
+	}
+	return process.New(cfg, pool, rdb, log, reg, process.WithTracerProvider(tp)), nil
 }
 
 func buildReport(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (serving.Function, error) {

@@ -2,14 +2,18 @@
 // that keep it true to the code:
 //
 //   - prometheus/gamemetrics.rules.yaml: recording rules and the SLO
-//     (multiwindow, multi-burn-rate) and symptom alerts, with their promtool
-//     unit tests in prometheus/gamemetrics.rules.test.yaml;
+//     (multiwindow, multi-burn-rate) and symptom alerts; absence.rules.yaml
+//     (traffic stopped, retention stale) and dependencies.rules.yaml (Kafka,
+//     PostgreSQL, Redis, the exporters); each X.rules.yaml has its promtool
+//     unit tests in X.rules.test.yaml;
 //   - runbooks.md: one section per alert, which every alert's runbook_url
 //     points to;
-//   - grafana/gamemetrics-overview.json: the overview dashboard;
-//   - kustomization.yaml and kubernetes/: the rules and dashboard as
-//     ConfigMaps, a PodMonitor for the function pods, and
-//     kubernetes/prometheusrule.sh for the Prometheus operator.
+//   - grafana/: the overview dashboard, one per function and one per
+//     dependency;
+//   - exporters.yaml: the standard exporters' metrics the queries may read;
+//   - kustomization.yaml and kubernetes/: the rules and dashboards as
+//     ConfigMaps, PodMonitors for the function pods and the Kafka Exporter,
+//     and kubernetes/prometheusrule.sh for the Prometheus operator.
 //
 // The package has no Go code of its own. Its tests run promtool on the
 // rules, check that every metric, label and label value the rules and the

@@ -35,30 +35,61 @@ import (
 )
 
 const (
-	rulesPath     = "prometheus/gamemetrics.rules.yaml"
-	rulesTestPath = "prometheus/gamemetrics.rules.test.yaml"
-	dashboardPath = "grafana/gamemetrics-overview.json"
-	runbooksPath  = "runbooks.md"
-	runbookBase   = "https://github.com/gamemetrics/gamemetrics/blob/main/monitoring/runbooks.md#"
+	runbooksPath = "runbooks.md"
+	runbookBase  = "https://github.com/gamemetrics/gamemetrics/blob/main/monitoring/runbooks.md#"
 )
+
+// ruleFiles are the rules files; each X.rules.yaml has its promtool unit
+// tests in X.rules.test.yaml beside it.
+func ruleFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("prometheus/*.rules.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no prometheus/*.rules.yaml: %v", err)
+	}
+	return files
+}
+
+func testFileOf(rules string) string { return strings.TrimSuffix(rules, ".yaml") + ".test.yaml" }
+
+// dashboardFiles are the Grafana dashboards, one JSON file each.
+func dashboardFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("grafana/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no grafana/*.json: %v", err)
+	}
+	return files
+}
 
 // ---------------------------------------------------------------- promtool
 
 func TestPromtool(t *testing.T) {
 	t.Parallel()
 	promtool := lookTool(t, "promtool")
-	tests := []struct {
-		name string
-		args []string
-	}{
-		{"check rules accepts the rules file", []string{"check", "rules", rulesPath}},
-		{"the rules pass their unit tests", []string{"test", "rules", rulesTestPath}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := exec.Command(promtool, tt.args...).CombinedOutput()
-			if err != nil {
-				t.Fatalf("promtool %s: %v\n%s", strings.Join(tt.args, " "), err, out)
+	for _, rules := range ruleFiles(t) {
+		tests := []struct {
+			name string
+			args []string
+		}{
+			{"check rules accepts " + rules, []string{"check", "rules", rules}},
+			{"the rules of " + rules + " pass their unit tests", []string{"test", "rules", testFileOf(rules)}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				out, err := exec.Command(promtool, tt.args...).CombinedOutput()
+				if err != nil {
+					t.Fatalf("promtool %s: %v\n%s", strings.Join(tt.args, " "), err, out)
+				}
+			})
+		}
+		t.Run(testFileOf(rules)+" tests "+rules+" and nothing else", func(t *testing.T) {
+			var f struct {
+				RuleFiles []string `yaml:"rule_files"`
+			}
+			decodeYAML(t, testFileOf(rules), &f)
+			if want := []string{filepath.Base(rules)}; !slices.Equal(f.RuleFiles, want) {
+				t.Errorf("rule_files %v, want %v", f.RuleFiles, want)
 			}
 		})
 	}
@@ -91,18 +122,25 @@ type rule struct {
 	For         string            `yaml:"for"`
 	Labels      map[string]string `yaml:"labels"`
 	Annotations map[string]string `yaml:"annotations"`
+	file        string
 }
 
 func loadRules(t *testing.T) []rule {
 	t.Helper()
-	var f ruleFile
-	decodeYAML(t, rulesPath, &f)
 	var rules []rule
-	for _, g := range f.Groups {
-		rules = append(rules, g.Rules...)
-	}
-	if len(rules) == 0 {
-		t.Fatalf("%s has no rules", rulesPath)
+	for _, path := range ruleFiles(t) {
+		var f ruleFile
+		decodeYAML(t, path, &f)
+		n := len(rules)
+		for _, g := range f.Groups {
+			for _, r := range g.Rules {
+				r.file = path
+				rules = append(rules, r)
+			}
+		}
+		if len(rules) == n {
+			t.Fatalf("%s has no rules", path)
+		}
 	}
 	return rules
 }
@@ -121,6 +159,7 @@ func alerts(t *testing.T) []rule {
 type dashboard struct {
 	SchemaVersion int `json:"schemaVersion"`
 	UID           string
+	Title         string
 	Templating    struct {
 		List []struct {
 			Name  string `json:"name"`
@@ -129,13 +168,17 @@ type dashboard struct {
 		} `json:"list"`
 	} `json:"templating"`
 	Panels []panel `json:"panels"`
+	path   string
 }
 
 type panel struct {
 	Type       string      `json:"type"`
 	Title      string      `json:"title"`
 	Datasource *datasource `json:"datasource"`
-	Targets    []struct {
+	GridPos    struct {
+		H, W, X, Y int
+	} `json:"gridPos"`
+	Targets []struct {
 		RefID      string      `json:"refId"`
 		Expr       string      `json:"expr"`
 		Datasource *datasource `json:"datasource"`
@@ -148,17 +191,29 @@ type datasource struct {
 	UID  string `json:"uid"`
 }
 
-func loadDashboard(t *testing.T) dashboard {
+// The data source variables every panel names: Prometheus for metrics,
+// Loki for the logs panels.
+var (
+	promDatasource = datasource{Type: "prometheus", UID: "${datasource}"}
+	logsDatasource = datasource{Type: "loki", UID: "${logs}"}
+)
+
+func loadDashboards(t *testing.T) []dashboard {
 	t.Helper()
-	b, err := os.ReadFile(dashboardPath)
-	if err != nil {
-		t.Fatal(err)
+	var ds []dashboard
+	for _, path := range dashboardFiles(t) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d dashboard
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		d.path = path
+		ds = append(ds, d)
 	}
-	var d dashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("%s: %v", dashboardPath, err)
-	}
-	return d
+	return ds
 }
 
 // panels lists every panel, those inside collapsed rows included, rows not.
@@ -177,18 +232,40 @@ func (d dashboard) panels() []panel {
 	return out
 }
 
-// expression is a PromQL expression and where it comes from.
+// expression is a query and where it comes from.
 type expression struct{ where, expr string }
 
+// expressions are the PromQL expressions of the rules and of the
+// dashboards' Prometheus panels.
 func expressions(t *testing.T) []expression {
 	t.Helper()
 	var out []expression
 	for _, r := range loadRules(t) {
-		out = append(out, expression{rulesPath + ": " + r.Record + r.Alert, r.Expr})
+		out = append(out, expression{r.file + ": " + r.Record + r.Alert, r.Expr})
 	}
-	for _, p := range loadDashboard(t).panels() {
-		for _, tg := range p.Targets {
-			out = append(out, expression{fmt.Sprintf("%s: panel %q target %s", dashboardPath, p.Title, tg.RefID), tg.Expr})
+	for _, d := range loadDashboards(t) {
+		for _, p := range d.panels() {
+			for _, tg := range p.Targets {
+				if tg.Datasource != nil && *tg.Datasource == promDatasource {
+					out = append(out, expression{fmt.Sprintf("%s: panel %q target %s", d.path, p.Title, tg.RefID), tg.Expr})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// logQueries are the LogQL queries of the dashboards' logs panels.
+func logQueries(t *testing.T) []expression {
+	t.Helper()
+	var out []expression
+	for _, d := range loadDashboards(t) {
+		for _, p := range d.panels() {
+			for _, tg := range p.Targets {
+				if tg.Datasource != nil && *tg.Datasource == logsDatasource {
+					out = append(out, expression{fmt.Sprintf("%s: panel %q target %s", d.path, p.Title, tg.RefID), tg.Expr})
+				}
+			}
 		}
 	}
 	return out
@@ -208,17 +285,38 @@ func recorded(t *testing.T) map[string]bool {
 var (
 	stringLiteral = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
 	identifier    = regexp.MustCompile(`[A-Za-z_:][A-Za-z0-9_:]*`)
-	selector      = regexp.MustCompile(`(gamemetrics[_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}`)
+	selector      = regexp.MustCompile(`([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}`)
 	matcher       = regexp.MustCompile(`([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"`)
+	// What is not a metric name in PromQL: label lists of by/without/on/
+	// ignoring/group_left/group_right, selectors' matchers, range and
+	// subquery brackets, and numbers (1e3, 0x1f, 5m after an offset).
+	labelList = regexp.MustCompile(`\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+	matchers  = regexp.MustCompile(`\{[^}]*\}`)
+	brackets  = regexp.MustCompile(`\[[^\]]*\]`)
+	numbers   = regexp.MustCompile(`\b[0-9][0-9A-Za-z_.]*`)
+	function  = regexp.MustCompile(`^\s*\(`)
 )
 
-// metricNames are the gamemetrics series an expression reads.
+// promqlKeywords are identifiers PromQL reserves that are not functions.
+var promqlKeywords = map[string]bool{"by": true, "without": true, "on": true, "ignoring": true, "group_left": true,
+	"group_right": true, "offset": true, "and": true, "or": true, "unless": true, "bool": true, "inf": true, "nan": true,
+	"Inf": true, "NaN": true, "atan2": true}
+
+// metricNames are the series an expression reads: every identifier that
+// is no keyword, no function, no label name and no duration.
 func metricNames(expr string) []string {
+	e := stringLiteral.ReplaceAllString(expr, `""`)
+	e = labelList.ReplaceAllString(e, " ")
+	e = matchers.ReplaceAllString(e, " ")
+	e = brackets.ReplaceAllString(e, " ")
+	e = numbers.ReplaceAllString(e, " ")
 	var names []string
-	for _, id := range identifier.FindAllString(stringLiteral.ReplaceAllString(expr, `""`), -1) {
-		if strings.HasPrefix(id, "gamemetrics_") || strings.HasPrefix(id, "gamemetrics:") {
-			names = append(names, id)
+	for _, loc := range identifier.FindAllStringIndex(e, -1) {
+		id := e[loc[0]:loc[1]]
+		if promqlKeywords[id] || function.MatchString(e[loc[1]:]) {
+			continue
 		}
+		names = append(names, id)
 	}
 	return names
 }
@@ -231,8 +329,11 @@ type labelMatch struct {
 func labelMatches(t *testing.T, expr string) []labelMatch {
 	t.Helper()
 	var out []labelMatch
-	for _, sel := range selector.FindAllStringSubmatch(expr, -1) {
-		for _, m := range matcher.FindAllStringSubmatch(sel[2], -1) {
+	for _, sel := range selector.FindAllStringSubmatch(stringLiteral.ReplaceAllStringFunc(expr, func(s string) string {
+		return strings.NewReplacer("{", "\x00", "}", "\x01").Replace(s) // braces inside strings (regexps) are no selectors
+	}), -1) {
+		body := strings.NewReplacer("\x00", "{", "\x01", "}").Replace(sel[2])
+		for _, m := range matcher.FindAllStringSubmatch(body, -1) {
 			v, err := strconv.Unquote(`"` + m[3] + `"`)
 			if err != nil {
 				t.Fatalf("label value %q in %q: %v", m[3], sel[0], err)
@@ -247,21 +348,40 @@ func labelMatches(t *testing.T, expr string) []labelMatch {
 var targetLabels = map[string]bool{"job": true, "instance": true, "namespace": true, "pod": true,
 	"container": true, "endpoint": true, "service": true, "function": true, "revision": true}
 
-func TestExpressionsUseOnlyExportedMetrics(t *testing.T) {
+func TestMetricNamesOfAnExpression(t *testing.T) {
+	tests := []struct{ expr, want string }{
+		{`sum by (code) (rate(gamemetrics_ingest_requests_total{code=~"5.."}[5m])) or vector(0)`, "gamemetrics_ingest_requests_total"},
+		{`histogram_quantile(0.99, sum by (le) (rate(x_bucket[$__rate_interval])))`, "x_bucket"},
+		{`a / on (instance) group_left (pod) b offset 1d > 1e3`, "a b"},
+		{`label_replace(absent(pg_up), "exporter", "postgres_exporter", "", "")`, "pg_up"},
+		{`count_values("broker", kafka_topic_partition_leader{topic=~"gamemetrics\\..+"})`, "kafka_topic_partition_leader"},
+		{`gamemetrics:ingest_requests_errors:ratio_rate1h > (14.4 * 0.001) and x:y:z > bool 2`, "gamemetrics:ingest_requests_errors:ratio_rate1h x:y:z"},
+	}
+	for _, tt := range tests {
+		if got := strings.Join(metricNames(tt.expr), " "); got != tt.want {
+			t.Errorf("metricNames(%s) = %q, want %q", tt.expr, got, tt.want)
+		}
+	}
+}
+
+func TestExpressionsUseOnlyKnownMetrics(t *testing.T) {
 	inv := inventory(t)
+	exp := exporterMetrics(t)
 	rec := recorded(t)
+	values := exporterLabelValues(t)
 	for _, e := range expressions(t) {
 		t.Run(e.where, func(t *testing.T) {
 			names := metricNames(e.expr)
 			if len(names) == 0 {
-				t.Fatalf("reads no gamemetrics series: %s", e.expr)
+				t.Fatalf("reads no series: %s", e.expr)
 			}
 			for _, n := range names {
-				if rec[n] {
-					continue
-				}
-				if _, ok := inv.lookup(n); !ok {
-					t.Errorf("%s is neither a recording rule of %s nor a metric registered in the Go code", n, rulesPath)
+				switch _, gm := inv.lookup(n); {
+				case rec[n] || gm:
+				case strings.HasPrefix(n, "gamemetrics_") || strings.HasPrefix(n, "gamemetrics:"):
+					t.Errorf("%s is neither a recording rule nor a metric registered in the Go code", n)
+				case exp[n] == nil:
+					t.Errorf("%s is no recording rule, no gamemetrics_ metric and not in %s (the exporters' metrics)", n, exportersPath)
 				}
 			}
 			for _, m := range labelMatches(t, e.expr) {
@@ -269,20 +389,29 @@ func TestExpressionsUseOnlyExportedMetrics(t *testing.T) {
 					t.Errorf("%s{%s%s%q}: match raw metrics, not recording rules, on labels", m.metric, m.label, m.op, m.value)
 					continue
 				}
-				def, ok := inv.lookup(m.metric)
-				if !ok {
-					continue // reported above
-				}
 				if targetLabels[m.label] {
 					continue
 				}
-				domain, err := def.domain(m.metric, m.label)
-				if err != nil {
-					t.Errorf("%s{%s%s%q}: %v", m.metric, m.label, m.op, m.value, err)
-					continue
+				var domain []string
+				if def, ok := inv.lookup(m.metric); ok {
+					var err error
+					if domain, err = def.domain(m.metric, m.label); err != nil {
+						t.Errorf("%s{%s%s%q}: %v", m.metric, m.label, m.op, m.value, err)
+						continue
+					}
+				} else if em := exp[m.metric]; em != nil {
+					if !slices.Contains(em.Labels, m.label) {
+						t.Errorf("%s{%s%s%q}: %s has no label %s (it has %s; %s)", m.metric, m.label, m.op, m.value, m.metric, m.label, strings.Join(em.Labels, ", "), em.Source)
+						continue
+					}
+					if domain = values[m.label]; domain == nil {
+						continue // a label whose values the project does not decide (partition, cmd, state...)
+					}
+				} else {
+					continue // reported above
 				}
 				if err := matchesDomain(m, domain); err != nil {
-					t.Errorf("%s{%s%s%q}: %v (the code produces %s)", m.metric, m.label, m.op, m.value, err, strings.Join(domain, ", "))
+					t.Errorf("%s{%s%s%q}: %v (known values: %s)", m.metric, m.label, m.op, m.value, err, strings.Join(domain, ", "))
 				}
 			}
 		})
@@ -317,8 +446,13 @@ func matchesDomain(m labelMatch, domain []string) error {
 
 func TestEveryAlertIsReadyForOnCall(t *testing.T) {
 	anchors := runbookAnchors(t)
+	seen := map[string]string{}
 	for _, a := range alerts(t) {
 		t.Run(a.Alert, func(t *testing.T) {
+			if prev, ok := seen[a.Alert]; ok {
+				t.Errorf("alert name also used in %s", prev)
+			}
+			seen[a.Alert] = a.file
 			if s := a.Labels["severity"]; s != "page" && s != "ticket" {
 				t.Errorf("severity is %q, want page or ticket", s)
 			}
@@ -387,81 +521,125 @@ func runbookAnchors(t *testing.T) map[string]int {
 	return anchors
 }
 
+// TestEveryAlertIsUnitTestedFiringAndQuiet: each alert has a test that
+// makes it fire and one that keeps it quiet, in the test file beside its
+// own rules file (promtool loads only the files rule_files names).
 func TestEveryAlertIsUnitTestedFiringAndQuiet(t *testing.T) {
-	var f struct {
-		Tests []struct {
-			AlertRuleTest []struct {
-				Alertname string `yaml:"alertname"`
-				ExpAlerts []any  `yaml:"exp_alerts"`
-			} `yaml:"alert_rule_test"`
-		} `yaml:"tests"`
-	}
-	decodeYAML(t, rulesTestPath, &f)
-	fires, quiet := map[string]bool{}, map[string]bool{}
-	for _, tc := range f.Tests {
-		for _, a := range tc.AlertRuleTest {
-			if len(a.ExpAlerts) > 0 {
-				fires[a.Alertname] = true
-			} else {
-				quiet[a.Alertname] = true
+	type coverage struct{ fires, quiet map[string]bool }
+	byFile := map[string]coverage{}
+	for _, rules := range ruleFiles(t) {
+		var f struct {
+			Tests []struct {
+				AlertRuleTest []struct {
+					Alertname string `yaml:"alertname"`
+					ExpAlerts []any  `yaml:"exp_alerts"`
+				} `yaml:"alert_rule_test"`
+			} `yaml:"tests"`
+		}
+		decodeYAML(t, testFileOf(rules), &f)
+		c := coverage{map[string]bool{}, map[string]bool{}}
+		for _, tc := range f.Tests {
+			for _, a := range tc.AlertRuleTest {
+				if len(a.ExpAlerts) > 0 {
+					c.fires[a.Alertname] = true
+				} else {
+					c.quiet[a.Alertname] = true
+				}
 			}
 		}
+		byFile[rules] = c
 	}
 	for _, a := range alerts(t) {
 		t.Run(a.Alert, func(t *testing.T) {
-			if !fires[a.Alert] {
-				t.Errorf("no test in %s expects it to fire", rulesTestPath)
+			c := byFile[a.file]
+			if !c.fires[a.Alert] {
+				t.Errorf("no test in %s expects it to fire", testFileOf(a.file))
 			}
-			if !quiet[a.Alert] {
-				t.Errorf("no test in %s expects it to stay quiet", rulesTestPath)
+			if !c.quiet[a.Alert] {
+				t.Errorf("no test in %s expects it to stay quiet", testFileOf(a.file))
 			}
 		})
 	}
 }
 
-func TestDashboard(t *testing.T) {
-	d := loadDashboard(t)
-	t.Run("has a Prometheus data source variable", func(t *testing.T) {
-		ok := false
-		for _, v := range d.Templating.List {
-			ok = ok || v.Name == "datasource" && v.Type == "datasource" && v.Query == "prometheus"
-		}
-		if !ok {
-			t.Error(`templating has no variable {"name": "datasource", "type": "datasource", "query": "prometheus"}`)
-		}
-		if d.SchemaVersion < 36 {
-			t.Errorf("schemaVersion %d predates panel-level data sources", d.SchemaVersion)
-		}
-	})
-	usesVariable := func(ds *datasource) bool {
-		return ds != nil && ds.Type == "prometheus" && ds.UID == "${datasource}"
-	}
-	for _, p := range d.panels() {
-		t.Run(fmt.Sprintf("panel %q has a title, queries and the data source variable", p.Title), func(t *testing.T) {
-			if strings.TrimSpace(p.Title) == "" {
+func TestDashboards(t *testing.T) {
+	uids := map[string]string{}
+	for _, d := range loadDashboards(t) {
+		t.Run(d.path, func(t *testing.T) {
+			if want := strings.TrimSuffix(filepath.Base(d.path), ".json"); d.UID != want {
+				t.Errorf("uid %q, want the file's name %q (the sidecar and the links find dashboards by uid)", d.UID, want)
+			}
+			if prev, ok := uids[d.UID]; ok {
+				t.Errorf("uid %q also used by %s", d.UID, prev)
+			}
+			uids[d.UID] = d.path
+			if strings.TrimSpace(d.Title) == "" {
 				t.Error("has no title")
 			}
-			if len(p.Targets) == 0 {
-				t.Error("has no targets")
+			if d.SchemaVersion < 36 {
+				t.Errorf("schemaVersion %d predates panel-level data sources", d.SchemaVersion)
 			}
-			if !usesVariable(p.Datasource) {
-				t.Errorf("datasource is %+v, want prometheus ${datasource}", p.Datasource)
+			variables := map[string]string{}
+			for _, v := range d.Templating.List {
+				if v.Type == "datasource" {
+					variables[v.Name], _ = v.Query.(string)
+				}
 			}
-			for _, tg := range p.Targets {
-				if strings.TrimSpace(tg.Expr) == "" {
-					t.Errorf("target %s has no expr", tg.RefID)
+			if variables["datasource"] != "prometheus" {
+				t.Error(`templating has no variable {"name": "datasource", "type": "datasource", "query": "prometheus"}`)
+			}
+			var cells [][4]int
+			for _, p := range d.panels() {
+				ds := promDatasource
+				if p.Type == "logs" {
+					ds = logsDatasource
+					if variables["logs"] != "loki" {
+						t.Errorf(`panel %q reads logs but templating has no variable {"name": "logs", "type": "datasource", "query": "loki"}`, p.Title)
+					}
 				}
-				if !usesVariable(tg.Datasource) {
-					t.Errorf("target %s datasource is %+v, want prometheus ${datasource}", tg.RefID, tg.Datasource)
+				if strings.TrimSpace(p.Title) == "" {
+					t.Error("a panel has no title")
 				}
+				if len(p.Targets) == 0 {
+					t.Errorf("panel %q has no targets", p.Title)
+				}
+				if p.Datasource == nil || *p.Datasource != ds {
+					t.Errorf("panel %q datasource is %+v, want %+v", p.Title, p.Datasource, ds)
+				}
+				for _, tg := range p.Targets {
+					if strings.TrimSpace(tg.Expr) == "" {
+						t.Errorf("panel %q target %s has no expr", p.Title, tg.RefID)
+					}
+					if tg.Datasource == nil || *tg.Datasource != ds {
+						t.Errorf("panel %q target %s datasource is %+v, want %+v", p.Title, tg.RefID, tg.Datasource, ds)
+					}
+				}
+				g := p.GridPos
+				if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+					t.Errorf("panel %q gridPos %+v is outside the 24-column grid", p.Title, g)
+				}
+				for _, c := range cells {
+					if g.X < c[0]+c[2] && c[0] < g.X+g.W && g.Y < c[1]+c[3] && c[1] < g.Y+g.H {
+						t.Errorf("panel %q (gridPos %+v) overlaps another panel", p.Title, g)
+					}
+				}
+				cells = append(cells, [4]int{g.X, g.Y, g.W, g.H})
 			}
 		})
+	}
+	for _, fn := range []string{"ingest", "process", "report", "retain", "kafka", "postgresql", "redis"} {
+		if _, ok := uids["gamemetrics-"+fn]; !ok {
+			t.Errorf("no dashboard gamemetrics-%s (grafana/gamemetrics-%s.json)", fn, fn)
+		}
 	}
 }
 
 // -------------------------------------------------------------- kubernetes
 
-func TestKubernetesManifests(t *testing.T) {
+// kustomized renders monitoring/kustomization.yaml into its objects by
+// kind/name.
+func kustomized(t *testing.T) map[string]map[string]any {
+	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		t.Fatal("kubectl is not on PATH: it renders monitoring/kustomization.yaml (kubectl kustomize), as `make validate` needs too")
@@ -470,8 +648,13 @@ func TestKubernetesManifests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl kustomize monitoring/: %v\n%s", err, stderrOf(err))
 	}
+	return decodeObjects(t, out)
+}
+
+func decodeObjects(t *testing.T, b []byte) map[string]map[string]any {
+	t.Helper()
 	objects := map[string]map[string]any{}
-	dec := yaml.NewDecoder(bytes.NewReader(out))
+	dec := yaml.NewDecoder(bytes.NewReader(b))
 	for {
 		var o map[string]any
 		if err := dec.Decode(&o); errors.Is(err, io.EOF) {
@@ -479,15 +662,36 @@ func TestKubernetesManifests(t *testing.T) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		objects[str(o, "kind")+"/"+str(o, "metadata", "name")] = o
+		if o != nil {
+			objects[str(o, "kind")+"/"+str(o, "metadata", "name")] = o
+		}
 	}
+	return objects
+}
 
-	configMaps := []struct {
+// dashboardConfigMap is the ConfigMap that carries a dashboard file: the
+// overview keeps the name it always had.
+func dashboardConfigMap(path string) string {
+	name := strings.TrimPrefix(strings.TrimSuffix(filepath.Base(path), ".json"), "gamemetrics-")
+	if name == "overview" {
+		return "gamemetrics-grafana-dashboard"
+	}
+	return "gamemetrics-grafana-dashboard-" + name
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	objects := kustomized(t)
+
+	type carried struct {
 		name, key, file string
 		labels          map[string]string
-	}{
-		{"gamemetrics-prometheus-rules", "gamemetrics.rules.yaml", rulesPath, nil},
-		{"gamemetrics-grafana-dashboard", "gamemetrics-overview.json", dashboardPath, map[string]string{"grafana_dashboard": "1"}},
+	}
+	var configMaps []carried
+	for _, f := range ruleFiles(t) {
+		configMaps = append(configMaps, carried{"gamemetrics-prometheus-rules", filepath.Base(f), f, nil})
+	}
+	for _, f := range dashboardFiles(t) {
+		configMaps = append(configMaps, carried{dashboardConfigMap(f), filepath.Base(f), f, map[string]string{"grafana_dashboard": "1"}})
 	}
 	for _, cm := range configMaps {
 		t.Run("ConfigMap "+cm.name+" carries "+cm.file+" unchanged", func(t *testing.T) {
@@ -510,8 +714,22 @@ func TestKubernetesManifests(t *testing.T) {
 			if ns := str(o, "metadata", "namespace"); ns != "monitoring" {
 				t.Errorf("namespace %q, want monitoring", ns)
 			}
+			// kubectl apply (client side) copies the object into an
+			// annotation, and annotations are limited to 256 KiB.
+			if b, _ := json.Marshal(o["data"]); len(b) > 200<<10 {
+				t.Errorf("data is %d bytes: too close to the 256 KiB annotation limit of kubectl apply", len(b))
+			}
 		})
 	}
+	t.Run("every dashboard ConfigMap carries one file", func(t *testing.T) {
+		for name, o := range objects {
+			if strings.HasPrefix(name, "ConfigMap/gamemetrics-grafana-dashboard") {
+				if data, _ := o["data"].(map[string]any); len(data) != 1 {
+					t.Errorf("%s carries %d files", name, len(data))
+				}
+			}
+		}
+	})
 
 	t.Run("the PodMonitor scrapes the port and labels of the Knative services", func(t *testing.T) {
 		pm, ok := objects["PodMonitor/gamemetrics-functions"]
@@ -554,26 +772,126 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	})
 
-	t.Run("prometheusrule.sh wraps the rules file unchanged in a PrometheusRule", func(t *testing.T) {
+	t.Run("the Kafka exporter is deployed, admitted and scraped", func(t *testing.T) {
+		pm, ok := objects["PodMonitor/gamemetrics-kafka-exporter"]
+		if !ok {
+			t.Fatalf("not rendered; got %v", keys(objects))
+		}
+		spec := pm["spec"].(map[string]any)
+		if ns := fmt.Sprint(spec["namespaceSelector"]); !strings.Contains(ns, "gamemetrics") {
+			t.Errorf("namespaceSelector %s does not select gamemetrics", ns)
+		}
+		sel := spec["selector"].(map[string]any)["matchLabels"].(map[string]any)
+		// Strimzi labels the exporter pod of Kafka <cluster> with
+		// strimzi.io/cluster: <cluster> and strimzi.io/name: <cluster>-kafka-exporter
+		// and names its metrics port tcp-prometheus (9404).
+		cluster := kafkaCluster(t)
+		if sel["strimzi.io/cluster"] != cluster.name || sel["strimzi.io/name"] != cluster.name+"-kafka-exporter" {
+			t.Errorf("selects %v, want the pods Strimzi labels strimzi.io/cluster: %s, strimzi.io/name: %s-kafka-exporter", sel, cluster.name, cluster.name)
+		}
+		ep := spec["podMetricsEndpoints"].([]any)[0].(map[string]any)
+		if ep["port"] != "tcp-prometheus" {
+			t.Errorf("endpoint port %v, want tcp-prometheus (Strimzi's name for 9404)", ep["port"])
+		}
+		if !cluster.exporter {
+			t.Errorf("the Kafka %s in ../knative/base/kafka.yaml has no spec.kafkaExporter: nothing to scrape", cluster.name)
+		}
+		if !cluster.admitted {
+			t.Errorf("no NetworkPolicy in ../knative/base/networkpolicies.yaml admits namespace monitoring to the Kafka exporter on 9404 (the namespace denies all ingress by default)")
+		}
+	})
+
+	t.Run("prometheusrule.sh wraps each rules file unchanged in a PrometheusRule", func(t *testing.T) {
 		out, err := exec.Command("sh", "kubernetes/prometheusrule.sh").Output()
 		if err != nil {
 			t.Fatalf("prometheusrule.sh: %v\n%s", err, stderrOf(err))
 		}
-		var pr map[string]any
-		if err := yaml.Unmarshal(out, &pr); err != nil {
-			t.Fatalf("prometheusrule.sh output is not YAML: %v", err)
+		docs := decodeObjects(t, out)
+		for _, f := range ruleFiles(t) {
+			name := "gamemetrics"
+			if base := strings.TrimSuffix(filepath.Base(f), ".rules.yaml"); base != "gamemetrics" {
+				name += "-" + base
+			}
+			pr, ok := docs["PrometheusRule/"+name]
+			if !ok {
+				t.Errorf("no PrometheusRule %s for %s; got %v", name, f, keys(docs))
+				continue
+			}
+			if str(pr, "apiVersion") != "monitoring.coreos.com/v1" {
+				t.Errorf("%s: apiVersion %s", name, str(pr, "apiVersion"))
+			}
+			var rules map[string]any
+			decodeYAML(t, f, &rules)
+			a, _ := json.Marshal(pr["spec"])
+			b, _ := json.Marshal(rules)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: spec differs from %s", name, f)
+			}
 		}
-		if str(pr, "kind") != "PrometheusRule" || str(pr, "apiVersion") != "monitoring.coreos.com/v1" {
-			t.Errorf("got %s %s", str(pr, "apiVersion"), str(pr, "kind"))
-		}
-		var rules map[string]any
-		decodeYAML(t, rulesPath, &rules)
-		a, _ := json.Marshal(pr["spec"])
-		b, _ := json.Marshal(rules)
-		if !bytes.Equal(a, b) {
-			t.Error("spec differs from the rules file")
+		if len(docs) != len(ruleFiles(t)) {
+			t.Errorf("printed %d objects for %d rules files", len(docs), len(ruleFiles(t)))
 		}
 	})
+}
+
+// kafkaCluster is what ../knative/base says about the Strimzi cluster.
+type strimziCluster struct {
+	name               string
+	exporter, admitted bool
+}
+
+func kafkaCluster(t *testing.T) strimziCluster {
+	t.Helper()
+	var c strimziCluster
+	for _, doc := range yamlDocs(t, "../knative/base/kafka.yaml") {
+		if str(doc, "kind") == "Kafka" {
+			c.name = str(doc, "metadata", "name")
+			_, c.exporter = doc["spec"].(map[string]any)["kafkaExporter"]
+		}
+	}
+	if c.name == "" {
+		t.Fatal("../knative/base/kafka.yaml has no Kafka")
+	}
+	for _, doc := range yamlDocs(t, "../knative/base/networkpolicies.yaml") {
+		if str(doc, "kind") != "NetworkPolicy" {
+			continue
+		}
+		spec := doc["spec"].(map[string]any)
+		pod, _ := spec["podSelector"].(map[string]any)
+		labels, _ := pod["matchLabels"].(map[string]any)
+		if labels["strimzi.io/name"] != c.name+"-kafka-exporter" {
+			continue
+		}
+		b, _ := json.Marshal(spec["ingress"])
+		c.admitted = bytes.Contains(b, []byte(`"kubernetes.io/metadata.name":"monitoring"`)) && bytes.Contains(b, []byte(`"port":9404`))
+	}
+	return c
+}
+
+func yamlDocs(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeObjectsList(t, b)
+}
+
+func decodeObjectsList(t *testing.T, b []byte) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	for {
+		var o map[string]any
+		if err := dec.Decode(&o); errors.Is(err, io.EOF) {
+			return out
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if o != nil {
+			out = append(out, o)
+		}
+	}
 }
 
 // ---------------------------------------------- real Prometheus (integration)
@@ -584,25 +902,34 @@ func TestPrometheusLoadsTheRulesAgainstTheFunctionsMetrics(t *testing.T) {
 	inv := inventory(t)
 
 	// A registry with every metric the functions register, same names, types,
-	// labels and buckets, one series per label value the code produces.
+	// labels and buckets, one series per label value the code produces; and
+	// every exporter metric the rules and dashboards may read, with the
+	// label values the project decides (topics, consumer groups).
 	reg := prometheus.NewRegistry()
 	for _, def := range inv.sorted() {
 		reg.MustRegister(def.collector(t))
+	}
+	for _, c := range exporterCollectors(t) {
+		reg.MustRegister(c)
 	}
 	target := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(target.Close)
 
 	dir := t.TempDir()
-	rules, err := filepath.Abs(rulesPath)
-	if err != nil {
-		t.Fatal(err)
+	var rules []string
+	for _, f := range ruleFiles(t) {
+		abs, err := filepath.Abs(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rules = append(rules, strconv.Quote(abs))
 	}
 	cfg := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
-rule_files: [%q]
+rule_files: [%s]
 scrape_configs:
 - job_name: gamemetrics
   static_configs: [{targets: [%q]}]
-`, rules, strings.TrimPrefix(target.URL, "http://"))
+`, strings.Join(rules, ", "), strings.TrimPrefix(target.URL, "http://"))
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -685,19 +1012,20 @@ scrape_configs:
 			}
 		}
 		if want := len(loadRules(t)); n != want {
-			t.Errorf("Prometheus loaded %d rules, the file has %d", n, want)
+			t.Errorf("Prometheus loaded %d rules, the files have %d", n, want)
 		}
 	})
 
 	t.Run("every dashboard query runs", func(t *testing.T) {
 		r := strings.NewReplacer("$__rate_interval", "1m", "$__range", "1h", "$__interval", "15s")
-		for _, p := range loadDashboard(t).panels() {
-			for _, tg := range p.Targets {
-				var res struct{ Status, Error string }
-				err := getJSON(api+"query?query="+url.QueryEscape(r.Replace(tg.Expr)), &res)
-				if err != nil || res.Status != "success" {
-					t.Errorf("panel %q target %s: %v %s", p.Title, tg.RefID, err, res.Error)
-				}
+		for _, e := range expressions(t) {
+			if !strings.HasPrefix(e.where, "grafana/") {
+				continue
+			}
+			var res struct{ Status, Error string }
+			err := getJSON(api+"query?query="+url.QueryEscape(r.Replace(e.expr)), &res)
+			if err != nil || res.Status != "success" {
+				t.Errorf("%s: %v %s", e.where, err, res.Error)
 			}
 		}
 	})

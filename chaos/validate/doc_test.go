@@ -31,7 +31,7 @@ func TestTheMeshExperimentsPassStrictDecodingValidationAndTargetChecks(t *testin
 		kinds = append(kinds, e.Kind+"/"+e.Name)
 	}
 	for _, want := range []string{"PodChaos/process-pod-kill", "NetworkChaos/process-postgres-delay", "NetworkChaos/process-postgres-loss",
-		"NetworkChaos/ingest-kafka-partition", "NetworkChaos/redis-partition", "Schedule/process-pod-kill-weekly"} {
+		"NetworkChaos/ingest-kafka-partition", "PodChaos/kafka-broker-pod-kill", "NetworkChaos/kafka-broker-partition", "NetworkChaos/redis-partition", "Schedule/process-pod-kill-weekly"} {
 		if !slices.Contains(kinds, want) {
 			t.Errorf("chaos/mesh has no %s (it has %v)", want, kinds)
 		}

@@ -381,6 +381,26 @@ func PodLabels(knativeBase string) (map[string]map[string]string, error) {
 				out["Kafka/"+svc.Metadata.Name] = map[string]string{"strimzi.io/cluster": svc.Metadata.Name, "strimzi.io/kind": "Kafka"}
 				continue
 			}
+			// A node pool's pods also carry its name and their roles
+			// (strimzi.io/broker-role, strimzi.io/controller-role: "true"),
+			// the target of the experiments on one broker.
+			if svc.Kind == "KafkaNodePool" && strings.HasPrefix(svc.APIVersion, "kafka.strimzi.io/") {
+				var pool struct {
+					Spec struct {
+						Roles []string `json:"roles"`
+					} `json:"spec"`
+				}
+				if err := yaml.Unmarshal(doc, &pool); err != nil {
+					return nil, fmt.Errorf("%s: %w", f, err)
+				}
+				labels := map[string]string{"strimzi.io/cluster": svc.Metadata.Labels["strimzi.io/cluster"], "strimzi.io/kind": "Kafka",
+					"strimzi.io/pool-name": svc.Metadata.Name}
+				for _, r := range pool.Spec.Roles {
+					labels["strimzi.io/"+r+"-role"] = "true"
+				}
+				out["KafkaNodePool/"+svc.Metadata.Name] = labels
+				continue
+			}
 			if svc.Kind != "Service" || !strings.HasPrefix(svc.APIVersion, "serving.knative.dev/") {
 				continue
 			}

@@ -23,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -74,14 +76,33 @@ type Ingest struct {
 	// produce timeout (kafka.NewProducer's delivery timeout), so a request
 	// needs no timer of its own.
 	producerTimesOut bool
+	// tracer is nil when tracing is off: then no span is started, and the
+	// hot path allocates nothing for it.
+	tracer trace.Tracer
+}
+
+// Option adds an optional dependency to New.
+type Option func(*Ingest)
+
+// WithTracerProvider traces every request through tp: a server span per
+// request (continuing the client's traceparent header, if any), a child
+// span per Kafka produce and per PostgreSQL query, and the request span's
+// context on every event written, as the CloudEvents distributed-tracing
+// extension (traceparent, tracestate). A nil tp leaves tracing off.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(in *Ingest) {
+		if tp != nil {
+			in.tracer = telemetry.Tracer(tp)
+		}
+	}
 }
 
 // New builds ingest from its dependencies. The producer must be built with
 // kafka.NewProducer (acks=all, idempotent) for 202 to mean durable, with
 // cfg.ProduceTimeout as its delivery timeout.
-func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) *Ingest {
+func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Ingest {
 	timeout, _ := producer.OptValue(kgo.RecordDeliveryTimeout).(time.Duration)
-	return &Ingest{
+	in := &Ingest{
 		producerTimesOut: timeout > 0 && timeout <= cfg.ProduceTimeout,
 		cfg:              cfg,
 		keys:             store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
@@ -92,6 +113,17 @@ func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client
 		metrics:          newMetrics(reg),
 		now:              time.Now,
 	}
+	for _, o := range opts {
+		o(in)
+	}
+	return in
+}
+
+// startSpan starts the span of one request or event, a child of the W3C
+// trace context in header (the client's, or the delivering broker's).
+func (in *Ingest) startSpan(ctx context.Context, name string, header http.Header) (context.Context, trace.Span) {
+	ctx = telemetry.WithRemoteParent(ctx, header.Get("traceparent"), header.Get("tracestate"))
+	return in.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
 }
 
 // Response is the body of every ingest answer.
@@ -180,7 +212,13 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		in.answerEarly(w, r, http.StatusMethodNotAllowed, "POST CloudEvents to /")
 		return
 	}
-	game, err := in.authenticate(r.Context(), r.Header.Get("Authorization"))
+	ctx := r.Context()
+	if in.tracer != nil {
+		var span trace.Span
+		ctx, span = in.startSpan(ctx, "ingest POST /", r.Header)
+		defer span.End()
+	}
+	game, err := in.authenticate(ctx, r.Header.Get("Authorization"))
 	if err != nil {
 		var fe *serving.Error
 		if errors.As(err, &fe) && fe.Status == http.StatusUnauthorized {
@@ -188,7 +226,7 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			in.answerEarly(w, r, http.StatusUnauthorized, fe.Reason)
 			return
 		}
-		in.log.Error("write key lookup failed", "err", err)
+		in.log.ErrorContext(ctx, "write key lookup failed", "err", err)
 		w.Header().Set("Retry-After", retryAfter(in.cfg.RetryAfter))
 		in.answerEarly(w, r, http.StatusServiceUnavailable, "cannot check the write key right now; retry later")
 		return
@@ -202,16 +240,16 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	items, rerr := parseEvents(r.Context(), r.Header, body)
+	items, rerr := parseEvents(ctx, r.Header, body)
 	if rerr != nil {
 		if rerr.status == http.StatusBadRequest {
 			// Unparseable bodies are data-quality problems too; keep them.
-			in.keepRejected(r.Context(), game.ID, []item{{raw: body, reject: &events.Rejection{Field: "body", Reason: rerr.reason}}})
+			in.keepRejected(ctx, game.ID, []item{{raw: body, reject: &events.Rejection{Field: "body", Reason: rerr.reason}}})
 		}
 		in.answer(w, rerr.status, Response{Error: rerr.reason})
 		return
 	}
-	status, resp, retry := in.ingest(r.Context(), game, items)
+	status, resp, retry := in.ingest(ctx, game, items)
 	if retry > 0 {
 		w.Header().Set("Retry-After", retryAfter(retry))
 	}
@@ -276,6 +314,15 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 		{Name: events.ExtGameID, Value: game.ID},
 		{Name: events.ExtReceivedTime, Value: types.FormatTime(now)},
 	}
+	// Each event names the request's span as the one that produced it, so
+	// process continues the trace (this replaces a traceparent the client
+	// put on its events).
+	if tp, ts := telemetry.TraceParent(ctx); tp != "" {
+		stamps = append(stamps, kafka.Stamp{Name: telemetry.ExtTraceParent, Value: tp})
+		if ts != "" {
+			stamps = append(stamps, kafka.Stamp{Name: telemetry.ExtTraceState, Value: ts})
+		}
+	}
 	var resp Response
 	var enc kafka.Encoder // the request's records share its allocations
 	enc.Grow(len(items))
@@ -315,7 +362,7 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 	if err != nil {
 		// Failing open: a cache outage must not turn into lost game data.
 		in.metrics.limiterErrors.Inc()
-		in.log.Warn("rate limiter unavailable, admitting request", "gameid", game.ID, "err", err)
+		in.log.WarnContext(ctx, "rate limiter unavailable, admitting request", "gameid", game.ID, "err", err)
 	} else if !ok {
 		return http.StatusTooManyRequests, Response{Error: fmt.Sprintf("game %s is over its rate limit of %d events/s", game.ID, limit)}, max(wait, time.Second)
 	}
@@ -331,16 +378,20 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 		if err != nil && ctx.Err() != nil {
 			// The client went away; it never reads an answer, and whatever
 			// Kafka stored of its events it will send again.
-			in.log.Debug("client left before Kafka acknowledged", "gameid", game.ID, "events", len(recs), "err", err)
+			in.log.DebugContext(ctx, "client left before Kafka acknowledged", "gameid", game.ID, "events", len(recs), "err", err)
 			return statusClientClosed, Response{Error: "the client closed the request"}, 0
 		}
 		if err != nil {
 			in.metrics.produceErrors.Inc()
-			in.log.Error("kafka did not acknowledge events", "gameid", game.ID, "events", len(recs), "err", err)
+			in.log.ErrorContext(ctx, "kafka did not acknowledge events", "gameid", game.ID, "events", len(recs), "err", err)
 			return http.StatusServiceUnavailable, Response{Error: "events could not be stored; none were accepted, retry with the same ids"}, in.cfg.RetryAfter
 		}
 	}
 	resp.Accepted = len(accepted)
+	if in.tracer != nil {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("gamemetrics.gameid", game.ID),
+			attribute.Int("gamemetrics.accepted", resp.Accepted), attribute.Int("gamemetrics.rejected", len(resp.Rejected)))
+	}
 	in.metrics.accepted.Add(float64(len(accepted)))
 	if len(resp.Rejected) > 0 {
 		in.metrics.rejected.Add(float64(len(resp.Rejected)))
@@ -370,7 +421,14 @@ func record(ctx context.Context, enc *kafka.Encoder, gameID string, e *event.Eve
 
 // produce writes recs and waits for Kafka to acknowledge them, for at most
 // the produce timeout.
-func (in *Ingest) produce(ctx context.Context, recs []*kgo.Record) error {
+func (in *Ingest) produce(ctx context.Context, recs []*kgo.Record) (err error) {
+	if in.tracer != nil {
+		var span trace.Span
+		ctx, span = in.tracer.Start(ctx, "kafka produce", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "send"),
+				attribute.String("messaging.destination.name", recs[0].Topic), attribute.Int("messaging.batch.message_count", len(recs))))
+		defer func() { telemetry.EndSpan(span, err) }()
+	}
 	if !in.producerTimesOut {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, in.cfg.ProduceTimeout)
@@ -414,7 +472,7 @@ func (in *Ingest) keepRejected(ctx context.Context, gameID string, items []item)
 	pctx, cancel := context.WithTimeout(ctx, in.cfg.ProduceTimeout)
 	defer cancel()
 	if err := in.producer.ProduceSync(pctx, recs...).FirstErr(); err != nil {
-		in.log.Warn("could not record rejected input", "gameid", gameID, "err", err)
+		in.log.WarnContext(ctx, "could not record rejected input", "gameid", gameID, "err", err)
 	}
 }
 
@@ -424,6 +482,15 @@ func (in *Ingest) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 	var header string
 	if rd := cehttp.RequestDataFromContext(ctx); rd != nil {
 		header = rd.Header.Get("Authorization")
+	}
+	if in.tracer != nil {
+		var h http.Header
+		if rd := cehttp.RequestDataFromContext(ctx); rd != nil {
+			h = rd.Header
+		}
+		var span trace.Span
+		ctx, span = in.startSpan(ctx, "ingest event", h)
+		defer span.End()
 	}
 	game, err := in.authenticate(ctx, header)
 	if err != nil {

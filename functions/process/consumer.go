@@ -17,6 +17,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
 // ConsumerConfig tunes the direct Kafka consumer.
@@ -210,6 +211,8 @@ func (c *Consumer) decode(ctx context.Context, recs []*kgo.Record) (*polled, err
 			b.dead = append(b.dead, deadLetter{kr, serving.Reject(400, "record at %s/%d@%d is not a CloudEvent: %v", kr.Topic, kr.Partition, kr.Offset, err)})
 			continue
 		}
+		// Stored without its delivery's trace context, as through Handle.
+		telemetry.TakeTraceParent(ev)
 		r, err := c.p.decode(ctx, ev)
 		if err != nil {
 			if serving.StatusOf(err) >= 500 {

@@ -42,6 +42,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gamemetrics/gamemetrics/shared/cache"
 	"github.com/gamemetrics/gamemetrics/shared/events"
@@ -101,11 +103,27 @@ type Process struct {
 	metrics   *metrics
 	handler   http.Handler
 	now       func() time.Time
+	tracer    trace.Tracer // nil: tracing off
+}
+
+// Option adds an optional dependency to New.
+type Option func(*Process)
+
+// WithTracerProvider traces each delivered event through tp: a consumer
+// span per event continuing the trace of the span that produced it (the
+// event's traceparent extension, set by ingest), with the PostgreSQL
+// queries of its delivery as child spans. A nil tp leaves tracing off.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(p *Process) {
+		if tp != nil {
+			p.tracer = telemetry.Tracer(tp)
+		}
+	}
 }
 
 // New builds process from its dependencies and starts its batcher. The
 // schema must be migrated (store.Migrate).
-func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) *Process {
+func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer, opts ...Option) *Process {
 	if cfg.MaxBatch < 1 {
 		cfg.MaxBatch = 1
 	}
@@ -122,6 +140,9 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 	p.writer = &writer{pool: pool, partitions: store.NewPartitions(pool), zones: p.zones.known, rezone: p.zones.set, retries: cfg.Retries}
 	p.batcher = newBatcher(cfg.MaxBatch, cfg.Flushers, cfg.Linger, p.flush)
 	p.handler = serving.CloudEventHandler(p.Handle, log)
+	for _, o := range opts {
+		o(p)
+	}
 	return p
 }
 
@@ -129,7 +150,16 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 // effects are committed; a *serving.Error with a 4xx for an event that can
 // never be processed (it goes to the dead-letter sink), or a 5xx when the
 // database is unavailable (the sender retries).
-func (p *Process) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+func (p *Process) Handle(ctx context.Context, e event.Event) (_ *event.Event, err error) {
+	parent, state := telemetry.TakeTraceParent(&e)
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.tracer.Start(telemetry.WithRemoteParent(ctx, parent, state), "process event",
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+				attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "process"),
+				attribute.String("cloudevents.event_id", e.ID()), attribute.String("cloudevents.event_type", e.Type())))
+		defer func() { telemetry.EndSpan(span, err) }()
+	}
 	rec, err := p.decode(ctx, &e)
 	if err != nil {
 		if serving.StatusOf(err) < 500 {

@@ -147,6 +147,11 @@ type Kafka struct {
 			TopicOperator *struct{} `json:"topicOperator,omitempty"`
 			UserOperator  *struct{} `json:"userOperator,omitempty"`
 		} `json:"entityOperator,omitempty"`
+		// KafkaExporter is Strimzi's Kafka Exporter, scraped by monitoring/.
+		KafkaExporter *struct {
+			TopicRegex string `json:"topicRegex,omitempty"`
+			GroupRegex string `json:"groupRegex,omitempty"`
+		} `json:"kafkaExporter,omitempty"`
 	} `json:"spec"`
 }
 

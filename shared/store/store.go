@@ -15,6 +15,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gamemetrics/gamemetrics/shared/telemetry"
 )
 
 //go:embed migrations/*.sql
@@ -40,6 +42,9 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		// pool; connections are opened only when needed.
 		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
 	}
+	// Queries under a traced span become its child spans; untraced ones
+	// cost one context lookup.
+	cfg.ConnConfig.Tracer = telemetry.PgxTracer{}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)

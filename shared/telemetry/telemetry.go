@@ -1,7 +1,10 @@
 // Package telemetry holds what every GameMetrics process reports about
-// itself: JSON logs through log/slog and Prometheus metrics named
-// gamemetrics_<function>_<what>_<unit>, on a registry owned by the process
-// (never the global default one).
+// itself: JSON logs through log/slog (with the trace_id of the span being
+// served), Prometheus metrics named gamemetrics_<function>_<what>_<unit>
+// on a registry owned by the process (never the global default one), and
+// OpenTelemetry traces over OTLP/HTTP, off unless an endpoint is set, with
+// the trace carried from ingest to process on each event (the CloudEvents
+// distributed-tracing extension) and PostgreSQL queries as child spans.
 package telemetry
 
 import (
@@ -16,7 +19,8 @@ import (
 )
 
 // NewLogger returns a JSON logger at level ("debug", "info", "warn",
-// "error"; default info) that tags every line with the function name.
+// "error"; default info) that tags every line with the function name, and
+// with trace_id and span_id when logged with the context of a traced span.
 func NewLogger(w io.Writer, level, function string) *slog.Logger {
 	var l slog.Level
 	switch strings.ToLower(level) {
@@ -28,7 +32,7 @@ func NewLogger(w io.Writer, level, function string) *slog.Logger {
 		l = slog.LevelError
 	}
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})
-	lg := slog.New(h)
+	lg := slog.New(WithTraceIDs(h))
 	if function != "" {
 		lg = lg.With("function", function)
 	}
