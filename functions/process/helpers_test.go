@@ -69,6 +69,17 @@ func newProcess(t testing.TB, cfg Config) *Process {
 	return p
 }
 
+// drain waits until p has aggregated every event it acknowledged: a
+// delivery is answered once its event is durable, and counted just after.
+func drain(t testing.TB, p *Process) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := p.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+}
+
 func newGame(t testing.TB, tz string) store.Game {
 	t.Helper()
 	setup(t)

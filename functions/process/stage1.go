@@ -1,0 +1,312 @@
+package process
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/gamemetrics/gamemetrics/shared/store"
+)
+
+// stage1 makes batches of delivered events durable, one transaction each:
+// the raw events in their day partitions, their ids in event_ids (only new
+// ids go further) and, per game, one pending_events row holding the new
+// events for stage 2 (aggregate.go). That is all a delivery waits for.
+// Concurrent stage-1 transactions share no rows but the ids they insert,
+// which they insert in key order.
+type stage1 struct {
+	pool       *pgxpool.Pool
+	partitions *store.Partitions
+	retries    int
+}
+
+// durable is what one stage-1 transaction did.
+type durable struct {
+	fresh  []*record    // new events, stored and queued for aggregation
+	erased []*record    // events a player's erasure holds: acknowledged, not stored
+	rows   []pendingRow // the pending rows written
+}
+
+// pendingRow is a pending_events row a process wrote and waits for.
+type pendingRow struct {
+	seq    int64
+	events int
+}
+
+// permanent reports whether err is a fault of the data (it will fail the
+// same way every time) rather than of the database being unavailable.
+func permanent(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "22") || strings.HasPrefix(pe.Code, "23") // data exception, integrity violation
+	}
+	return false
+}
+
+// retryable reports whether a transaction lost a race and may simply be rerun.
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// missingPartition reports whether err is an insert into a dropped partition.
+func missingPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514" && strings.Contains(pe.Message, "no partition of relation")
+}
+
+// write stores recs (unique by game and id).
+func (s *stage1) write(ctx context.Context, recs []*record) (durable, error) {
+	// Key order for the event id inserts, so concurrent transactions wait
+	// for each other instead of deadlocking.
+	slices.SortFunc(recs, func(a, b *record) int { return cmpPlayer(playerKey{a.game, a.id}, playerKey{b.game, b.id}) })
+	out, err := s.writeRetrying(ctx, recs)
+	if missingPartition(err) {
+		// retain archived and dropped a day partition this process had
+		// created, and a late event for that day arrived: create it again
+		// (retain merges it into the day's archive on its next run).
+		s.partitions.Forget()
+		out, err = s.writeRetrying(ctx, recs)
+	}
+	return out, err
+}
+
+func (s *stage1) writeRetrying(ctx context.Context, recs []*record) (durable, error) {
+	for _, r := range recs {
+		if err := s.partitions.Ensure(ctx, r.game, r.day); err != nil {
+			return durable{}, fmt.Errorf("events partition: %w", err)
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		out, err := s.writeOnce(ctx, recs)
+		if err == nil || !retryable(err) || attempt >= s.retries {
+			return out, err
+		}
+		time.Sleep(time.Duration(attempt+1) * 5 * time.Millisecond)
+	}
+}
+
+// copyThreshold is the batch size from which raw events are written with
+// COPY; below it the extra round trip costs more than COPY saves.
+const copyThreshold = 256
+
+// writeOnce is one attempt, in two round trips: BEGIN, the games' write
+// locks, the erasure check and the id inserts; then the raw events, the
+// pending rows and COMMIT.
+func (s *stage1) writeOnce(ctx context.Context, recs []*record) (durable, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return durable{}, err
+	}
+	defer conn.Release() // destroys the connection if it is still in a transaction
+	out, err := s.tx(ctx, conn.Conn(), recs)
+	if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, rerr := conn.Exec(ctx, "ROLLBACK"); rerr != nil {
+			conn.Conn().Close(ctx)
+		}
+	}
+	return out, err
+}
+
+func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durable, error) {
+	n := len(recs)
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+	var games []string
+	for _, r := range recs {
+		if len(games) == 0 || games[len(games)-1] != r.game { // recs are sorted by game
+			games = append(games, r.game)
+		}
+	}
+	b.Queue(lockGamesShared, games)
+	type hashed struct {
+		key  playerKey
+		hash string
+	}
+	var players []hashed
+	{
+		seen := make(map[playerKey]bool)
+		pg, hashes := make([]string, 0, n), make([]string, 0, n)
+		for _, r := range recs {
+			k := playerKey{r.game, r.subject}
+			if seen[k] {
+				continue
+			}
+			seen[k] = true
+			h := store.PlayerHash(r.game, r.subject)
+			players = append(players, hashed{k, h})
+			pg, hashes = append(pg, r.game), append(hashes, h)
+		}
+		b.Queue(checkErasures, pg, hashes)
+	}
+	{
+		ids, days := make([]string, n), make([]time.Time, n)
+		gs := make([]string, n)
+		for i, r := range recs {
+			gs[i], ids[i], days[i] = r.game, r.id, r.day
+		}
+		b.Queue(insertEventIDs, gs, ids, days)
+	}
+	res := conn.SendBatch(ctx, b)
+	for range 3 { // BEGIN, SET, locks
+		if _, err := res.Exec(); err != nil {
+			res.Close()
+			return durable{}, fmt.Errorf("begin: %w", err)
+		}
+	}
+	byHash := make(map[[2]string]playerKey, len(players))
+	for _, p := range players {
+		byHash[[2]string{p.key.game, p.hash}] = p.key
+	}
+	erasedAt := map[playerKey]time.Time{}
+	var g, hash string
+	var began time.Time
+	rows, _ := res.Query()
+	if _, err := pgx.ForEachRow(rows, []any{&g, &hash, &began}, func() error {
+		erasedAt[byHash[[2]string{g, hash}]] = began
+		return nil
+	}); err != nil {
+		res.Close()
+		return durable{}, fmt.Errorf("check erasures: %w", err)
+	}
+	inserted := make(map[[2]string]bool, n)
+	var id string
+	rows, _ = res.Query()
+	if _, err := pgx.ForEachRow(rows, []any{&g, &id}, func() error {
+		inserted[[2]string{g, id}] = true
+		return nil
+	}); err != nil {
+		res.Close()
+		return durable{}, fmt.Errorf("insert event ids: %w", err)
+	}
+	if err := res.Close(); err != nil {
+		return durable{}, err
+	}
+
+	var out durable
+	var heldGames, heldIDs []string
+	for _, r := range recs {
+		at, held := erasedAt[playerKey{r.game, r.subject}]
+		held = held && !heldTime(r).After(at)
+		isNew := inserted[[2]string{r.game, r.id}]
+		switch {
+		case held && isNew:
+			heldGames, heldIDs = append(heldGames, r.game), append(heldIDs, r.id)
+			fallthrough
+		case held:
+			out.erased = append(out.erased, r)
+		case isNew:
+			out.fresh = append(out.fresh, r)
+		}
+	}
+
+	// Round trip 2 (and a COPY before it for big batches, which stores
+	// raw rows faster than an INSERT; the rows are known to be new).
+	b = &pgx.Batch{}
+	if len(heldIDs) > 0 {
+		b.Queue(deleteEventIDs, heldGames, heldIDs)
+	}
+	if m := len(out.fresh); m >= copyThreshold {
+		rows := make([][]any, m)
+		for i, r := range out.fresh {
+			rows[i] = []any{r.game, r.day, r.id, r.typ, r.source, r.subject, r.time, optText(r.sessionID), tstz(r.received),
+				rawJSON(r.data), rawJSON(r.ext)}
+		}
+		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromRows(rows)); err != nil {
+			return durable{}, fmt.Errorf("copy events: %w", err)
+		}
+	} else if m > 0 {
+		gs, ids, subjects, types, sources, sids, datas, exts := make([]string, m), make([]string, m), make([]string, m),
+			make([]string, m), make([]string, m), make([]pgtype.Text, m), make([]*string, m), make([]*string, m)
+		days, times, received := make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
+		for i, r := range out.fresh {
+			gs[i], ids[i], days[i], types[i], sources[i], subjects[i] = r.game, r.id, r.day, r.typ, r.source, r.subject
+			times[i], sids[i], received[i], datas[i], exts[i] = r.time, optText(r.sessionID), tstz(r.received), optJSON(r.data), optJSON(r.ext)
+		}
+		b.Queue(insertEvents, gs, ids, days, types, sources, subjects, times, sids, received, datas, exts)
+	}
+	var pending *pgx.QueuedQuery
+	if len(out.fresh) > 0 {
+		var pgames []string
+		var counts []int32
+		var from, to []time.Time
+		var batches [][]byte
+		for i := 0; i < len(out.fresh); {
+			j := i + 1
+			for j < len(out.fresh) && out.fresh[j].game == out.fresh[i].game {
+				j++
+			}
+			group := out.fresh[i:j]
+			lo, hi := group[0].day, group[0].day
+			for _, r := range group {
+				if r.day.Before(lo) {
+					lo = r.day
+				}
+				if r.day.After(hi) {
+					hi = r.day
+				}
+			}
+			pgames, counts = append(pgames, group[0].game), append(counts, int32(len(group)))
+			from, to = append(from, lo), append(to, hi)
+			batches = append(batches, encodePending(make([]byte, 0, 128*len(group)), group))
+			i = j
+		}
+		pending = b.Queue(insertPending, pgames, counts, from, to, batches)
+		pending.Query(func(rows pgx.Rows) error {
+			var seq int64
+			var events int32
+			_, err := pgx.ForEachRow(rows, []any{&seq, &events}, func() error {
+				out.rows = append(out.rows, pendingRow{seq, int(events)})
+				return nil
+			})
+			return err
+		})
+	}
+	b.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return durable{}, fmt.Errorf("store events: %w", err)
+	}
+	return out, nil
+}
+
+// heldTime is when an event counts as received for an erasure hold: when
+// ingest received it, or (events that did not come through ingest) its
+// own time.
+func heldTime(r *record) time.Time {
+	if r.received.IsZero() {
+		return r.time
+	}
+	return r.received
+}
+
+// rawJSON passes JSON text to a jsonb column (nil is NULL).
+func rawJSON(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return json.RawMessage(b)
+}
+
+func tstz(t time.Time) pgtype.Timestamptz {
+	return pgtype.Timestamptz{Time: t, Valid: !t.IsZero()}
+}
+
+func optText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
+
+func optJSON(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
