@@ -46,7 +46,7 @@ type aggregator struct {
 	// fault is a test seam: called at each point of a round ("claimed",
 	// "loaded", "merged"), an error it returns ends the round right there
 	// as a crash would: the connection is closed mid-transaction.
-	fault func(point string) error
+	fault atomic.Pointer[func(point string) error]
 }
 
 func newAggregator(p *Process) *aggregator {
@@ -280,10 +280,11 @@ func (a *aggregator) aggregateOnce(ctx context.Context, cands []candidate, seqs 
 var errCrash = errors.New("aggregation crashed (test fault)")
 
 func (a *aggregator) checkpoint(conn *pgx.Conn, point string) error {
-	if a.fault == nil {
+	f := a.fault.Load()
+	if f == nil {
 		return nil
 	}
-	if err := a.fault(point); err != nil {
+	if err := (*f)(point); err != nil {
 		conn.PgConn().Close(context.Background())
 		return fmt.Errorf("%w at %s: %v", errCrash, point, err)
 	}

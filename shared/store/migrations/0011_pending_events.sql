@@ -41,3 +41,16 @@ CREATE TABLE pending_events_failed (
     reason     text        NOT NULL,
     batch      bytea       NOT NULL
 );
+
+-- Aggregation updates the same rollup, player, session and cohort rows
+-- again and again (a value, a last-seen time), never a key. With room left
+-- on each page those updates are HOT: the new row version goes to the
+-- same page and no index changes. New pages keep a fifth free.
+ALTER TABLE rollup_daily SET (fillfactor = 80);
+ALTER TABLE rollup_hourly SET (fillfactor = 80);
+ALTER TABLE rollup_minutely SET (fillfactor = 80);
+ALTER TABLE players SET (fillfactor = 80);
+ALTER TABLE sessions SET (fillfactor = 80);
+ALTER TABLE cohort_days SET (fillfactor = 80);
+ALTER TABLE player_spend SET (fillfactor = 80);
+ALTER TABLE players_hll_daily SET (fillfactor = 80);
