@@ -15,6 +15,10 @@ import (
 // row written by another version must decode it or fail loudly.
 const pendingVersion = 1
 
+// minPendingEvent is the fewest bytes an encoded event takes: 20 strings
+// and 2 times of at least a byte each.
+const minPendingEvent = 22
+
 // errPendingFormat means a pending row is not in a format this process knows.
 var errPendingFormat = errors.New("pending batch: unknown format")
 
@@ -50,7 +54,7 @@ func decodePending(game string, b []byte) ([]*record, error) {
 	s := string(b[1:])
 	d := pendingDecoder{s: s}
 	n := d.uvarint()
-	if d.err != nil || n > uint64(len(s)) {
+	if d.err != nil || n > uint64(len(s)/minPendingEvent) {
 		return nil, fmt.Errorf("pending batch: bad event count")
 	}
 	recs := make([]*record, n)
