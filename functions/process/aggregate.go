@@ -587,6 +587,18 @@ func queueActivityLoad(q *pgx.Batch, sql string, keys map[activityKey]bool, into
 // last, each statement in key order.
 func write(ctx context.Context, q querier, c *changes, held []*record, zone func(string) *time.Location, commit bool) error {
 	b := &pgx.Batch{}
+	queueWrite(b, c, held, zone)
+	if commit {
+		b.Queue("COMMIT")
+	}
+	if err := q.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("write aggregates: %w", err)
+	}
+	return nil
+}
+
+// queueWrite queues the statements of write.
+func queueWrite(b *pgx.Batch, c *changes, held []*record, zone func(string) *time.Location) {
 	if len(held) > 0 {
 		m := len(held)
 		games, days, ids := make([]string, m), make([]time.Time, m), make([]string, m)
@@ -651,13 +663,6 @@ func write(ctx context.Context, q querier, c *changes, held []*record, zone func
 		b.Queue(upsertHLL, games, days, subs)
 	}
 	queueRollups(b, c.rollups)
-	if commit {
-		b.Queue("COMMIT")
-	}
-	if err := q.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("write aggregates: %w", err)
-	}
-	return nil
 }
 
 func queueActivity(b *pgx.Batch, sql string, rows []activityRow) {

@@ -38,38 +38,49 @@ RETURNING p.seq, p.gameid, p.created_at, p.batch`
 )
 
 const (
-	// checkErasures finds erasures of the batch's players (by
-	// store.PlayerHash), with when each began: events ingest received
-	// before then are not stored. Under the games' write locks no erasure
-	// can begin until the transaction ends (see store.LockGameWrites).
-	checkErasures = `SELECT e.gameid, e.player_sha256, max(e.started_at)
-FROM erasures e JOIN unnest($1::text[], $2::text[]) AS u(gameid, hash)
-	ON e.gameid = u.gameid AND e.player_sha256 = u.hash
-GROUP BY e.gameid, e.player_sha256`
-
-	// insertEventIDs is the dedup: the ids that come back are new, and
-	// only they are stored and counted.
-	insertEventIDs = `INSERT INTO event_ids (gameid, id, day)
-SELECT * FROM unnest($1::text[], $2::text[], $3::date[])
-ON CONFLICT DO NOTHING
-RETURNING gameid, id`
+	// storeIDs is the dedup, and the erasure check: it inserts the
+	// batch's event ids (the ids that come back, with a NULL time, are new,
+	// and only they are stored and counted) and returns the erasures of the
+	// batch's players (by store.PlayerHash) with when each began: events
+	// ingest received before then are not stored. Under the games' write
+	// locks no erasure can begin until the transaction ends (see
+	// store.LockGameWrites).
+	storeIDs = `WITH held AS (
+	SELECT e.gameid, e.player_sha256, max(e.started_at) AS began
+	FROM erasures e JOIN unnest($4::text[], $5::text[]) AS u(gameid, hash)
+		ON e.gameid = u.gameid AND e.player_sha256 = u.hash
+	GROUP BY e.gameid, e.player_sha256
+), ids AS (
+	INSERT INTO event_ids (gameid, id, day)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::date[])
+	ON CONFLICT DO NOTHING
+	RETURNING gameid, id
+)
+SELECT gameid, id, NULL::timestamptz FROM ids
+UNION ALL
+SELECT gameid, player_sha256, began FROM held`
 
 	// deleteEventIDs takes back ids of events that are not stored after
 	// all (a player's erasure holds them).
 	deleteEventIDs = `DELETE FROM event_ids i USING unnest($1::text[], $2::text[]) AS u(gameid, id)
 WHERE i.gameid = u.gameid AND i.id = u.id`
 
-	insertEvents = `INSERT INTO events (gameid, day, id, type, source, subject, time, sessionid, receivedtime, data, extensions)
-SELECT gameid, day, id, type, source, subject, time, sessionid, receivedtime, data::jsonb, ext::jsonb
-FROM unnest($1::text[], $2::text[], $3::date[], $4::text[], $5::text[], $6::text[], $7::timestamptz[],
-            $8::text[], $9::timestamptz[], $10::text[], $11::text[])
-     AS u(gameid, id, day, type, source, subject, time, sessionid, receivedtime, data, ext)
-ON CONFLICT DO NOTHING`
-
 	// insertPending queues each game's new events for stage 2.
 	insertPending = `INSERT INTO pending_events (gameid, events, day_from, day_to, batch)
 SELECT * FROM unnest($1::text[], $2::int[], $3::date[], $4::date[], $5::bytea[])
 RETURNING seq, events`
+
+	// storeEvents stores a small batch's raw events (a large one is
+	// copied) and queues them, in one statement.
+	storeEvents = `WITH stored AS (
+	INSERT INTO events (gameid, day, id, type, source, subject, time, sessionid, receivedtime, data, extensions)
+	SELECT gameid, day, id, type, source, subject, time, sessionid, receivedtime, data::jsonb, ext::jsonb
+	FROM unnest($6::text[], $7::text[], $8::date[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
+	            $13::text[], $14::timestamptz[], $15::text[], $16::text[])
+	     AS u(gameid, id, day, type, source, subject, time, sessionid, receivedtime, data, ext)
+	ON CONFLICT DO NOTHING
+)
+` + insertPending
 )
 
 var eventColumns = []string{"gameid", "day", "id", "type", "source", "subject", "time", "sessionid", "receivedtime", "data", "extensions"}

@@ -100,8 +100,8 @@ func (s *stage1) writeRetrying(ctx context.Context, recs []*record) (durable, er
 const copyThreshold = 256
 
 // writeOnce is one attempt, in two round trips: BEGIN, the games' write
-// locks, the erasure check and the id inserts; then the raw events, the
-// pending rows and COMMIT.
+// locks, and the id inserts with the erasure check; then the raw events
+// with the pending rows, and COMMIT.
 func (s *stage1) writeOnce(ctx context.Context, recs []*record) (durable, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -121,7 +121,6 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 	n := len(recs)
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
 	var games []string
 	for _, r := range recs {
 		if len(games) == 0 || games[len(games)-1] != r.game { // recs are sorted by game
@@ -129,14 +128,14 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 		}
 	}
 	b.Queue(lockGamesShared, games)
-	type hashed struct {
-		key  playerKey
-		hash string
-	}
-	var players []hashed
+	byHash := make(map[[2]string]playerKey)
 	{
+		gs, ids, days := make([]string, n), make([]string, n), make([]time.Time, n)
+		for i, r := range recs {
+			gs[i], ids[i], days[i] = r.game, r.id, r.day
+		}
+		var pg, hashes []string
 		seen := make(map[playerKey]bool)
-		pg, hashes := make([]string, 0, n), make([]string, 0, n)
 		for _, r := range recs {
 			k := playerKey{r.game, r.subject}
 			if seen[k] {
@@ -144,50 +143,33 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 			}
 			seen[k] = true
 			h := store.PlayerHash(r.game, r.subject)
-			players = append(players, hashed{k, h})
+			byHash[[2]string{r.game, h}] = k
 			pg, hashes = append(pg, r.game), append(hashes, h)
 		}
-		b.Queue(checkErasures, pg, hashes)
-	}
-	{
-		ids, days := make([]string, n), make([]time.Time, n)
-		gs := make([]string, n)
-		for i, r := range recs {
-			gs[i], ids[i], days[i] = r.game, r.id, r.day
-		}
-		b.Queue(insertEventIDs, gs, ids, days)
+		b.Queue(storeIDs, gs, ids, days, pg, hashes)
 	}
 	res := conn.SendBatch(ctx, b)
-	for range 3 { // BEGIN, SET, locks
+	for range 2 { // BEGIN, locks
 		if _, err := res.Exec(); err != nil {
 			res.Close()
 			return durable{}, fmt.Errorf("begin: %w", err)
 		}
 	}
-	byHash := make(map[[2]string]playerKey, len(players))
-	for _, p := range players {
-		byHash[[2]string{p.key.game, p.hash}] = p.key
-	}
-	erasedAt := map[playerKey]time.Time{}
-	var g, hash string
-	var began time.Time
-	rows, _ := res.Query()
-	if _, err := pgx.ForEachRow(rows, []any{&g, &hash, &began}, func() error {
-		erasedAt[byHash[[2]string{g, hash}]] = began
-		return nil
-	}); err != nil {
-		res.Close()
-		return durable{}, fmt.Errorf("check erasures: %w", err)
-	}
 	inserted := make(map[[2]string]bool, n)
-	var id string
-	rows, _ = res.Query()
-	if _, err := pgx.ForEachRow(rows, []any{&g, &id}, func() error {
-		inserted[[2]string{g, id}] = true
+	erasedAt := map[playerKey]time.Time{}
+	var g, key string
+	var began pgtype.Timestamptz
+	rows, _ := res.Query()
+	if _, err := pgx.ForEachRow(rows, []any{&g, &key, &began}, func() error {
+		if began.Valid {
+			erasedAt[byHash[[2]string{g, key}]] = began.Time
+		} else {
+			inserted[[2]string{g, key}] = true
+		}
 		return nil
 	}); err != nil {
 		res.Close()
-		return durable{}, fmt.Errorf("insert event ids: %w", err)
+		return durable{}, fmt.Errorf("store event ids: %w", err)
 	}
 	if err := res.Close(); err != nil {
 		return durable{}, err
@@ -225,44 +207,21 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 		if _, err := conn.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromRows(rows)); err != nil {
 			return durable{}, fmt.Errorf("copy events: %w", err)
 		}
-	} else if m > 0 {
-		gs, ids, subjects, types, sources, sids, datas, exts := make([]string, m), make([]string, m), make([]string, m),
-			make([]string, m), make([]string, m), make([]pgtype.Text, m), make([]*string, m), make([]*string, m)
-		days, times, received := make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
-		for i, r := range out.fresh {
-			gs[i], ids[i], days[i], types[i], sources[i], subjects[i] = r.game, r.id, r.day, r.typ, r.source, r.subject
-			times[i], sids[i], received[i], datas[i], exts[i] = r.time, optText(r.sessionID), tstz(r.received), optJSON(r.data), optJSON(r.ext)
-		}
-		b.Queue(insertEvents, gs, ids, days, types, sources, subjects, times, sids, received, datas, exts)
 	}
-	var pending *pgx.QueuedQuery
 	if len(out.fresh) > 0 {
-		var pgames []string
-		var counts []int32
-		var from, to []time.Time
-		var batches [][]byte
-		for i := 0; i < len(out.fresh); {
-			j := i + 1
-			for j < len(out.fresh) && out.fresh[j].game == out.fresh[i].game {
-				j++
+		args := pendingArgs(out.fresh)
+		sql := insertPending
+		if m := len(out.fresh); m < copyThreshold {
+			gs, ids, subjects, types, sources, sids, datas, exts := make([]string, m), make([]string, m), make([]string, m),
+				make([]string, m), make([]string, m), make([]pgtype.Text, m), make([]*string, m), make([]*string, m)
+			days, times, received := make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
+			for i, r := range out.fresh {
+				gs[i], ids[i], days[i], types[i], sources[i], subjects[i] = r.game, r.id, r.day, r.typ, r.source, r.subject
+				times[i], sids[i], received[i], datas[i], exts[i] = r.time, optText(r.sessionID), tstz(r.received), optJSON(r.data), optJSON(r.ext)
 			}
-			group := out.fresh[i:j]
-			lo, hi := group[0].day, group[0].day
-			for _, r := range group {
-				if r.day.Before(lo) {
-					lo = r.day
-				}
-				if r.day.After(hi) {
-					hi = r.day
-				}
-			}
-			pgames, counts = append(pgames, group[0].game), append(counts, int32(len(group)))
-			from, to = append(from, lo), append(to, hi)
-			batches = append(batches, encodePending(make([]byte, 0, 128*len(group)), group))
-			i = j
+			sql, args = storeEvents, append(args, gs, ids, days, types, sources, subjects, times, sids, received, datas, exts)
 		}
-		pending = b.Queue(insertPending, pgames, counts, from, to, batches)
-		pending.Query(func(rows pgx.Rows) error {
+		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
 			var seq int64
 			var events int32
 			_, err := pgx.ForEachRow(rows, []any{&seq, &events}, func() error {
@@ -277,6 +236,36 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 		return durable{}, fmt.Errorf("store events: %w", err)
 	}
 	return out, nil
+}
+
+// pendingArgs are the arguments of insertPending for fresh (sorted by
+// game): one row per game.
+func pendingArgs(fresh []*record) []any {
+	var games []string
+	var counts []int32
+	var from, to []time.Time
+	var batches [][]byte
+	for i := 0; i < len(fresh); {
+		j := i + 1
+		for j < len(fresh) && fresh[j].game == fresh[i].game {
+			j++
+		}
+		group := fresh[i:j]
+		lo, hi := group[0].day, group[0].day
+		for _, r := range group {
+			if r.day.Before(lo) {
+				lo = r.day
+			}
+			if r.day.After(hi) {
+				hi = r.day
+			}
+		}
+		games, counts = append(games, group[0].game), append(counts, int32(len(group)))
+		from, to = append(from, lo), append(to, hi)
+		batches = append(batches, encodePending(make([]byte, 0, 128*len(group)), group))
+		i = j
+	}
+	return []any{games, counts, from, to, batches}
 }
 
 // heldTime is when an event counts as received for an erasure hold: when
