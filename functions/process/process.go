@@ -112,7 +112,7 @@ type Config struct {
 // DefaultConfig is what `gamemetrics serve process` uses unless told otherwise.
 func DefaultConfig() Config {
 	return Config{MaxBatch: 500, Flushers: 2, Linger: 2 * time.Millisecond, WriteTimeout: 10 * time.Second, Retries: 3,
-		LiveTimeout: 2 * time.Second, AggregateMax: 20_000, AggregateLinger: 20 * time.Millisecond, Aggregators: 1,
+		LiveTimeout: 2 * time.Second, AggregateMax: 20_000, AggregateLinger: 100 * time.Millisecond, Aggregators: 1,
 		AggregatePoll: 250 * time.Millisecond, PendingMax: 200_000}
 }
 
