@@ -70,17 +70,6 @@ WHERE i.gameid = u.gameid AND i.id = u.id`
 SELECT * FROM unnest($1::text[], $2::int[], $3::date[], $4::date[], $5::bytea[])
 RETURNING seq, events`
 
-	// storeEvents stores a small batch's raw events (a large one is
-	// copied) and queues them, in one statement.
-	storeEvents = `WITH stored AS (
-	INSERT INTO events (gameid, day, id, type, source, subject, time, sessionid, receivedtime, data, extensions)
-	SELECT gameid, day, id, type, source, subject, time, sessionid, receivedtime, data::jsonb, ext::jsonb
-	FROM unnest($6::text[], $7::text[], $8::date[], $9::text[], $10::text[], $11::text[], $12::timestamptz[],
-	            $13::text[], $14::timestamptz[], $15::text[], $16::text[])
-	     AS u(gameid, id, day, type, source, subject, time, sessionid, receivedtime, data, ext)
-	ON CONFLICT DO NOTHING
-)
-` + insertPending
 )
 
 var eventColumns = []string{"gameid", "day", "id", "type", "source", "subject", "time", "sessionid", "receivedtime", "data", "extensions"}

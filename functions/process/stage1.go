@@ -95,13 +95,9 @@ func (s *stage1) writeRetrying(ctx context.Context, recs []*record) (durable, er
 	}
 }
 
-// copyThreshold is the batch size from which raw events are written with
-// COPY; below it the extra round trip costs more than COPY saves.
-const copyThreshold = 256
-
-// writeOnce is one attempt, in two round trips: BEGIN, the games' write
-// locks, and the id inserts with the erasure check; then the raw events
-// with the pending rows, and COMMIT.
+// writeOnce is one attempt, in three round trips: BEGIN, the games' write
+// locks, and the id inserts with the erasure check; the raw events (COPY);
+// the pending rows and COMMIT.
 func (s *stage1) writeOnce(ctx context.Context, recs []*record) (durable, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -192,13 +188,10 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 		}
 	}
 
-	// Round trip 2 (and a COPY before it for big batches, which stores
-	// raw rows faster than an INSERT; the rows are known to be new).
-	b = &pgx.Batch{}
-	if len(heldIDs) > 0 {
-		b.Queue(deleteEventIDs, heldGames, heldIDs)
-	}
-	if m := len(out.fresh); m >= copyThreshold {
+	// Then the raw events, with COPY: it costs a round trip more than an
+	// INSERT in the batch below, and PostgreSQL 40% less CPU per row (the
+	// rows are known to be new).
+	if m := len(out.fresh); m > 0 {
 		rows := make([][]any, m)
 		for i, r := range out.fresh {
 			rows[i] = []any{r.game, r.day, r.id, r.typ, r.source, r.subject, r.time, optText(r.sessionID), tstz(r.received),
@@ -208,20 +201,13 @@ func (s *stage1) tx(ctx context.Context, conn *pgx.Conn, recs []*record) (durabl
 			return durable{}, fmt.Errorf("copy events: %w", err)
 		}
 	}
+	// Last round trip: the pending rows and COMMIT.
+	b = &pgx.Batch{}
+	if len(heldIDs) > 0 {
+		b.Queue(deleteEventIDs, heldGames, heldIDs)
+	}
 	if len(out.fresh) > 0 {
-		args := pendingArgs(out.fresh)
-		sql := insertPending
-		if m := len(out.fresh); m < copyThreshold {
-			gs, ids, subjects, types, sources, sids, datas, exts := make([]string, m), make([]string, m), make([]string, m),
-				make([]string, m), make([]string, m), make([]pgtype.Text, m), make([]*string, m), make([]*string, m)
-			days, times, received := make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
-			for i, r := range out.fresh {
-				gs[i], ids[i], days[i], types[i], sources[i], subjects[i] = r.game, r.id, r.day, r.typ, r.source, r.subject
-				times[i], sids[i], received[i], datas[i], exts[i] = r.time, optText(r.sessionID), tstz(r.received), optJSON(r.data), optJSON(r.ext)
-			}
-			sql, args = storeEvents, append(args, gs, ids, days, types, sources, subjects, times, sids, received, datas, exts)
-		}
-		b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+		b.Queue(insertPending, pendingArgs(out.fresh)...).Query(func(rows pgx.Rows) error {
 			var seq int64
 			var events int32
 			_, err := pgx.ForEachRow(rows, []any{&seq, &events}, func() error {
@@ -291,11 +277,3 @@ func tstz(t time.Time) pgtype.Timestamptz {
 }
 
 func optText(s string) pgtype.Text { return pgtype.Text{String: s, Valid: s != ""} }
-
-func optJSON(b []byte) *string {
-	if b == nil {
-		return nil
-	}
-	s := string(b)
-	return &s
-}
