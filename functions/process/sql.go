@@ -69,7 +69,6 @@ WHERE i.gameid = u.gameid AND i.id = u.id`
 	insertPending = `INSERT INTO pending_events (gameid, events, day_from, day_to, batch)
 SELECT * FROM unnest($1::text[], $2::int[], $3::date[], $4::date[], $5::bytea[])
 RETURNING seq, events`
-
 )
 
 var eventColumns = []string{"gameid", "day", "id", "type", "source", "subject", "time", "sessionid", "receivedtime", "data", "extensions"}
