@@ -12,30 +12,9 @@ import "github.com/gamemetrics/gamemetrics/shared/store"
 // gameLock is the write lock key of the game in column id.
 var gameLock = store.GameLockKey("id")
 
-var (
-	// lockGamesShared takes the write locks of a transaction's games (see
-	// store.GameLockKey), in key order.
-	lockGamesShared = `SELECT pg_advisory_xact_lock_shared(` + gameLock + `) FROM unnest($1::text[]) AS u(id) ORDER BY id`
-
-	// claimPending takes the games of $3 that no other aggregator holds
-	// and no time zone change or erasure start is waiting for (advisory
-	// locks tried, never waited for: an aggregator holds a game until its
-	// transaction ends, a crashed one's lock ends with its connection),
-	// and deletes and returns the rows of $1 that belong to them. The
-	// deletion commits with the aggregates: a transaction that fails
-	// leaves the rows pending.
-	claimPending = `WITH locked AS MATERIALIZED (
-	SELECT id FROM unnest($3::text[]) AS u(id)
-	WHERE pg_try_advisory_xact_lock(hashtextextended('gamemetrics/aggregate/' || id, 0))
-	  AND pg_try_advisory_xact_lock_shared(` + gameLock + `)
-)
-DELETE FROM pending_events p USING unnest($1::bigint[], $2::text[]) AS w(seq, gameid), locked
-WHERE p.seq = w.seq AND w.gameid = locked.id
-RETURNING p.seq, p.gameid, p.created_at, p.batch`
-
-	// lockGame is store.LockGameWrites inside a rebuild's transaction.
-	lockGame = `SELECT pg_advisory_xact_lock(` + gameLock + `) FROM (SELECT $1::text AS id) AS g`
-)
+// lockGamesShared takes the write locks of a transaction's games (see
+// store.GameLockKey), in key order.
+var lockGamesShared = `SELECT pg_advisory_xact_lock_shared(` + gameLock + `) FROM unnest($1::text[]) AS u(id) ORDER BY id`
 
 const (
 	// storeIDs is the dedup, and the erasure check: it inserts the
@@ -74,6 +53,22 @@ RETURNING seq, events`
 var eventColumns = []string{"gameid", "day", "id", "type", "source", "subject", "time", "sessionid", "receivedtime", "data", "extensions"}
 
 // ---- Stage 2: claim pending events (aggregate.go) ----
+
+// claimPending takes the games of $3 that no other aggregator holds
+// and no time zone change or erasure start is waiting for (advisory
+// locks tried, never waited for: an aggregator holds a game until its
+// transaction ends, a crashed one's lock ends with its connection),
+// and deletes and returns the rows of $1 that belong to them. The
+// deletion commits with the aggregates: a transaction that fails
+// leaves the rows pending.
+var claimPending = `WITH locked AS MATERIALIZED (
+	SELECT id FROM unnest($3::text[]) AS u(id)
+	WHERE pg_try_advisory_xact_lock(hashtextextended('gamemetrics/aggregate/' || id, 0))
+	  AND pg_try_advisory_xact_lock_shared(` + gameLock + `)
+)
+DELETE FROM pending_events p USING unnest($1::bigint[], $2::text[]) AS w(seq, gameid), locked
+WHERE p.seq = w.seq AND w.gameid = locked.id
+RETURNING p.seq, p.gameid, p.created_at, p.batch`
 
 const (
 	// pendingCandidates lists the oldest pending rows (without their
@@ -128,9 +123,12 @@ FOR UPDATE OF p`
 	platform, app_version, country, begin_at, length_s, day, hour`
 
 	insertSessions = `INSERT INTO sessions (` + sessionColumns + `)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-	$7::timestamptz[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::numeric[],
+SELECT g, p, s, start_at, first_at, last_at, end_at, end_length_s::numeric, platform, app_version, country, begin_at,
+	length_s::numeric, day, hour
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
+	$7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
 	$14::date[], $15::timestamptz[])
+	AS u(g, p, s, start_at, first_at, last_at, end_at, end_length_s, platform, app_version, country, begin_at, length_s, day, hour)
 ON CONFLICT DO NOTHING
 RETURNING gameid, subject, sessionid`
 
@@ -169,10 +167,10 @@ FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::da
 WHERE p.gameid = u.gameid AND p.subject = u.subject`
 
 	updateSessions = `UPDATE sessions s SET start_at = u.start_at, first_at = u.first_at, last_at = u.last_at,
-	end_at = u.end_at, end_length_s = u.end_length_s, platform = u.platform, app_version = u.app_version,
-	country = u.country, begin_at = u.begin_at, length_s = u.length_s, day = u.day, hour = u.hour
+	end_at = u.end_at, end_length_s = u.end_length_s::numeric, platform = u.platform, app_version = u.app_version,
+	country = u.country, begin_at = u.begin_at, length_s = u.length_s::numeric, day = u.day, hour = u.hour
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::timestamptz[],
-	$7::timestamptz[], $8::numeric[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::numeric[],
+	$7::timestamptz[], $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::text[],
 	$14::date[], $15::timestamptz[])
 	AS u(gameid, subject, sessionid, start_at, first_at, last_at, end_at, end_length_s, platform, app_version,
 	     country, begin_at, length_s, day, hour)
@@ -187,7 +185,7 @@ SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bool[])
 ON CONFLICT (gameid, hour, subject) DO UPDATE SET paid = p.paid OR excluded.paid`
 
 	upsertSpend = `INSERT INTO player_spend AS s (gameid, subject, currency, amount_minor, purchases)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[], $5::bigint[])
+SELECT g, p, c, a::numeric, n FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS u(g, p, c, a, n)
 ON CONFLICT (gameid, subject, currency) DO UPDATE
 SET amount_minor = s.amount_minor + excluded.amount_minor, purchases = s.purchases + excluded.purchases`
 
@@ -205,15 +203,15 @@ ORDER BY gameid COLLATE "C", day
 ON CONFLICT (gameid, day) DO UPDATE SET players = hll_union(h.players, excluded.players)`
 
 	upsertDaily = `INSERT INTO rollup_daily AS r (gameid, day, metric, dim, value)
-SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::numeric[])
+SELECT g, b, m, d, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[]) AS u(g, b, m, d, v)
 ON CONFLICT (gameid, day, metric, dim) DO UPDATE SET value = r.value + excluded.value`
 
 	upsertHourly = `INSERT INTO rollup_hourly AS r (gameid, hour, metric, dim, value)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[])
+SELECT g, b, m, d, v::numeric FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[]) AS u(g, b, m, d, v)
 ON CONFLICT (gameid, hour, metric, dim) DO UPDATE SET value = r.value + excluded.value`
 
 	upsertMinutely = `INSERT INTO rollup_minutely AS r (gameid, minute, metric, dim, value)
-SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::numeric[])
+SELECT g, b, m, d, v::numeric FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[]) AS u(g, b, m, d, v)
 ON CONFLICT (gameid, minute, metric, dim) DO UPDATE SET value = r.value + excluded.value`
 )
 
@@ -229,6 +227,9 @@ func upsertRollups(g grain) string {
 }
 
 // ---- SetTimezone (rebuild.go) ----
+
+// lockGame is store.LockGameWrites inside a rebuild's transaction.
+var lockGame = `SELECT pg_advisory_xact_lock(` + gameLock + `) FROM (SELECT $1::text AS id) AS g`
 
 // gameErasures are every erasure of a game, for a replay.
 const gameErasures = `SELECT player_sha256, max(started_at) FROM erasures WHERE gameid = $1 GROUP BY player_sha256`

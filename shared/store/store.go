@@ -20,6 +20,10 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
+// DefaultMaxConns is the most connections a pool opens unless the URL
+// says otherwise (pool_max_conns=N).
+const DefaultMaxConns = 10
+
 // Open connects a pool to url and checks the server answers.
 func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if url == "" {
@@ -28,6 +32,13 @@ func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default is max(4, CPUs). process alone holds one
+		// connection per concurrent stage-1 transaction and one per
+		// aggregator, and `gamemetrics dev` serves every function from one
+		// pool; connections are opened only when needed.
+		cfg.MaxConns = max(cfg.MaxConns, DefaultMaxConns)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
