@@ -7,9 +7,8 @@ export GOFLAGS ?= -buildvcs=false
 # Debian packages (redis-server, postgresql-15-hll, and chromium for the
 # dashboard test) are installed by `make deps` / `make test-deps` when
 # running as root; otherwise the exact command is printed.
-VEGETA := $(BIN)/vegeta
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -92,16 +91,61 @@ chaos:
 	$(GO) test -race -count=1 ./chaos/
 	cd chaos/validate && $(GO) test ./...
 
-## validate: Knative/eventing manifests, func.yaml, Terraform and chaos/mesh, checked offline
-validate:
-	cd knative/validate && $(GO) test ./...
+## validate: everything a deploy applies, checked offline: terraform init
+## -backend=false + terraform validate on every module and environment (the
+## hashicorp/aws filesystem mirror, discovered), tflint, the Kubernetes
+## version Knative needs, the project's HCL rules, the Knative/eventing/
+## platform/ArgoCD manifests, deploy.sh's order, func.yaml, chaos/mesh
+TFLINT_VERSION := v0.64.0
+TFLINT         := $(BIN)/tflint
+TF_CLI_CONFIG  := $(BIN)/terraform.rc
+
+validate: $(TFLINT) terraform-mirror
+	TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) terraform fmt -check -recursive terraform
+	cd knative/validate && TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) TFLINT=$(TFLINT) $(GO) test -timeout 20m ./...
 	cd chaos/validate && $(GO) vet ./... && $(GO) test ./...
-	terraform fmt -check -recursive terraform
+
+$(TFLINT):
+	GOBIN=$(BIN) $(GO) install github.com/terraform-linters/tflint@$(TFLINT_VERSION)
+
+# terraform-mirror: writes bin/terraform.rc, the CLI configuration that
+# points terraform init at a filesystem mirror of the hashicorp/aws provider
+# (the registry is not reachable here). The mirror is found by looking for
+# registry.terraform.io/hashicorp/aws/<version>/<os_arch>/terraform-provider-aws_*
+# anywhere on the machine (below TF_MIRROR_SEARCH), once; TF_PLUGIN_MIRROR=<dir
+# holding registry.terraform.io> skips the search. Without a mirror, validate
+# stops and says what is missing.
+TF_MIRROR_SEARCH ?= /
+terraform-mirror:
+	@mkdir -p $(BIN); \
+	mirror="$${TF_PLUGIN_MIRROR:-}"; \
+	if [ -z "$$mirror" ] && [ -f $(TF_CLI_CONFIG) ]; then \
+	  mirror=$$(sed -n 's/^ *path *= *"\(.*\)"$$/\1/p' $(TF_CLI_CONFIG)); \
+	fi; \
+	if [ -z "$$mirror" ] || ! ls "$$mirror"/registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_* >/dev/null 2>&1; then \
+	  f=$$(find $(TF_MIRROR_SEARCH) -xdev \( -path /proc -o -path /sys -o -path /dev -o -name .terraform -o -name .git -o -name node_modules \) -prune \
+	       -o -type f -path '*/registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*' -print -quit 2>/dev/null); \
+	  mirror=$${f%%/registry.terraform.io/*}; \
+	fi; \
+	if [ -z "$$mirror" ]; then \
+	  echo "make validate: no filesystem mirror of the Terraform provider hashicorp/aws on this machine." >&2; \
+	  echo "  terraform init -backend=false needs <dir>/registry.terraform.io/hashicorp/aws/<version>/<os>_<arch>/terraform-provider-aws_*" >&2; \
+	  echo "  (the version terraform/environments/*/.terraform.lock.hcl pins). With network access, create one with" >&2; \
+	  echo "  'terraform -chdir=terraform/environments/dev providers mirror <dir>' and run 'make validate TF_PLUGIN_MIRROR=<dir>'." >&2; \
+	  exit 1; \
+	fi; \
+	printf 'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' "$$mirror" > $(TF_CLI_CONFIG).tmp && mv $(TF_CLI_CONFIG).tmp $(TF_CLI_CONFIG); \
+	echo "terraform providers from the filesystem mirror $$mirror"
 
 ## fuzz: a short run of every fuzz target
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseRequest -fuzztime 30s ./functions/ingest/
-	$(GO) test -run '^$$' -fuzz FuzzMember -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBinary -fuzztime 30s ./functions/ingest/
+	$(GO) test -run '^$$' -fuzz '^FuzzScan$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateData$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSON$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeJSONFields$$' -fuzztime 30s ./shared/events/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzPassThroughMakesTheSDKsRequest -fuzztime 30s ./shared/eventing/
@@ -109,11 +153,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
 	$(GO) test -run '^$$' -fuzz FuzzRequestParameters -fuzztime 30s ./functions/report/
 
-$(VEGETA):
-	GOBIN=$(BIN) $(GO) install github.com/tsenart/vegeta/v12@v12.13.0
-
 ## bench: measured speed of every path (figures are recorded in README.md)
-bench: deps build $(VEGETA) bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
+bench: deps build bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report
 
 # Seeds 1,000,000 players / 10,000,000 events over 90 days through the process
 # batch writer (about 4 minutes here), then measures report latency.
@@ -132,24 +173,44 @@ bench-process:
 bench-eventing:
 	$(GO) test -run '^$$' -bench BenchmarkUnorderedDelivery -benchtime 40000x ./shared/eventing/
 
-bench-ingest: build $(VEGETA)
-	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics -vegeta $(VEGETA)
+# wrk (Debian) loads ingest and a plain net/http server in alternating
+# rounds; BENCH_INGEST_FLAGS passes flags on (e.g. -rounds 5 -duration 20s).
+bench-ingest: deps build
+	@$(MAKE) --no-print-directory apt-install PKGS="wrk:wrk util-linux:taskset"
+	$(GO) run ./e2e/bench/ingest -gamemetrics $(BIN)/gamemetrics $(BENCH_INGEST_FLAGS)
 	$(GO) test -run '^$$' -bench ServeHTTP -benchtime 3s ./functions/ingest/
-	$(GO) test -run '^$$' -bench Validate ./shared/events/
+	$(GO) test -run '^$$' -bench 'Validate|Decode' ./shared/events/
 
 ## image: one image for every function (FUNCTION selects); see knative/README.md
 IMAGE ?= registry.example.com/gamemetrics/gamemetrics:latest
 image:
 	@command -v func >/dev/null || { echo "make image needs the Knative func CLI >= v0.48 (knative-v1.21); see README.md, Deploying" >&2; exit 1; }
-	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE)
-
-## deploy ENV=dev|staging|production: build and push, then apply knative/ and eventing/
-ENV ?= dev
-deploy:
-	@case "$(ENV)" in dev|staging|production) ;; *) echo "ENV must be dev, staging or production" >&2; exit 1;; esac
-	@for t in func crane kubectl; do command -v $$t >/dev/null || { echo "make deploy needs $$t on PATH (crane: go install github.com/google/go-containerregistry/cmd/crane@latest)" >&2; exit 1; }; done
 	FUNC_ENABLE_HOST_BUILDER=true func build --builder host --image $(IMAGE) --push
-	knative/deploy.sh $(ENV) "$$(crane digest --full-ref $(IMAGE))"
+
+## image-cli: the operator CLI image (migration Job, status, replay): a static
+## binary on distroless, non-root, pushed without a container engine
+CLI_IMAGE ?= registry.example.com/gamemetrics/gamemetrics-cli:latest
+CLI_BASE  ?= gcr.io/distroless/static-debian12:nonroot
+CRANE     := $(BIN)/crane
+$(CRANE):
+	GOBIN=$(BIN) $(GO) install github.com/google/go-containerregistry/cmd/crane@v0.22.1
+
+image-cli: $(CRANE)
+	rm -rf $(BIN)/cli-image && mkdir -p $(BIN)/cli-image
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -o $(BIN)/cli-image/gamemetrics ./cmd/gamemetrics
+	tar --owner=0 --group=0 --mode=0755 -C $(BIN)/cli-image -cf $(BIN)/cli-image.tar gamemetrics
+	# Two tags, because ECR tags are immutable: the bare layer, then the
+	# configured image (use a tag per build, e.g. the commit).
+	$(CRANE) append --platform linux/amd64 --base $(CLI_BASE) --new_layer $(BIN)/cli-image.tar --new_tag $(CLI_IMAGE)-layer
+	$(CRANE) mutate $(CLI_IMAGE)-layer --entrypoint /gamemetrics --user 65532:65532 --tag $(CLI_IMAGE)
+
+## deploy ENV=dev|staging|production IMAGE=<repo>:<tag> CLI_IMAGE=<repo>:<tag>:
+## build and push both images, then knative/deploy.sh with their digests
+ENV ?= dev
+deploy: image image-cli
+	@case "$(ENV)" in dev|staging|production) ;; *) echo "ENV must be dev, staging or production" >&2; exit 1;; esac
+	@for t in kubectl helm curl; do command -v $$t >/dev/null || { echo "make deploy needs $$t on PATH (knative/README.md)" >&2; exit 1; }; done
+	knative/deploy.sh $(ENV) "$$($(CRANE) digest --full-ref $(IMAGE))" "$$($(CRANE) digest --full-ref $(CLI_IMAGE))"
 
 clean:
 	rm -rf $(BIN)

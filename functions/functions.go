@@ -172,6 +172,17 @@ func (d *Deps) Archive(ctx context.Context) (*archive.Client, error) {
 	})
 }
 
+// database returns the pool and the Redis client every function reads
+// (games and aggregates, live views).
+func (d *Deps) database(ctx context.Context) (*pgxpool.Pool, *redis.Client, error) {
+	pool, err := d.Pool(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb, err := d.Redis(ctx)
+	return pool, rdb, err
+}
+
 // Close releases every client that was opened. Call it after the functions
 // using them have stopped; a second Close does nothing.
 func (d *Deps) Close() {
@@ -225,11 +236,7 @@ func buildIngest(ctx context.Context, deps *Deps, log *slog.Logger, reg promethe
 	if err != nil {
 		return nil, err
 	}
-	pool, err := deps.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rdb, err := deps.Redis(ctx)
+	pool, rdb, err := deps.database(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -245,11 +252,7 @@ func buildProcess(ctx context.Context, deps *Deps, log *slog.Logger, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	pool, err := deps.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rdb, err := deps.Redis(ctx)
+	pool, rdb, err := deps.database(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -257,11 +260,7 @@ func buildProcess(ctx context.Context, deps *Deps, log *slog.Logger, reg prometh
 }
 
 func buildReport(ctx context.Context, deps *Deps, log *slog.Logger, reg prometheus.Registerer) (serving.Function, error) {
-	pool, err := deps.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rdb, err := deps.Redis(ctx)
+	pool, rdb, err := deps.database(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -281,11 +280,7 @@ func buildRetain(ctx context.Context, deps *Deps, log *slog.Logger, reg promethe
 	if err != nil {
 		return nil, err
 	}
-	pool, err := deps.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rdb, err := deps.Redis(ctx)
+	pool, rdb, err := deps.database(ctx)
 	if err != nil {
 		return nil, err
 	}

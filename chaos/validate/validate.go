@@ -29,7 +29,7 @@ const Namespace = "gamemetrics"
 
 // Placeholders are the host names the network experiments may name as
 // ${NAME}, substituted when the manifests are rendered for a cluster.
-var Placeholders = []string{"RDS_ADDRESS", "MSK_BROKER_1", "MSK_BROKER_2", "MSK_BROKER_3", "REDIS_ADDRESS"}
+var Placeholders = []string{"RDS_ADDRESS", "REDIS_ADDRESS"}
 
 // Experiment is one decoded manifest.
 type Experiment struct {
@@ -339,9 +339,10 @@ func checkSelector(s v1alpha1.PodSelectorSpec, pods map[string]map[string]string
 	return problems
 }
 
-// PodLabels reads the Knative Services of a kustomize base and returns,
-// for each, the labels its pods carry: the revision template's labels and
-// serving.knative.dev/service, which Knative adds to every pod.
+// PodLabels reads the Knative Services (and the Strimzi Kafka cluster) of a
+// kustomize base and returns, for each, the labels its pods carry: the
+// revision template's labels and serving.knative.dev/service, which Knative
+// adds to every pod; strimzi.io/cluster for the Kafka pods.
 func PodLabels(knativeBase string) (map[string]map[string]string, error) {
 	var files []string
 	err := filepath.WalkDir(knativeBase, func(path string, d os.DirEntry, err error) error {
@@ -372,6 +373,13 @@ func PodLabels(knativeBase string) (map[string]map[string]string, error) {
 			}
 			if err := yaml.Unmarshal(doc, &svc); err != nil {
 				return nil, fmt.Errorf("%s: %w", f, err)
+			}
+			// The Strimzi Kafka cluster's pods (brokers, entity operator)
+			// carry strimzi.io/cluster: <name>, the target of the
+			// experiments that cut a function off from Kafka.
+			if svc.Kind == "Kafka" && strings.HasPrefix(svc.APIVersion, "kafka.strimzi.io/") {
+				out["Kafka/"+svc.Metadata.Name] = map[string]string{"strimzi.io/cluster": svc.Metadata.Name, "strimzi.io/kind": "Kafka"}
+				continue
 			}
 			if svc.Kind != "Service" || !strings.HasPrefix(svc.APIVersion, "serving.knative.dev/") {
 				continue

@@ -21,6 +21,9 @@ Usage:
         run the local stack, migrations, a demo game and every function
   gamemetrics migrate
         apply the embedded database migrations ($DATABASE_URL)
+  gamemetrics status [--sample 5s] [--max-lag 100000] [--groups G,...] [--game G]
+        check a deployment: PostgreSQL, Redis, Kafka, S3, topics, consumer lag,
+        pending migrations, retention; exits non-zero when a check fails
   gamemetrics games create --name NAME [--timezone Area/City]
         register a game; prints its id, write, read and admin keys
   gamemetrics games list
@@ -77,6 +80,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDev(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, getenv, stdout)
+	case "status":
+		return runStatus(ctx, rest, getenv, stdout, stderr)
 	case "games":
 		return runGames(ctx, rest, getenv, stdout, stderr)
 	case "serve":

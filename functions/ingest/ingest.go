@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -68,20 +70,27 @@ type Ingest struct {
 	log       *slog.Logger
 	metrics   *metrics
 	now       func() time.Time
+	// producerTimesOut: the producer fails records itself within the
+	// produce timeout (kafka.NewProducer's delivery timeout), so a request
+	// needs no timer of its own.
+	producerTimesOut bool
 }
 
 // New builds ingest from its dependencies. The producer must be built with
-// kafka.NewProducer (acks=all, idempotent) for 202 to mean durable.
+// kafka.NewProducer (acks=all, idempotent) for 202 to mean durable, with
+// cfg.ProduceTimeout as its delivery timeout.
 func New(cfg Config, games *store.Games, producer *kgo.Client, rdb *redis.Client, log *slog.Logger, reg prometheus.Registerer) *Ingest {
+	timeout, _ := producer.OptValue(kgo.RecordDeliveryTimeout).(time.Duration)
 	return &Ingest{
-		cfg:       cfg,
-		keys:      store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
-		producer:  producer,
-		limiter:   cache.NewRateLimiter(rdb),
-		validator: events.NewValidator(),
-		log:       log,
-		metrics:   newMetrics(reg),
-		now:       time.Now,
+		producerTimesOut: timeout > 0 && timeout <= cfg.ProduceTimeout,
+		cfg:              cfg,
+		keys:             store.NewKeyCache(games.ByWriteKey, cfg.KeyCacheTTL),
+		producer:         producer,
+		limiter:          cache.NewRateLimiter(rdb),
+		validator:        events.NewValidator(),
+		log:              log,
+		metrics:          newMetrics(reg),
+		now:              time.Now,
 	}
 }
 
@@ -101,10 +110,20 @@ type Rejected struct {
 }
 
 func (in *Ingest) answer(w http.ResponseWriter, status int, resp Response) {
+	in.metrics.request(status).Inc()
+	if len(resp.Rejected) == 0 && resp.Error == "" {
+		// Nearly every answer: {"accepted":N,"rejected":[]}, written
+		// without reflection.
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		b := make([]byte, 0, 40)
+		b = strconv.AppendInt(append(b, `{"accepted":`...), int64(resp.Accepted), 10)
+		w.Write(append(b, `,"rejected":[]}`+"\n"...))
+		return
+	}
 	if resp.Rejected == nil {
 		resp.Rejected = []Rejected{}
 	}
-	in.metrics.requests.WithLabelValues(strconv.Itoa(status)).Inc()
 	serving.WriteJSON(w, status, resp)
 }
 
@@ -125,7 +144,7 @@ func (in *Ingest) preflight(w http.ResponseWriter, r *http.Request) {
 	h.Set("Access-Control-Allow-Headers", allowed)
 	h.Set("Access-Control-Max-Age", "86400")
 	h.Add("Vary", "Access-Control-Request-Headers")
-	in.metrics.requests.WithLabelValues(strconv.Itoa(http.StatusNoContent)).Inc()
+	in.metrics.request(http.StatusNoContent).Inc()
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -158,7 +177,7 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST, OPTIONS")
-		in.answer(w, http.StatusMethodNotAllowed, Response{Error: "POST CloudEvents to /"})
+		in.answerEarly(w, r, http.StatusMethodNotAllowed, "POST CloudEvents to /")
 		return
 	}
 	game, err := in.authenticate(r.Context(), r.Header.Get("Authorization"))
@@ -166,17 +185,21 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var fe *serving.Error
 		if errors.As(err, &fe) && fe.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="gamemetrics ingest"`)
-			in.answer(w, http.StatusUnauthorized, Response{Error: fe.Reason})
+			in.answerEarly(w, r, http.StatusUnauthorized, fe.Reason)
 			return
 		}
 		in.log.Error("write key lookup failed", "err", err)
 		w.Header().Set("Retry-After", retryAfter(in.cfg.RetryAfter))
-		in.answer(w, http.StatusServiceUnavailable, Response{Error: "cannot check the write key right now; retry later"})
+		in.answerEarly(w, r, http.StatusServiceUnavailable, "cannot check the write key right now; retry later")
 		return
 	}
 	body, rerr := readBody(r)
 	if rerr != nil {
-		in.answer(w, rerr.status, Response{Error: rerr.reason})
+		if rerr.unread {
+			in.answerEarly(w, r, rerr.status, rerr.reason)
+		} else {
+			in.answer(w, rerr.status, Response{Error: rerr.reason})
+		}
 		return
 	}
 	items, rerr := parseEvents(r.Context(), r.Header, body)
@@ -193,6 +216,41 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", retryAfter(retry))
 	}
 	in.answer(w, status, resp)
+}
+
+// Bounds on reading the rest of a body that was refused before it was read.
+const (
+	drainBytes   = 16 << 20
+	drainTimeout = 10 * time.Second
+)
+
+// answerEarly refuses a request whose body may still be on its way. net/http
+// would close the connection with that body unread, and the kernel answers
+// the client's next bytes with a reset: a client that sends the whole body
+// before reading (Python's urllib and requests, many game engines) then sees
+// ECONNRESET instead of the answer. So the answer goes out first, then up to
+// drainBytes of the body are read and dropped, for at most drainTimeout, and
+// the connection is closed cleanly. A client that asked for 100-continue has
+// sent no body yet and is told not to.
+func (in *Ingest) answerEarly(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody || r.ProtoMajor != 1 {
+		in.answer(w, status, Response{Error: reason})
+		return
+	}
+	w.Header().Set("Connection", "close")
+	rc := http.NewResponseController(w)
+	drain := !strings.EqualFold(r.Header.Get("Expect"), "100-continue")
+	if drain {
+		// Lets the handler read the body after the answer (HTTP/1.x).
+		drain = rc.EnableFullDuplex() == nil
+	}
+	in.answer(w, status, Response{Error: reason})
+	if !drain {
+		return
+	}
+	rc.Flush()
+	rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	io.CopyN(io.Discard, r.Body, drainBytes)
 }
 
 // authenticate maps "Bearer <write key>" to its game.
@@ -212,7 +270,15 @@ func (in *Ingest) authenticate(ctx context.Context, header string) (store.Game, 
 // status, the body and, for 429 and 503, how long the client should wait.
 func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (int, Response, time.Duration) {
 	now := in.now().UTC()
+	// Every accepted event is stamped with its game and the receive time,
+	// formatted once per request.
+	stamps := []kafka.Stamp{
+		{Name: events.ExtGameID, Value: game.ID},
+		{Name: events.ExtReceivedTime, Value: types.FormatTime(now)},
+	}
 	var resp Response
+	var enc kafka.Encoder // the request's records share its allocations
+	enc.Grow(len(items))
 	accepted := make([]*kgo.Record, 0, len(items))
 	var rejected []item
 	anyTooLarge := false
@@ -233,7 +299,7 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 			rejected = append(rejected, *it)
 			continue
 		}
-		rec, err := in.record(ctx, game.ID, it.event, now)
+		rec, err := record(ctx, &enc, game.ID, it.event, stamps)
 		if err != nil {
 			resp.Rejected = append(resp.Rejected, Rejected{Index: i, ID: it.event.ID(), Reason: err.Error()})
 			continue
@@ -259,11 +325,15 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 		recs = append(recs, rejectedRecord(game.ID, it, now))
 	}
 	if len(recs) > 0 {
-		pctx, cancel := context.WithTimeout(ctx, in.cfg.ProduceTimeout)
 		start := time.Now()
-		err := in.producer.ProduceSync(pctx, recs...).FirstErr()
-		cancel()
+		err := in.produce(ctx, recs)
 		in.metrics.produceDuration.Observe(time.Since(start).Seconds())
+		if err != nil && ctx.Err() != nil {
+			// The client went away; it never reads an answer, and whatever
+			// Kafka stored of its events it will send again.
+			in.log.Debug("client left before Kafka acknowledged", "gameid", game.ID, "events", len(recs), "err", err)
+			return statusClientClosed, Response{Error: "the client closed the request"}, 0
+		}
 		if err != nil {
 			in.metrics.produceErrors.Inc()
 			in.log.Error("kafka did not acknowledge events", "gameid", game.ID, "events", len(recs), "err", err)
@@ -271,8 +341,10 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 		}
 	}
 	resp.Accepted = len(accepted)
-	in.metrics.events.WithLabelValues("accepted").Add(float64(len(accepted)))
-	in.metrics.events.WithLabelValues("rejected").Add(float64(len(resp.Rejected)))
+	in.metrics.accepted.Add(float64(len(accepted)))
+	if len(resp.Rejected) > 0 {
+		in.metrics.rejected.Add(float64(len(resp.Rejected)))
+	}
 	switch {
 	case resp.Accepted > 0:
 		return http.StatusAccepted, resp, 0
@@ -283,15 +355,28 @@ func (in *Ingest) ingest(ctx context.Context, game store.Game, items []item) (in
 	}
 }
 
-// record stamps an accepted event with its game and receive time and
-// encodes it for Kafka, keyed so one player's events share a partition.
-func (in *Ingest) record(ctx context.Context, gameID string, e *event.Event, now time.Time) (*kgo.Record, error) {
-	e.SetExtension(events.ExtGameID, gameID)
-	e.SetExtension(events.ExtReceivedTime, now)
+// statusClientClosed counts requests whose client left before the answer
+// (nginx's 499), so they are not taken for ingest's own 5xx.
+const statusClientClosed = 499
+
+// record encodes an accepted event for Kafka with its stamps (its game and
+// receive time), keyed so one player's events share a partition.
+func record(ctx context.Context, enc *kafka.Encoder, gameID string, e *event.Event, stamps []kafka.Stamp) (*kgo.Record, error) {
 	if e.DataContentType() == "" && len(e.Data()) > 0 {
 		e.SetDataContentType(event.ApplicationJSON)
 	}
-	return kafka.Record(ctx, e, kafka.TopicEvents, gameID+"/"+e.Subject())
+	return enc.Record(ctx, e, kafka.TopicEvents, gameID+"/"+e.Subject(), stamps...)
+}
+
+// produce writes recs and waits for Kafka to acknowledge them, for at most
+// the produce timeout.
+func (in *Ingest) produce(ctx context.Context, recs []*kgo.Record) error {
+	if !in.producerTimesOut {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, in.cfg.ProduceTimeout)
+		defer cancel()
+	}
+	return in.producer.ProduceSync(ctx, recs...).FirstErr()
 }
 
 // Header names on records of the rejected-events topic.
@@ -368,17 +453,29 @@ func (in *Ingest) Ready(ctx context.Context) (bool, error) {
 // Stop flushes records still buffered in the producer.
 func (in *Ingest) Stop(ctx context.Context) error { return in.producer.Flush(ctx) }
 
+// request is the requests counter of status.
+func (m *metrics) request(status int) prometheus.Counter {
+	if c, ok := m.byStatus[status]; ok {
+		return c
+	}
+	return m.requests.WithLabelValues(strconv.Itoa(status))
+}
+
 func retryAfter(d time.Duration) string {
 	return strconv.Itoa(int(max(1, (d+time.Second-1)/time.Second)))
 }
 
 type metrics struct {
-	requests        *prometheus.CounterVec
-	events          *prometheus.CounterVec
-	duration        prometheus.Histogram
-	produceDuration prometheus.Histogram
-	produceErrors   prometheus.Counter
-	limiterErrors   prometheus.Counter
+	requests *prometheus.CounterVec
+	// byStatus are the requests counters of the statuses ingest answers,
+	// looked up once rather than hashed on every request.
+	byStatus           map[int]prometheus.Counter
+	events             *prometheus.CounterVec
+	accepted, rejected prometheus.Counter
+	duration           prometheus.Histogram
+	produceDuration    prometheus.Histogram
+	produceErrors      prometheus.Counter
+	limiterErrors      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -397,8 +494,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "gamemetrics_ingest_ratelimit_errors_total", Help: "Requests admitted without a rate-limit check because Redis failed."}),
 	}
 	// Zero series from the start, so rate() and alerts see them before the first event.
-	m.events.WithLabelValues("accepted")
-	m.events.WithLabelValues("rejected")
+	m.accepted = m.events.WithLabelValues("accepted")
+	m.rejected = m.events.WithLabelValues("rejected")
+	m.byStatus = map[int]prometheus.Counter{}
+	for _, code := range []int{http.StatusAccepted, http.StatusNoContent, http.StatusBadRequest, http.StatusUnauthorized,
+		http.StatusMethodNotAllowed, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType,
+		http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		m.byStatus[code] = m.requests.WithLabelValues(strconv.Itoa(code))
+	}
 	reg.MustRegister(m.requests, m.events, m.duration, m.produceDuration, m.produceErrors, m.limiterErrors)
 	return m
 }

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
 	"knative.dev/pkg/apis"
@@ -39,14 +40,39 @@ func CheckDocument(ctx context.Context, d Document) []Problem {
 	case "eventing.knative.dev/v1 Trigger":
 		_, ps := decodeKnative[eventingv1.Trigger](ctx, d, nil)
 		return ps
-	case "sources.knative.dev/v1beta1 KafkaSource", "sources.knative.dev/v1 KafkaSource":
-		_, ps := checkKafkaSource(ctx, d)
+	case "sources.knative.dev/v1 KafkaSource":
+		_, ps := checkKafkaSource(d)
 		return ps
+	case "sources.knative.dev/v1beta1 KafkaSource":
+		return []Problem{d.problem("apiVersion", "use sources.knative.dev/v1: v1beta1 is the deprecated storage version")}
 	case "eventing.knative.dev/v1alpha1 KafkaSink":
 		_, ps := checkKafkaSink(d)
 		return ps
 	case "kafka.strimzi.io/v1beta2 KafkaTopic":
 		_, ps := checkKafkaTopic(d)
+		return ps
+	case "kafka.strimzi.io/v1beta2 Kafka":
+		_, ps := checkKafka(d)
+		return ps
+	case "kafka.strimzi.io/v1beta2 KafkaNodePool":
+		_, ps := decodeStrict[KafkaNodePool](d)
+		return ps
+	case "kafka.strimzi.io/v1beta2 KafkaUser":
+		_, ps := checkKafkaUser(d)
+		return ps
+	case "external-secrets.io/v1 ExternalSecret":
+		_, ps := checkExternalSecret(d)
+		return ps
+	case "batch/v1 Job":
+		_, ps := checkJob(d)
+		return ps
+	case "storage.k8s.io/v1 StorageClass":
+		_, ps := decodeStrict[storagev1.StorageClass](d)
+		return ps
+	case "external-secrets.io/v1 ClusterSecretStore", "karpenter.sh/v1 NodePool", "karpenter.k8s.aws/v1 EC2NodeClass":
+		return specProblems(d)
+	case "argoproj.io/v1alpha1 Application":
+		_, ps := checkApplication(d)
 		return ps
 	case "v1 Namespace":
 		_, ps := decodeStrict[corev1.Namespace](d)
@@ -294,4 +320,21 @@ func looksSecret(name string) bool {
 		}
 	}
 	return false
+}
+
+// specProblems is the check for platform resources whose CRDs have no Go
+// module here (ClusterSecretStore, Karpenter's NodePool and EC2NodeClass):
+// they must at least have a spec. Their schemas are enforced by the
+// operators' own admission when deploy.sh step 1d applies them.
+func specProblems(d Document) []Problem {
+	var obj struct {
+		Spec map[string]any `json:"spec"`
+	}
+	if err := yaml.Unmarshal(d.Raw, &obj); err != nil {
+		return []Problem{d.problem("", "decode: %v", err)}
+	}
+	if len(obj.Spec) == 0 {
+		return []Problem{d.problem("spec", "missing")}
+	}
+	return nil
 }

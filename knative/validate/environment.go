@@ -7,6 +7,9 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -14,8 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
+	"knative.dev/pkg/apis"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
+
+	"github.com/gamemetrics/gamemetrics/shared/eventing"
+	"github.com/gamemetrics/gamemetrics/shared/kafka"
 )
 
 // Namespace is where every GameMetrics resource lives.
@@ -28,42 +35,63 @@ type Function struct {
 	// Public functions are reachable from outside the cluster; the others
 	// carry networking.knative.dev/visibility: cluster-local.
 	Public bool
-	// S3 functions get an IRSA role (ServiceAccount annotation).
-	S3 bool
 	// Egress lists the TCP ports the function may open (besides DNS), and
 	// must open: its NetworkPolicies allow exactly these.
 	Egress []int32
+	// Produces lists the topics the function writes itself (its KafkaUser
+	// kafka-<name> must be allowed to); a function that produces reads its
+	// Kafka credentials from kafka-<name>-credentials.
+	Produces []string
 }
 
 // Functions returns the six functions served by the one image.
 func Functions() []Function {
 	stores := []int32{5432, 6379}
+	web := []int32{443, 5432, 6379}
 	return []Function{
-		{Name: "ingest", Public: true, Egress: []int32{5432, 6379, 9092, 9094, 9096}},
+		{Name: "ingest", Public: true, Egress: []int32{5432, 6379, 9092}, Produces: []string{kafka.TopicEvents, kafka.TopicRejected}},
 		{Name: "process", Egress: stores},
-		{Name: "recommend", Egress: stores},
-		{Name: "notify", Egress: stores},
-		{Name: "retain", S3: true, Egress: []int32{443, 5432, 6379}},
-		{Name: "report", Public: true, S3: true, Egress: []int32{443, 5432, 6379}},
+		{Name: "recommend", Egress: []int32{5432, 6379, 9092}, Produces: []string{kafka.TopicRecommendations}},
+		{Name: "notify", Egress: web},
+		{Name: "retain", Egress: web},
+		{Name: "report", Public: true, Egress: web},
 	}
 }
 
-// Secrets the manifests may read, with their keys. They are created out of
-// band from AWS Secrets Manager (knative/README.md).
+// Secrets the manifests may read, with their keys. External Secrets creates
+// each of them from AWS Secrets Manager (knative/base/externalsecrets.yaml);
+// a function reads only its own Kafka credentials, and only the migration
+// Job reads the master user's.
 var allowedSecretKeys = map[string][]string{
-	"gamemetrics-postgres": {"DATABASE_URL"},
-	"gamemetrics-redis":    {"REDIS_URL"},
-	"gamemetrics-kafka":    {"protocol", "sasl.mechanism", "user", "password", "ca.crt"},
+	"gamemetrics-postgres":        {"DATABASE_URL", "PGUSER", "PGPASSWORD"},
+	"gamemetrics-postgres-master": {"DATABASE_URL"},
+	"gamemetrics-redis":           {"REDIS_URL"},
 }
 
-// Topics that every deployed environment must declare.
-var requiredTopics = []string{"gamemetrics.events", "gamemetrics.events.rejected", "gamemetrics.events.dlq"}
+var kafkaCredentialKeys = []string{"user", "password", "protocol", "sasl.mechanism"}
+
+// secretKeyAllowed reports whether key of secret may be read at all.
+func secretKeyAllowed(secret, key string) bool {
+	if keys, ok := allowedSecretKeys[secret]; ok {
+		return slices.Contains(keys, key)
+	}
+	return strings.HasPrefix(secret, "kafka-") && strings.HasSuffix(secret, "-credentials") && slices.Contains(kafkaCredentialKeys, key)
+}
+
+// Topics that every deployed environment must declare: the platform's.
+var requiredTopics = kafka.Topics()
 
 // placeholders that knative/deploy.sh substitutes; nothing else may look
-// like a shell variable in a rendered manifest.
+// like a shell variable in a rendered manifest (DeployPlaceholders checks
+// that deploy.sh substitutes exactly these).
 var placeholderRE = regexp.MustCompile(`\$\{[^}]*\}`)
 
-var allowedPlaceholders = []string{"${AWS_ACCOUNT_ID}", "${MSK_BOOTSTRAP_BROKERS}"}
+// AllowedPlaceholders are the variables knative/deploy.sh fills in.
+var AllowedPlaceholders = []string{"AWS_ACCOUNT_ID", "CLUSTER_NAME", "DOMAIN", "ACM_CERTIFICATE_ARN", "KARPENTER_NODE_ROLE", "KARPENTER_QUEUE", "RDS_MASTER_SECRET_ARN"}
+
+// rdsCABundle is the ConfigMap deploy.sh step 2 (or the GitOps bootstrap)
+// creates from the downloaded RDS CA bundle; it is not in any render.
+const rdsCABundle = "rds-ca-bundle"
 
 // Environment is the rendered knative/ and eventing/ of one environment.
 type Environment struct {
@@ -84,20 +112,25 @@ type index struct {
 	saDocs          map[string]Document
 	configMaps      map[string]bool
 	policies        []*networkingv1.NetworkPolicy
-	kafkaSinks      map[string]*KafkaSink
+	kafkaSinks      map[string]*eventing.KafkaSink
 	brokers         map[string]bool
 	topics          map[string]*KafkaTopic
+	kafkas          map[string]bool
+	users           map[string]*KafkaUser
+	userDocs        map[string]Document
+	secrets         map[string]bool // targets of ExternalSecrets
 }
 
 // CheckEnvironment checks every document of an environment on its own and
 // then the rules that span documents: namespace, visibility, IRSA, network
-// policies, secrets, and that every sink resolves.
+// policies, secrets and where they come from, Kafka users and their ACLs,
+// and that every sink resolves.
 func CheckEnvironment(ctx context.Context, env Environment) []Problem {
 	var ps []Problem
 	all := append(slices.Clone(env.Knative), env.Eventing...)
 	for _, d := range all {
 		ps = append(ps, CheckDocument(ctx, d)...)
-		ps = append(ps, placeholderProblems(d)...)
+		ps = append(ps, placeholderProblems(d, AllowedPlaceholders)...)
 		if d.Kind != "Namespace" && d.Namespace != Namespace {
 			ps = append(ps, d.problem("metadata.namespace", "must be %q, got %q", Namespace, d.Namespace))
 		}
@@ -106,6 +139,8 @@ func CheckEnvironment(ctx context.Context, env Environment) []Problem {
 	ix := buildIndex(all)
 	ps = append(ps, namespaceProblems(env)...)
 	ps = append(ps, serviceProblems(env, ix)...)
+	ps = append(ps, jobProblems(env, ix)...)
+	ps = append(ps, kafkaProblems(env, ix)...)
 	ps = append(ps, eventingProblems(env, ix)...)
 	return ps
 }
@@ -117,9 +152,13 @@ func buildIndex(docs []Document) *index {
 		serviceAccounts: map[string]*corev1.ServiceAccount{},
 		saDocs:          map[string]Document{},
 		configMaps:      map[string]bool{},
-		kafkaSinks:      map[string]*KafkaSink{},
+		kafkaSinks:      map[string]*eventing.KafkaSink{},
 		brokers:         map[string]bool{},
 		topics:          map[string]*KafkaTopic{},
+		kafkas:          map[string]bool{},
+		users:           map[string]*KafkaUser{},
+		userDocs:        map[string]Document{},
+		secrets:         map[string]bool{},
 	}
 	for _, d := range docs {
 		// Decoding problems were reported by CheckDocument; skip here.
@@ -141,8 +180,8 @@ func buildIndex(docs []Document) *index {
 				ix.policies = append(ix.policies, np)
 			}
 		case "eventing.knative.dev/v1alpha1 KafkaSink":
-			if ks, _ := decodeStrict[KafkaSink](d); ks != nil {
-				ix.kafkaSinks[ks.Name] = ks
+			if ks, _ := checkKafkaSink(d); ks != nil {
+				ix.kafkaSinks[ks.Metadata.Name] = ks
 			}
 		case "eventing.knative.dev/v1 Broker":
 			ix.brokers[d.Name] = true
@@ -150,16 +189,27 @@ func buildIndex(docs []Document) *index {
 			if kt, _ := decodeStrict[KafkaTopic](d); kt != nil {
 				ix.topics[kt.Topic()] = kt
 			}
+		case "kafka.strimzi.io/v1beta2 Kafka":
+			ix.kafkas[d.Name] = true
+		case "kafka.strimzi.io/v1beta2 KafkaUser":
+			if u, _ := decodeStrict[KafkaUser](d); u != nil {
+				ix.users[u.Name] = u
+				ix.userDocs[u.Name] = d
+			}
+		case "external-secrets.io/v1 ExternalSecret":
+			if es, _ := decodeStrict[ExternalSecret](d); es != nil {
+				ix.secrets[es.Spec.Target.Name] = true
+			}
 		}
 	}
 	return ix
 }
 
-func placeholderProblems(d Document) []Problem {
+func placeholderProblems(d Document, allowed []string) []Problem {
 	var ps []Problem
 	for _, m := range placeholderRE.FindAllString(string(d.Raw), -1) {
-		if !slices.Contains(allowedPlaceholders, m) {
-			ps = append(ps, d.problem("", "unknown placeholder %s: knative/deploy.sh only substitutes %v", m, allowedPlaceholders))
+		if !slices.Contains(allowed, strings.TrimSuffix(strings.TrimPrefix(m, "${"), "}")) {
+			ps = append(ps, d.problem("", "unknown placeholder %s: knative/deploy.sh only substitutes %v", m, allowed))
 		}
 	}
 	return ps
@@ -185,6 +235,33 @@ func namespaceProblems(env Environment) []Problem {
 		key := "pod-security.kubernetes.io/" + mode
 		if got := ns[0].Labels[key]; got != "restricted" {
 			ps = append(ps, ns[0].problem("metadata.labels."+key, "must be \"restricted\", got %q", got))
+		}
+	}
+	return ps
+}
+
+// secretRefProblems checks one secretKeyRef: a documented key, of a Secret
+// an ExternalSecret of the render creates.
+func secretRefProblems(d Document, ix *index, field, name, key string) []Problem {
+	if !secretKeyAllowed(name, key) {
+		return []Problem{d.problem(field, "secret %s key %s is not one of the documented secrets (%v, kafka-<user>-credentials %v)", name, key, allowedSecretKeys, kafkaCredentialKeys)}
+	}
+	if !ix.secrets[name] {
+		return []Problem{d.problem(field, "Secret %s is not created by any ExternalSecret in the render: the pod would never start", name)}
+	}
+	return nil
+}
+
+// volumeProblems: every ConfigMap a pod mounts is in the render, or the RDS
+// CA bundle deploy.sh creates.
+func volumeProblems(d Document, ix *index, field string, vols []corev1.Volume) []Problem {
+	var ps []Problem
+	for i, v := range vols {
+		if v.ConfigMap != nil && !ix.configMaps[v.ConfigMap.Name] && v.ConfigMap.Name != rdsCABundle {
+			ps = append(ps, d.problem(fmt.Sprintf("%s.volumes[%d]", field, i), "ConfigMap %q is neither in the render nor created by deploy.sh", v.ConfigMap.Name))
+		}
+		if v.Secret != nil {
+			ps = append(ps, d.problem(fmt.Sprintf("%s.volumes[%d]", field, i), "mount no Secret volumes: read secrets key by key with secretKeyRef"))
 		}
 	}
 	return ps
@@ -223,7 +300,8 @@ func serviceProblems(env Environment, ix *index) []Problem {
 				ps = append(ps, d.problem("spec.template.metadata.annotations.autoscaling.knative.dev/min-scale", "ingest is the public write path and must stay warm in production (>= 1)"))
 			}
 		}
-		ps = append(ps, serviceAccountProblems(env, ix, d, f, spec.ServiceAccountName)...)
+		ps = append(ps, serviceAccountProblems(ix, d, f, spec.ServiceAccountName)...)
+		ps = append(ps, volumeProblems(d, ix, "spec.template.spec", spec.Volumes)...)
 		for i, c := range spec.Containers {
 			field := fmt.Sprintf("spec.template.spec.containers[%d]", i)
 			if c.Image != "gamemetrics" {
@@ -237,14 +315,30 @@ func serviceProblems(env Environment, ix *index) []Problem {
 					ps = append(ps, d.problem(fmt.Sprintf("%s.envFrom[%d].secretRef", field, j), "read secrets key by key with secretKeyRef"))
 				}
 			}
+			ps = append(ps, kafkaClientProblems(env, ix, d, f, c)...)
 			for j, e := range c.Env {
 				if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
 					continue
 				}
 				ref := e.ValueFrom.SecretKeyRef
-				if keys, ok := allowedSecretKeys[ref.Name]; !ok || !slices.Contains(keys, ref.Key) {
-					ps = append(ps, d.problem(fmt.Sprintf("%s.env[%d].valueFrom.secretKeyRef", field, j), "secret %s key %s is not one of the documented secrets %v", ref.Name, ref.Key, allowedSecretKeys))
+				at := fmt.Sprintf("%s.env[%d].valueFrom.secretKeyRef", field, j)
+				ps = append(ps, secretRefProblems(d, ix, at, ref.Name, ref.Key)...)
+				switch {
+				case ref.Name == "gamemetrics-postgres-master":
+					ps = append(ps, d.problem(at, "functions connect as the application role (gamemetrics-postgres), never as the master user"))
+				case strings.HasPrefix(ref.Name, "kafka-") && ref.Name != "kafka-"+name+"-credentials":
+					ps = append(ps, d.problem(at, "%s must use its own Kafka user kafka-%s, not %s", name, name, strings.TrimSuffix(ref.Name, "-credentials")))
 				}
+			}
+			if url := envValue(c.Env, "DATABASE_URL"); url != "" {
+				ps = append(ps, d.problem(field+".env", "DATABASE_URL must come from the Secret gamemetrics-postgres"))
+			}
+			mounted := false
+			for _, m := range c.VolumeMounts {
+				mounted = mounted || m.MountPath == "/etc/gamemetrics/rds-ca"
+			}
+			if !mounted {
+				ps = append(ps, d.problem(field+".volumeMounts", "mount the ConfigMap %s at /etc/gamemetrics/rds-ca: DATABASE_URL verifies the server against it (sslrootcert)", rdsCABundle))
 			}
 		}
 		ps = append(ps, networkPolicyProblems(d, ix, f, s)...)
@@ -252,26 +346,52 @@ func serviceProblems(env Environment, ix *index) []Problem {
 	return ps
 }
 
-func serviceAccountProblems(env Environment, ix *index, d Document, f Function, name string) []Problem {
+// kafkaClientProblems: a function that produces reads its own Kafka user's
+// credentials, and that user may write what the function produces.
+func kafkaClientProblems(env Environment, ix *index, d Document, f Function, c corev1.Container) []Problem {
+	if len(f.Produces) == 0 {
+		return nil
+	}
+	var user string
+	for _, e := range c.Env {
+		if e.Name == "KAFKA_SASL_USERNAME" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+			user = strings.TrimSuffix(e.ValueFrom.SecretKeyRef.Name, "-credentials")
+		}
+	}
+	if user == "" {
+		return []Problem{d.problem("spec.template.spec.containers", "%s produces to Kafka and needs KAFKA_SASL_USERNAME/PASSWORD from kafka-%s-credentials", f.Name, f.Name)}
+	}
+	u, ok := ix.users[user]
+	if !ok {
+		return []Problem{d.problem("spec.template.spec.containers", "no KafkaUser %s in the render", user)}
+	}
+	var ps []Problem
+	for _, t := range f.Produces {
+		if !u.Allows("topic", t, "Write") {
+			ps = append(ps, ix.userDocs[user].problem("spec.authorization.acls", "%s produces to %s but KafkaUser %s may not Write it", f.Name, t, user))
+		}
+	}
+	return ps
+}
+
+func serviceAccountProblems(ix *index, d Document, f Function, name string) []Problem {
 	sa, ok := ix.serviceAccounts[name]
 	if !ok {
 		return []Problem{d.problem("spec.template.spec.serviceAccountName", "ServiceAccount %q is not in the render", name)}
 	}
+	if name != "gamemetrics-"+f.Name {
+		return []Problem{d.problem("spec.template.spec.serviceAccountName", "%s runs as gamemetrics-%s (its own IRSA role), got %s", f.Name, f.Name, name)}
+	}
 	sad := ix.saDocs[name]
 	arn, annotated := sa.Annotations["eks.amazonaws.com/role-arn"]
-	switch {
-	case f.S3 && !annotated:
-		return []Problem{sad.problem("metadata.annotations", "%s uses S3 and needs an IRSA eks.amazonaws.com/role-arn annotation", f.Name)}
-	case !f.S3 && annotated:
-		return []Problem{sad.problem("metadata.annotations.eks.amazonaws.com/role-arn", "%s does not use AWS APIs and must not get an IAM role", f.Name)}
-	case !f.S3:
-		return nil
+	if !annotated {
+		return []Problem{sad.problem("metadata.annotations", "%s needs its IRSA eks.amazonaws.com/role-arn annotation (terraform/modules/iam creates a role per function)", f.Name)}
 	}
 	m := roleARNRE.FindStringSubmatch(arn)
 	if m == nil {
 		return []Problem{sad.problem("metadata.annotations.eks.amazonaws.com/role-arn", "not an IAM role ARN: %q", arn)}
 	}
-	if wantRole := "gamemetrics-" + env.Name + "-" + f.Name; env.Deployed() && m[2] != wantRole {
+	if wantRole := "${CLUSTER_NAME}-" + f.Name; m[2] != wantRole {
 		return []Problem{sad.problem("metadata.annotations.eks.amazonaws.com/role-arn", "role must be %s (terraform/modules/iam naming), got %s", wantRole, m[2])}
 	}
 	return nil
@@ -338,11 +458,88 @@ func networkPolicyProblems(d Document, ix *index, f Function, s *servingv1.Servi
 	return ps
 }
 
+// jobProblems: the migration Job reads the documented secrets and mounts
+// the CA bundle; its image is the CLI placeholder deploy.sh pins.
+func jobProblems(env Environment, ix *index) []Problem {
+	var ps []Problem
+	jobs := 0
+	for _, d := range env.Knative {
+		if d.GVK() != "batch/v1 Job" {
+			continue
+		}
+		jobs++
+		j, _ := decodeStrict[batchv1.Job](d)
+		if j == nil {
+			continue
+		}
+		spec := j.Spec.Template.Spec
+		ps = append(ps, volumeProblems(d, ix, "spec.template.spec", spec.Volumes)...)
+		cli := false
+		for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+			cli = cli || c.Image == "gamemetrics-cli"
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					ps = append(ps, secretRefProblems(d, ix, "spec.template.spec.containers["+c.Name+"].env."+e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)...)
+				}
+			}
+		}
+		if !cli {
+			ps = append(ps, d.problem("spec.template.spec.containers", "the migration runs `gamemetrics migrate` from the gamemetrics-cli image"))
+		}
+	}
+	if jobs == 0 && env.Deployed() {
+		ps = append(ps, problemf("knative/"+env.Name, "Job/gamemetrics-migrate", "", "missing: nothing would migrate the schema before the Services start"))
+	}
+	return ps
+}
+
+// kafkaProblems: every KafkaUser and KafkaTopic belongs to a Kafka of the
+// render, every user's credentials come from an ExternalSecret, and every
+// topic a user's ACLs name is declared (in a deployed environment).
+func kafkaProblems(env Environment, ix *index) []Problem {
+	var ps []Problem
+	for _, name := range sortedKeys(ix.users) {
+		u, d := ix.users[name], ix.userDocs[name]
+		if c := u.Labels["strimzi.io/cluster"]; !ix.kafkas[c] {
+			ps = append(ps, d.problem("metadata.labels.strimzi.io/cluster", "no Kafka %q in the render", c))
+		}
+		if !ix.secrets[name+"-credentials"] {
+			ps = append(ps, d.problem("spec.authentication.password", "Secret %s-credentials is not created by any ExternalSecret", name))
+		}
+		if !env.Deployed() {
+			continue
+		}
+		for _, a := range u.Spec.Authorization.ACLs {
+			if a.Resource.Type == "topic" && a.Resource.PatternType != "prefix" {
+				if _, ok := ix.topics[a.Resource.Name]; !ok {
+					ps = append(ps, d.problem("spec.authorization.acls", "ACL on topic %q, which no KafkaTopic declares", a.Resource.Name))
+				}
+			}
+		}
+	}
+	return ps
+}
+
 // sinkRef is one sink, dead letter sink or subscriber reference.
 type sinkRef struct {
 	doc   Document
 	field string
 	dest  *duckv1.Destination
+}
+
+// destination converts the eventing parser's sink to Knative's type.
+func destination(d *eventing.Destination) *duckv1.Destination {
+	if d == nil {
+		return &duckv1.Destination{}
+	}
+	out := &duckv1.Destination{}
+	if d.Ref != nil {
+		out.Ref = &duckv1.KReference{APIVersion: d.Ref.APIVersion, Kind: d.Ref.Kind, Name: d.Ref.Name, Namespace: d.Ref.Namespace}
+	}
+	if d.URI != "" {
+		out.URI, _ = apis.ParseURL(d.URI)
+	}
+	return out
 }
 
 func eventingProblems(env Environment, ix *index) []Problem {
@@ -353,13 +550,13 @@ func eventingProblems(env Environment, ix *index) []Problem {
 	for _, d := range env.Eventing {
 		switch d.Kind {
 		case "KafkaSource":
-			ks, _ := decodeStrict[KafkaSource](d)
+			ks, _ := checkKafkaSource(d)
 			if ks == nil {
 				continue
 			}
-			refs = append(refs, sinkRef{d, "spec.sink", &ks.Spec.Sink})
+			refs = append(refs, sinkRef{d, "spec.sink", destination(ks.Spec.Sink)})
 			if ks.Spec.Delivery != nil && ks.Spec.Delivery.DeadLetterSink != nil {
-				refs = append(refs, sinkRef{d, "spec.delivery.deadLetterSink", ks.Spec.Delivery.DeadLetterSink})
+				refs = append(refs, sinkRef{d, "spec.delivery.deadLetterSink", destination(ks.Spec.Delivery.DeadLetterSink)})
 			}
 			ps = append(ps, kafkaSourceEnvProblems(env, ix, d, ks)...)
 		case "KafkaSink":
@@ -367,10 +564,13 @@ func eventingProblems(env Environment, ix *index) []Problem {
 			if ks == nil {
 				continue
 			}
+			a := ks.Spec.Auth
+			if a == nil || a.Secret == nil || a.Secret.Ref == nil {
+				ps = append(ps, d.problem("spec.auth.secret.ref.name", "the KafkaSink must authenticate: a kafka-<user>-credentials Secret"))
+				continue
+			}
+			ps = append(ps, userCanProblems(ix, d, "spec.auth.secret.ref.name", a.Secret.Ref.Name, "topic", ks.Spec.Topic, "Write")...)
 			if env.Deployed() {
-				if ks.Spec.Auth == nil || ks.Spec.Auth.Secret == nil || ks.Spec.Auth.Secret.Ref == nil || ks.Spec.Auth.Secret.Ref.Name != "gamemetrics-kafka" {
-					ps = append(ps, d.problem("spec.auth.secret.ref.name", "must be gamemetrics-kafka (SASL/SCRAM over TLS to MSK)"))
-				}
 				if _, ok := ix.topics[ks.Spec.Topic]; !ok {
 					ps = append(ps, d.problem("spec.topic", "no KafkaTopic declares %q", ks.Spec.Topic))
 				}
@@ -407,26 +607,52 @@ func eventingProblems(env Environment, ix *index) []Problem {
 	return ps
 }
 
-func kafkaSourceEnvProblems(env Environment, ix *index, d Document, ks *KafkaSource) []Problem {
+// userCanProblems: the Kafka user whose credentials Secret is named secret
+// exists and may perform op on the resource.
+func userCanProblems(ix *index, d Document, field, secret, resourceType, name, op string) []Problem {
+	if !ix.secrets[secret] {
+		return []Problem{d.problem(field, "Secret %s is not created by any ExternalSecret in the render", secret)}
+	}
+	user := strings.TrimSuffix(secret, "-credentials")
+	u, ok := ix.users[user]
+	if !ok {
+		return []Problem{d.problem(field, "Secret %s names no KafkaUser %s in the render", secret, user)}
+	}
+	if !u.Allows(resourceType, name, op) {
+		return []Problem{d.problem(field, "KafkaUser %s may not %s %s %s: add the ACL to knative/base/kafka.yaml", user, op, resourceType, name)}
+	}
+	return nil
+}
+
+func kafkaSourceEnvProblems(env Environment, ix *index, d Document, ks *eventing.KafkaSource) []Problem {
 	var ps []Problem
+	net := ks.Spec.Net
+	if net == nil || net.SASL == nil || !net.SASL.Enable {
+		return []Problem{d.problem("spec.net.sasl", "the Kafka listener requires SASL/SCRAM: set net.sasl.enable and the secretKeyRefs into kafka-<user>-credentials")}
+	}
+	var secret string
+	for _, r := range []struct {
+		field string
+		ref   *eventing.SecretValue
+	}{{"user", net.SASL.User}, {"password", net.SASL.Password}, {"type", net.SASL.Type}} {
+		name, key, ok := secretRef(r.ref)
+		if !ok {
+			ps = append(ps, d.problem("spec.net.sasl."+r.field, "must be a secretKeyRef into kafka-<user>-credentials"))
+			continue
+		}
+		ps = append(ps, secretRefProblems(d, ix, "spec.net.sasl."+r.field+".secretKeyRef", name, key)...)
+		if secret != "" && name != secret {
+			ps = append(ps, d.problem("spec.net.sasl."+r.field+".secretKeyRef", "user, password and type must come from one Secret, got %s and %s", secret, name))
+		}
+		secret = name
+	}
+	if secret != "" && ix.secrets[secret] {
+		for _, t := range ks.Spec.Topics {
+			ps = append(ps, userCanProblems(ix, d, "spec.net.sasl.user", secret, "topic", t, "Read")...)
+		}
+		ps = append(ps, userCanProblems(ix, d, "spec.net.sasl.user", secret, "group", ks.Spec.ConsumerGroup, "Read")...)
+	}
 	if env.Deployed() {
-		net := ks.Spec.Net
-		if !net.SASL.Enable || !net.TLS.Enable {
-			ps = append(ps, d.problem("spec.net", "MSK requires SASL (SCRAM-SHA-512) and TLS: set net.sasl.enable and net.tls.enable"))
-		}
-		for _, r := range []struct {
-			field string
-			ref   SecretValueFromSource
-		}{{"user", net.SASL.User}, {"password", net.SASL.Password}, {"type", net.SASL.Type}} {
-			field, ref := r.field, r.ref
-			if ref.SecretKeyRef == nil {
-				ps = append(ps, d.problem("spec.net.sasl."+field, "must be a secretKeyRef into gamemetrics-kafka"))
-				continue
-			}
-			if keys := allowedSecretKeys[ref.SecretKeyRef.Name]; !slices.Contains(keys, ref.SecretKeyRef.Key) {
-				ps = append(ps, d.problem("spec.net.sasl."+field+".secretKeyRef", "secret %s key %s is not documented", ref.SecretKeyRef.Name, ref.SecretKeyRef.Key))
-			}
-		}
 		for _, t := range ks.Spec.Topics {
 			kt, ok := ix.topics[t]
 			if !ok {
@@ -444,7 +670,7 @@ func kafkaSourceEnvProblems(env Environment, ix *index, d Document, ks *KafkaSou
 func resolveProblems(ix *index, r sinkRef) []Problem {
 	ref := r.dest.Ref
 	if ref == nil {
-		return nil // URI sinks are validated by Destination.Validate.
+		return nil // URI sinks are validated by the parser.
 	}
 	if ref.Namespace != "" && ref.Namespace != Namespace {
 		return []Problem{r.doc.problem(r.field+".ref.namespace", "sinks must be in %s, got %q", Namespace, ref.Namespace)}

@@ -50,6 +50,8 @@ type funcLabel struct {
 
 var (
 	funcNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	// funcRefRE is a func.yaml value reference: {{ env:X }}, {{ secret:s[:k] }}, {{ configMap:c[:k] }}.
+	funcRefRE = regexp.MustCompile(`^\{\{ *(env|secret|configMap):[A-Za-z0-9_.:-]+ *\}\}$`)
 	// userinfoRE matches a URL carrying user:password@.
 	userinfoRE = regexp.MustCompile(`://[^/@]*:[^/@]*@`)
 )
@@ -84,6 +86,10 @@ func CheckFuncYAML(path string) []Problem {
 			hasFunction = true
 		}
 		check(!looksSecret(e.Name) || !userinfoRE.MatchString(e.Value), "run.envs."+e.Name, "contains a password; use {{ secret:name:key }} or {{ env:NAME }}")
+		// A literal here ships with `func deploy` (a localhost DATABASE_URL,
+		// LISTEN_ADDRESS=127.0.0.1): only references to the environment,
+		// a Secret or a ConfigMap are allowed.
+		check(funcRefRE.MatchString(e.Value), "run.envs."+e.Name, "literal value %q would ship with func deploy; use {{ env:%s }} (or {{ secret:... }}, {{ configMap:... }})", e.Value, e.Name)
 	}
 	check(hasFunction, "run.envs", "must set FUNCTION for `func run`")
 	return ps

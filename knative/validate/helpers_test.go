@@ -53,3 +53,15 @@ func assertNoProblems(t *testing.T, ps []Problem) {
 		t.Errorf("%s", p)
 	}
 }
+
+// assertSomeProblem fails unless a problem mentions want (for the external
+// tools, which may report a planted mistake under several rules).
+func assertSomeProblem(t *testing.T, ps []Problem, want string) {
+	t.Helper()
+	for _, p := range ps {
+		if strings.Contains(p.String(), want) {
+			return
+		}
+	}
+	t.Errorf("no problem mentions %q; got:\n%s", want, Problems(ps))
+}

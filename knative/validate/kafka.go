@@ -1,274 +1,83 @@
 package validate
 
 import (
-	"context"
+	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	eventingduckv1 "knative.dev/eventing/pkg/apis/duck/v1"
-	"knative.dev/pkg/apis"
-	duckv1 "knative.dev/pkg/apis/duck/v1"
+
+	"github.com/gamemetrics/gamemetrics/shared/eventing"
 )
 
-// The eventing-kafka-broker module is not served by the Go proxy, so the
-// KafkaSource and KafkaSink types below mirror the upstream CRDs
-// (control-plane/pkg/apis/sources/v1beta1/kafka_types.go and
-// eventing/v1alpha1/kafka_sink_types.go). Decoding is strict: a field the CRD
-// does not have, or a field in the wrong place (delivery.ordering), fails.
-// Delivery and sink reuse the real Knative duck types and their Validate.
+// KafkaSource and KafkaSink have no Go module that resolves here; they are
+// parsed and validated by shared/eventing, the same code the local eventing
+// runtime loads them with, so the two can never disagree about what a valid
+// manifest is.
 
-// KafkaSource mirrors sources.knative.dev/v1beta1 (and v1) KafkaSource.
-type KafkaSource struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              KafkaSourceSpec `json:"spec"`
+// parseKafkaCRD runs one KafkaSource or KafkaSink document through
+// eventing.ParseManifests, one problem per error it reports.
+func parseKafkaCRD(d Document) (*eventing.Manifests, []Problem) {
+	m, err := eventing.ParseManifests(d.Source, d.Raw)
+	if err == nil {
+		return m, nil
+	}
+	var ps []Problem
+	var joined interface{ Unwrap() []error }
+	errs := []error{err}
+	if errors.As(err, &joined) {
+		errs = joined.Unwrap()
+	}
+	for _, e := range errs {
+		ps = append(ps, d.problem("", "%v", e))
+	}
+	return nil, ps
 }
 
-// KafkaSourceSpec mirrors the upstream spec; ordering is a spec field.
-type KafkaSourceSpec struct {
-	Consumers        *int32                       `json:"consumers,omitempty"`
-	BootstrapServers []string                     `json:"bootstrapServers,omitempty"`
-	Net              KafkaNetSpec                 `json:"net,omitempty"`
-	Topics           []string                     `json:"topics,omitempty"`
-	ConsumerGroup    string                       `json:"consumerGroup,omitempty"`
-	InitialOffset    string                       `json:"initialOffset,omitempty"`
-	Delivery         *eventingduckv1.DeliverySpec `json:"delivery,omitempty"`
-	Ordering         *string                      `json:"ordering,omitempty"`
-
-	duckv1.SourceSpec `json:",inline"`
-}
-
-// KafkaNetSpec mirrors the SASL and TLS settings of the Kafka bindings.
-type KafkaNetSpec struct {
-	SASL KafkaSASLSpec `json:"sasl,omitempty"`
-	TLS  KafkaTLSSpec  `json:"tls,omitempty"`
-}
-
-// KafkaSASLSpec mirrors net.sasl.
-type KafkaSASLSpec struct {
-	Enable   bool                  `json:"enable,omitempty"`
-	User     SecretValueFromSource `json:"user,omitempty"`
-	Password SecretValueFromSource `json:"password,omitempty"`
-	Type     SecretValueFromSource `json:"type,omitempty"`
-}
-
-// KafkaTLSSpec mirrors net.tls.
-type KafkaTLSSpec struct {
-	Enable bool                  `json:"enable,omitempty"`
-	Cert   SecretValueFromSource `json:"cert,omitempty"`
-	Key    SecretValueFromSource `json:"key,omitempty"`
-	CACert SecretValueFromSource `json:"caCert,omitempty"`
-}
-
-// SecretValueFromSource is a value read from a Secret key.
-type SecretValueFromSource struct {
-	SecretKeyRef *corev1.SecretKeySelector `json:"secretKeyRef,omitempty"`
-}
-
-// Upstream defaults and enumerations.
-const (
-	offsetEarliest = "earliest"
-	offsetLatest   = "latest"
-	orderOrdered   = "ordered"
-	orderUnordered = "unordered"
-)
-
-// SetDefaults applies the upstream defaults (consumers 1, initialOffset
-// latest, ordering ordered, sink namespace = source namespace).
-func (ks *KafkaSource) SetDefaults(ctx context.Context) {
-	ctx = apis.WithinParent(ctx, ks.ObjectMeta)
-	if ks.Spec.Consumers == nil {
-		one := int32(1)
-		ks.Spec.Consumers = &one
-	}
-	if ks.Spec.InitialOffset == "" {
-		ks.Spec.InitialOffset = offsetLatest
-	}
-	if ks.Spec.Ordering == nil {
-		o := orderOrdered
-		ks.Spec.Ordering = &o
-	}
-	ks.Spec.Sink.SetDefaults(ctx)
-	if ks.Spec.Delivery != nil {
-		ks.Spec.Delivery.SetDefaults(ctx)
-	}
-}
-
-// Validate mirrors the upstream KafkaSource validation.
-func (ks *KafkaSource) Validate(ctx context.Context) *apis.FieldError {
-	ctx = apis.WithinParent(ctx, ks.ObjectMeta)
-	s := ks.Spec
-	var errs *apis.FieldError
-	if len(s.Topics) == 0 {
-		errs = errs.Also(apis.ErrMissingField("topics"))
-	}
-	for i, t := range s.Topics {
-		if t == "" {
-			errs = errs.Also(apis.ErrInvalidArrayValue(t, "topics", i))
-		}
-	}
-	if len(s.BootstrapServers) == 0 {
-		errs = errs.Also(apis.ErrMissingField("bootstrapServers"))
-	}
-	for i, b := range s.BootstrapServers {
-		if b == "" {
-			errs = errs.Also(apis.ErrInvalidArrayValue(b, "bootstrapServers", i))
-		}
-	}
-	switch s.InitialOffset {
-	case offsetEarliest, offsetLatest:
-	default:
-		errs = errs.Also(apis.ErrInvalidValue(s.InitialOffset, "initialOffset"))
-	}
-	if s.Ordering != nil {
-		switch *s.Ordering {
-		case orderOrdered, orderUnordered:
-		default:
-			errs = errs.Also(apis.ErrInvalidValue(*s.Ordering, "ordering"))
-		}
-	}
-	if s.Consumers != nil && *s.Consumers < 1 {
-		errs = errs.Also(apis.ErrInvalidValue(*s.Consumers, "consumers"))
-	}
-	errs = errs.Also(s.SourceSpec.Validate(ctx))
-	errs = errs.Also(s.Delivery.Validate(ctx).ViaField("delivery"))
-	errs = errs.Also(s.Net.validate().ViaField("net"))
-	return errs.ViaField("spec")
-}
-
-func (n KafkaNetSpec) validate() *apis.FieldError {
-	var errs *apis.FieldError
-	if n.SASL.Enable {
-		errs = errs.Also(n.SASL.User.validate(true).ViaField("sasl", "user"))
-		errs = errs.Also(n.SASL.Password.validate(true).ViaField("sasl", "password"))
-		errs = errs.Also(n.SASL.Type.validate(false).ViaField("sasl", "type"))
-	}
-	if n.TLS.Enable {
-		errs = errs.Also(n.TLS.Cert.validate(false).ViaField("tls", "cert"))
-		errs = errs.Also(n.TLS.Key.validate(false).ViaField("tls", "key"))
-		errs = errs.Also(n.TLS.CACert.validate(false).ViaField("tls", "caCert"))
-	}
-	return errs
-}
-
-func (v SecretValueFromSource) validate(required bool) *apis.FieldError {
-	ref := v.SecretKeyRef
-	if ref == nil {
-		if required {
-			return apis.ErrMissingField("secretKeyRef")
-		}
-		return nil
-	}
-	var errs *apis.FieldError
-	if ref.Name == "" {
-		errs = errs.Also(apis.ErrMissingField("secretKeyRef.name"))
-	}
-	if ref.Key == "" {
-		errs = errs.Also(apis.ErrMissingField("secretKeyRef.key"))
-	}
-	return errs
-}
-
-func checkKafkaSource(ctx context.Context, d Document) (*KafkaSource, []Problem) {
-	ks, ps := decodeStrict[KafkaSource](d)
-	if ks == nil {
+func checkKafkaSource(d Document) (*eventing.KafkaSource, []Problem) {
+	m, ps := parseKafkaCRD(d)
+	if m == nil || len(m.KafkaSources) != 1 {
 		return nil, ps
 	}
+	ks := &m.KafkaSources[0]
 	if ks.Spec.Delivery == nil || ks.Spec.Delivery.DeadLetterSink == nil {
 		ps = append(ps, d.problem("spec.delivery.deadLetterSink", "required: without one, a record that keeps failing is committed and lost"))
 	}
-	ctx = apis.WithinCreate(ctx)
-	ks.SetDefaults(ctx)
-	if fe := ks.Validate(ctx); fe != nil {
-		ps = append(ps, fieldProblems(d, fe)...)
-	}
 	return ks, ps
 }
 
-// KafkaSink mirrors eventing.knative.dev/v1alpha1 KafkaSink.
-type KafkaSink struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              KafkaSinkSpec `json:"spec"`
-}
-
-// KafkaSinkSpec mirrors the upstream spec.
-type KafkaSinkSpec struct {
-	Topic             string         `json:"topic"`
-	NumPartitions     *int32         `json:"numPartitions,omitempty"`
-	ReplicationFactor *int16         `json:"replicationFactor,omitempty"`
-	BootstrapServers  []string       `json:"bootstrapServers"`
-	ContentMode       *string        `json:"contentMode,omitempty"`
-	Auth              *KafkaSinkAuth `json:"auth,omitempty"`
-}
-
-// KafkaSinkAuth mirrors spec.auth.
-type KafkaSinkAuth struct {
-	Secret *KafkaSinkSecret `json:"secret,omitempty"`
-}
-
-// KafkaSinkSecret mirrors spec.auth.secret.
-type KafkaSinkSecret struct {
-	Ref *KafkaSinkSecretRef `json:"ref,omitempty"`
-}
-
-// KafkaSinkSecretRef names the Secret with protocol, sasl.mechanism, user,
-// password (and optionally ca.crt, user.crt, user.key).
-type KafkaSinkSecretRef struct {
-	Name string `json:"name"`
-}
-
-// Validate mirrors the upstream KafkaSink validation.
-func (ks *KafkaSink) Validate() *apis.FieldError {
-	s := ks.Spec
-	var errs *apis.FieldError
-	if s.Topic == "" {
-		errs = errs.Also(apis.ErrMissingField("topic"))
-	}
-	if len(s.BootstrapServers) == 0 {
-		errs = errs.Also(apis.ErrMissingField("bootstrapServers"))
-	}
-	if s.NumPartitions != nil && *s.NumPartitions <= 0 {
-		errs = errs.Also(apis.ErrInvalidValue(*s.NumPartitions, "numPartitions"))
-	}
-	if s.ReplicationFactor != nil && *s.ReplicationFactor <= 0 {
-		errs = errs.Also(apis.ErrInvalidValue(*s.ReplicationFactor, "replicationFactor"))
-	}
-	if s.ContentMode != nil && *s.ContentMode != "binary" && *s.ContentMode != "structured" {
-		errs = errs.Also(apis.ErrInvalidValue(*s.ContentMode, "contentMode"))
-	}
-	if s.Auth != nil && (s.Auth.Secret == nil || s.Auth.Secret.Ref == nil || s.Auth.Secret.Ref.Name == "") {
-		errs = errs.Also(apis.ErrMissingField("auth.secret.ref.name"))
-	}
-	return errs.ViaField("spec")
-}
-
-func checkKafkaSink(d Document) (*KafkaSink, []Problem) {
-	ks, ps := decodeStrict[KafkaSink](d)
-	if ks == nil {
+func checkKafkaSink(d Document) (*eventing.KafkaSink, []Problem) {
+	m, ps := parseKafkaCRD(d)
+	if m == nil || len(m.KafkaSinks) != 1 {
 		return nil, ps
 	}
-	if fe := ks.Validate(); fe != nil {
-		ps = append(ps, fieldProblems(d, fe)...)
-	}
-	return ks, ps
+	return &m.KafkaSinks[0], ps
 }
 
-// KafkaTopic mirrors the parts of Strimzi kafka.strimzi.io/v1beta2 KafkaTopic
-// that GameMetrics uses.
+// secretRef returns the Secret name and key of a KafkaSource SASL value.
+func secretRef(v *eventing.SecretValue) (name, key string, ok bool) {
+	if v == nil || v.SecretKeyRef == nil {
+		return "", "", false
+	}
+	return v.SecretKeyRef.Name, v.SecretKeyRef.Key, true
+}
+
+// The Strimzi CRDs have no Go module here either; these structs mirror the
+// parts of kafka.strimzi.io/v1beta2 that GameMetrics uses, decoded strictly
+// (a field GameMetrics does not use is a mistake until a struct field says
+// otherwise).
+
+// KafkaTopic mirrors Strimzi KafkaTopic.
 type KafkaTopic struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              KafkaTopicSpec `json:"spec"`
-}
-
-// KafkaTopicSpec mirrors the Strimzi spec.
-type KafkaTopicSpec struct {
-	TopicName  string            `json:"topicName,omitempty"`
-	Partitions int32             `json:"partitions"`
-	Replicas   int32             `json:"replicas"`
-	Config     map[string]string `json:"config,omitempty"`
+	Spec              struct {
+		TopicName  string            `json:"topicName,omitempty"`
+		Partitions int32             `json:"partitions"`
+		Replicas   int32             `json:"replicas"`
+		Config     map[string]string `json:"config,omitempty"`
+	} `json:"spec"`
 }
 
 // Topic is the Kafka topic name (spec.topicName, else metadata.name).
@@ -308,4 +117,158 @@ func checkKafkaTopic(d Document) (*KafkaTopic, []Problem) {
 		}
 	}
 	return kt, ps
+}
+
+// Kafka mirrors the Strimzi Kafka resource as GameMetrics configures it.
+type Kafka struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		Kafka struct {
+			Version   string `json:"version"`
+			Listeners []struct {
+				Name           string `json:"name"`
+				Port           int32  `json:"port"`
+				Type           string `json:"type"`
+				TLS            bool   `json:"tls"`
+				Authentication *struct {
+					Type string `json:"type"`
+				} `json:"authentication,omitempty"`
+			} `json:"listeners"`
+			Authorization *struct {
+				Type string `json:"type"`
+			} `json:"authorization,omitempty"`
+			Rack *struct {
+				TopologyKey string `json:"topologyKey"`
+			} `json:"rack,omitempty"`
+			Config map[string]any `json:"config,omitempty"`
+		} `json:"kafka"`
+		EntityOperator *struct {
+			TopicOperator *struct{} `json:"topicOperator,omitempty"`
+			UserOperator  *struct{} `json:"userOperator,omitempty"`
+		} `json:"entityOperator,omitempty"`
+	} `json:"spec"`
+}
+
+func checkKafka(d Document) (*Kafka, []Problem) {
+	k, ps := decodeStrict[Kafka](d)
+	if k == nil {
+		return nil, ps
+	}
+	if k.Annotations["strimzi.io/kraft"] != "enabled" || k.Annotations["strimzi.io/node-pools"] != "enabled" {
+		ps = append(ps, d.problem("metadata.annotations", "Strimzi runs Kafka in KRaft mode with node pools only: set strimzi.io/kraft and strimzi.io/node-pools to enabled"))
+	}
+	for i, l := range k.Spec.Kafka.Listeners {
+		if l.Authentication == nil || l.Authentication.Type != "scram-sha-512" {
+			ps = append(ps, d.problem(fmt.Sprintf("spec.kafka.listeners[%d].authentication", i), "every listener authenticates clients with scram-sha-512 (the KafkaUsers' credentials)"))
+		}
+	}
+	if a := k.Spec.Kafka.Authorization; a == nil || a.Type != "simple" {
+		ps = append(ps, d.problem("spec.kafka.authorization", "must be simple: without it the KafkaUsers' ACLs are not enforced"))
+	}
+	if v, _ := k.Spec.Kafka.Config["auto.create.topics.enable"].(string); v != "false" {
+		ps = append(ps, d.problem("spec.kafka.config.auto.create.topics.enable", `must be "false": topics are the declared KafkaTopics only`))
+	}
+	if e := k.Spec.EntityOperator; e == nil || e.TopicOperator == nil || e.UserOperator == nil {
+		ps = append(ps, d.problem("spec.entityOperator", "needs topicOperator and userOperator: they create the KafkaTopics and KafkaUsers"))
+	}
+	return k, ps
+}
+
+// KafkaNodePool mirrors Strimzi KafkaNodePool.
+type KafkaNodePool struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		Replicas int32    `json:"replicas"`
+		Roles    []string `json:"roles"`
+		Storage  struct {
+			Type        string `json:"type"`
+			Size        string `json:"size"`
+			Class       string `json:"class"`
+			DeleteClaim bool   `json:"deleteClaim"`
+		} `json:"storage"`
+		Resources map[string]map[string]string `json:"resources,omitempty"`
+	} `json:"spec"`
+}
+
+// KafkaUser mirrors Strimzi KafkaUser with SCRAM authentication and
+// simple authorization.
+type KafkaUser struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		Authentication struct {
+			Type     string `json:"type"`
+			Password *struct {
+				ValueFrom struct {
+					SecretKeyRef struct {
+						Name string `json:"name"`
+						Key  string `json:"key"`
+					} `json:"secretKeyRef"`
+				} `json:"valueFrom"`
+			} `json:"password,omitempty"`
+		} `json:"authentication"`
+		Authorization struct {
+			Type string `json:"type"`
+			ACLs []ACL  `json:"acls"`
+		} `json:"authorization"`
+	} `json:"spec"`
+}
+
+// ACL is one Strimzi simple-authorization rule.
+type ACL struct {
+	Resource struct {
+		Type        string `json:"type"`
+		Name        string `json:"name"`
+		PatternType string `json:"patternType"`
+	} `json:"resource"`
+	Operations []string `json:"operations"`
+}
+
+// Allows reports whether the user may perform op on the topic or group.
+func (u *KafkaUser) Allows(resourceType, name, op string) bool {
+	for _, a := range u.Spec.Authorization.ACLs {
+		if a.Resource.Type != resourceType {
+			continue
+		}
+		match := a.Resource.Name == name
+		if a.Resource.PatternType == "prefix" {
+			match = strings.HasPrefix(name, a.Resource.Name)
+		}
+		if !match {
+			continue
+		}
+		for _, o := range a.Operations {
+			if o == op || o == "All" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func checkKafkaUser(d Document) (*KafkaUser, []Problem) {
+	u, ps := decodeStrict[KafkaUser](d)
+	if u == nil {
+		return nil, ps
+	}
+	if u.Labels["strimzi.io/cluster"] == "" {
+		ps = append(ps, d.problem("metadata.labels", "missing strimzi.io/cluster: the User Operator ignores the user"))
+	}
+	if u.Spec.Authentication.Type != "scram-sha-512" {
+		ps = append(ps, d.problem("spec.authentication.type", "must be scram-sha-512 (the listener's mechanism)"))
+	}
+	if p := u.Spec.Authentication.Password; p == nil || p.ValueFrom.SecretKeyRef.Name != u.Name+"-credentials" || p.ValueFrom.SecretKeyRef.Key != "password" {
+		ps = append(ps, d.problem("spec.authentication.password", "must come from secretKeyRef %s-credentials/password (External Secrets, terraform/modules/kafka-users)", u.Name))
+	}
+	if u.Spec.Authorization.Type != "simple" || len(u.Spec.Authorization.ACLs) == 0 {
+		ps = append(ps, d.problem("spec.authorization", "every user carries simple ACLs: without them it may do nothing (or, with a superuser, everything)"))
+	}
+	for i, a := range u.Spec.Authorization.ACLs {
+		if a.Resource.Type == "topic" && a.Resource.PatternType != "prefix" && a.Resource.Name == "*" {
+			ps = append(ps, d.problem(fmt.Sprintf("spec.authorization.acls[%d]", i), "no wildcard topics: name the topics the client uses"))
+		}
+	}
+	return u, ps
 }

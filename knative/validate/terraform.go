@@ -3,18 +3,16 @@ package validate
 import (
 	"fmt"
 	"io/fs"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/zclconf/go-cty/cty"
+	"golang.org/x/mod/semver"
 )
 
 // tfFile is one parsed .tf or .tfvars file.
@@ -31,21 +29,20 @@ type tfTree struct {
 }
 
 // CheckTerraform parses every .tf and .tfvars file under root and enforces
-// the GameMetrics infrastructure rules:
-//   - every variable has a type and a non-empty description; variables that
-//     name a secret are sensitive and have no literal default;
-//   - no attribute or object key naming a password, secret, token or access
-//     key is assigned a string literal;
-//   - every aws_s3_bucket has a public access block with all four flags
-//     true, SSE with aws:kms, versioning Enabled and a lifecycle transition
-//     to a colder storage class;
-//   - aws_db_instance has storage_encrypted = true and is not public, and
-//     the production environment runs it Multi-AZ;
-//   - aws_elasticache_replication_group encrypts in transit and at rest and
-//     uses an AUTH token;
-//   - aws_msk_cluster encrypts client-broker traffic with TLS only and in
-//     the cluster, and refuses unauthenticated clients;
-//   - every directory under environments/ instantiates the same modules.
+// the GameMetrics rules that neither `terraform validate` nor tflint checks
+// (TerraformValidate and TFLint run those tools):
+//   - no secret literals: no attribute or object key naming a password,
+//     secret, token or access key is assigned a string literal, and
+//     variables that name a secret are sensitive without a default;
+//   - encryption: aws_db_instance has storage_encrypted = true and is not
+//     public; aws_elasticache_replication_group encrypts in transit and at
+//     rest and uses an AUTH token; every aws_s3_bucket has a public access
+//     block with all four flags true, SSE with aws:kms, versioning Enabled
+//     and a lifecycle transition to a colder storage class;
+//   - environments are thin: each directory under environments/ calls the
+//     one composition module and declares no resources of its own;
+//   - production runs PostgreSQL Multi-AZ, followed from the environment's
+//     values through the module calls down to the aws_db_instance.
 func CheckTerraform(root string) []Problem {
 	tree, ps := parseTerraform(root)
 	if tree == nil {
@@ -53,7 +50,7 @@ func CheckTerraform(root string) []Problem {
 	}
 	for _, dir := range sortedKeys(tree.dirs) {
 		for _, f := range tree.dirs[dir] {
-			ps = append(ps, variableProblems(f)...)
+			ps = append(ps, secretVariableProblems(f)...)
 			ps = append(ps, secretLiteralProblems(f)...)
 			ps = append(ps, resourceProblems(f)...)
 		}
@@ -186,31 +183,23 @@ func fileOf(files []*tfFile, b *hclsyntax.Block) string {
 	return ""
 }
 
-func variableProblems(f *tfFile) []Problem {
+// secretVariableProblems: a variable that names a secret must be sensitive
+// and must not carry a literal default (tflint checks types and
+// descriptions of every variable).
+func secretVariableProblems(f *tfFile) []Problem {
 	var ps []Problem
 	for _, b := range blocksOf(f.body, "variable") {
-		if len(b.Labels) != 1 {
+		if len(b.Labels) != 1 || !secretName(b.Labels[0]) {
 			continue
 		}
 		name, where := b.Labels[0], at(f.path, b.DefRange())
 		addr := "variable." + name
-		if _, ok := b.Body.Attributes["type"]; !ok {
-			ps = append(ps, problemf(where, addr, "type", "every variable needs a type"))
+		if s, ok := b.Body.Attributes["sensitive"]; !ok || !isLiteralTrue(s.Expr) {
+			ps = append(ps, problemf(where, addr, "sensitive", "%s holds a secret and must be sensitive = true", name))
 		}
-		desc, ok := b.Body.Attributes["description"]
-		if !ok {
-			ps = append(ps, problemf(where, addr, "description", "every variable needs a description"))
-		} else if s, lit := stringLiteral(desc.Expr); lit && strings.TrimSpace(s) == "" {
-			ps = append(ps, problemf(where, addr, "description", "description is empty"))
-		}
-		if secretName(name) {
-			if s, ok := b.Body.Attributes["sensitive"]; !ok || !isLiteralTrue(s.Expr) {
-				ps = append(ps, problemf(where, addr, "sensitive", "%s holds a secret and must be sensitive = true", name))
-			}
-			if d, ok := b.Body.Attributes["default"]; ok {
-				if s, lit := stringLiteral(d.Expr); lit && s != "" {
-					ps = append(ps, problemf(where, addr, "default", "secret literal: %s must not have a default value", name))
-				}
+		if d, ok := b.Body.Attributes["default"]; ok {
+			if s, lit := stringLiteral(d.Expr); lit && s != "" {
+				ps = append(ps, problemf(where, addr, "default", "secret literal: %s must not have a default value", name))
 			}
 		}
 	}
@@ -223,8 +212,11 @@ var (
 	secretMetaRE = regexp.MustCompile(`(?i)(_arns?|_ids?|_names?|_enabled|_strategy|_version|_length|_list|_type|_rotation_days)$`)
 )
 
+// externalSecretsRE names the External Secrets Operator, not a secret.
+var externalSecretsRE = regexp.MustCompile(`(?i)^external[-_]secrets$`)
+
 func secretName(name string) bool {
-	return secretWordRE.MatchString(name) && !secretMetaRE.MatchString(name)
+	return secretWordRE.MatchString(name) && !secretMetaRE.MatchString(name) && !externalSecretsRE.MatchString(name)
 }
 
 // secretLiteralProblems finds attributes and object keys named like secrets
@@ -236,7 +228,7 @@ func secretLiteralProblems(f *tfFile) []Problem {
 			return
 		}
 		if s, ok := stringLiteral(e); ok && s != "" {
-			ps = append(ps, problemf(at(f.path, e.Range()), "", name, "secret literal: use a sensitive variable, random_password or AWS Secrets Manager"))
+			ps = append(ps, problemf(at(f.path, e.Range()), "", name, "secret literal: use a sensitive variable, an ephemeral aws_secretsmanager_random_password or AWS Secrets Manager"))
 		}
 	}
 	hclsyntax.VisitAll(f.body, func(n hclsyntax.Node) hcl.Diagnostics {
@@ -290,26 +282,6 @@ func resourceProblems(f *tfFile) []Problem {
 			}
 			if _, ok := attrs["auth_token"]; !ok {
 				ps = append(ps, problemf(where, addr, "auth_token", "Redis must require AUTH (from random_password or Secrets Manager)"))
-			}
-		case "aws_msk_cluster":
-			transit := nestedBodies(b.Body, "encryption_info", "encryption_in_transit")
-			if len(transit) == 0 {
-				ps = append(ps, problemf(where, addr, "encryption_info.encryption_in_transit", "missing: encryption in transit must be explicit"))
-			}
-			for _, t := range transit {
-				if a, ok := t.Attributes["client_broker"]; !ok {
-					ps = append(ps, problemf(where, addr, "encryption_info.encryption_in_transit.client_broker", "must be \"TLS\""))
-				} else if s, _ := stringLiteral(a.Expr); s != "TLS" {
-					ps = append(ps, problemf(where, addr, "encryption_info.encryption_in_transit.client_broker", "must be \"TLS\", got %q", s))
-				}
-				if a, ok := t.Attributes["in_cluster"]; ok && !isLiteralTrue(a.Expr) {
-					ps = append(ps, problemf(where, addr, "encryption_info.encryption_in_transit.in_cluster", "must be true"))
-				}
-			}
-			for _, ca := range nestedBodies(b.Body, "client_authentication") {
-				if a, ok := ca.Attributes["unauthenticated"]; ok && !isLiteralFalse(a.Expr) {
-					ps = append(ps, problemf(where, addr, "client_authentication.unauthenticated", "must be false"))
-				}
 			}
 		case "aws_s3_bucket":
 			if a, ok := attrs["acl"]; ok {
@@ -418,105 +390,157 @@ func bucketProblems(files []*tfFile) []Problem {
 	return ps
 }
 
-// envModule is a module block of an environment.
-type envModule struct {
-	block  *hclsyntax.Block
-	file   string
-	source string // cleaned path of the module directory
-}
+// CompositionModule is the module every environment calls, and only it.
+const CompositionModule = "modules/platform"
 
 func environmentProblems(tree *tfTree) []Problem {
 	envRoot := filepath.Join(tree.root, "environments")
-	envs := map[string]map[string]envModule{}
-	for dir, files := range tree.dirs {
+	var ps []Problem
+	for _, dir := range sortedKeys(tree.dirs) {
 		if filepath.Dir(dir) != envRoot {
 			continue
 		}
-		mods := map[string]envModule{}
-		for _, f := range files {
-			for _, b := range blocksOf(f.body, "module") {
-				if len(b.Labels) != 1 {
-					continue
+		var calls []*hclsyntax.Block
+		for _, f := range tree.dirs[dir] {
+			for _, b := range f.body.Blocks {
+				switch b.Type {
+				case "module":
+					calls = append(calls, b)
+					src := moduleSource(dir, b)
+					if src != filepath.Join(tree.root, CompositionModule) {
+						ps = append(ps, problemf(at(f.path, b.DefRange()), blockAddress(b), "source", "environments call only %s (values only), got %s", CompositionModule, src))
+					}
+				case "resource", "data":
+					ps = append(ps, problemf(at(f.path, b.DefRange()), blockAddress(b), "", "environments hold values only: move this into %s", CompositionModule))
 				}
-				src := ""
-				if a, ok := b.Body.Attributes["source"]; ok {
-					src, _ = stringLiteral(a.Expr)
-				}
-				if strings.HasPrefix(src, ".") {
-					src = filepath.Clean(filepath.Join(dir, src))
-				}
-				mods[b.Labels[0]] = envModule{block: b, file: f.path, source: src}
 			}
 		}
-		envs[filepath.Base(dir)] = mods
-	}
-	if len(envs) == 0 {
-		return nil // a module-only tree (test fixtures); Repository checks the real environments exist
-	}
-
-	var ps []Problem
-	// Every environment instantiates the union of all modules, from the same source.
-	union := map[string]string{}
-	for _, name := range sortedKeys(envs) {
-		for m, em := range envs[name] {
-			if _, ok := union[m]; !ok {
-				union[m] = em.source
-			}
+		if len(calls) != 1 {
+			ps = append(ps, problemf(dir, "", "", "an environment calls %s exactly once, found %d module calls", CompositionModule, len(calls)))
 		}
 	}
-	for _, name := range sortedKeys(envs) {
-		for _, m := range sortedKeys(union) {
-			em, ok := envs[name][m]
-			switch {
-			case !ok:
-				ps = append(ps, problemf(filepath.Join(envRoot, name), "module."+m, "", "environment %s does not instantiate module %q (source %s) that other environments use", name, m, union[m]))
-			case em.source != union[m]:
-				ps = append(ps, problemf(at(em.file, em.block.DefRange()), "module."+m, "source", "source %s differs from %s in other environments", em.source, union[m]))
+	if envs := tfEnvironments(tree); envs["production"] != nil {
+		for _, db := range envs["production"].Find(tree, "aws_db_instance") {
+			v, ok := db.Resolve(tree, "multi_az")
+			if !ok || v.Type() != cty.Bool || !v.True() {
+				ps = append(ps, problemf(db.At(), db.Address, "multi_az", "production must run PostgreSQL Multi-AZ: resolves to %s", db.Describe(tree, "multi_az")))
 			}
 		}
-	}
-
-	if prod, ok := envs["production"]; ok {
-		ps = append(ps, multiAZProblems(tree, prod)...)
 	}
 	return ps
 }
 
-// multiAZProblems checks that every aws_db_instance reached from the
-// production environment runs Multi-AZ, following var.X one level into the
-// module call (and its variable default).
-func multiAZProblems(tree *tfTree, prod map[string]envModule) []Problem {
-	var ps []Problem
-	for _, name := range sortedKeys(prod) {
-		em := prod[name]
-		files := tree.dirs[em.source]
-		for _, db := range resources(files, "aws_db_instance") {
-			where := at(fileOf(files, db), db.DefRange())
-			a, ok := db.Body.Attributes["multi_az"]
-			if !ok {
-				ps = append(ps, problemf(where, resourceAddress(db), "multi_az", "missing; production needs Multi-AZ"))
-				continue
-			}
-			if isLiteralTrue(a.Expr) {
-				continue
-			}
-			v, isVar := varReference(a.Expr)
-			if !isVar {
-				ps = append(ps, problemf(where, resourceAddress(db), "multi_az", "must be true or a variable that production sets to true"))
-				continue
-			}
-			if arg, ok := em.block.Body.Attributes[v]; ok {
-				if !isLiteralTrue(arg.Expr) {
-					ps = append(ps, problemf(at(em.file, arg.SrcRange), "module."+name, v, "production must pass %s = true (Multi-AZ PostgreSQL)", v))
+func moduleSource(dir string, b *hclsyntax.Block) string {
+	src := ""
+	if a, ok := b.Body.Attributes["source"]; ok {
+		src, _ = stringLiteral(a.Expr)
+	}
+	if strings.HasPrefix(src, ".") {
+		src = filepath.Clean(filepath.Join(dir, src))
+	}
+	return src
+}
+
+// scope is one module instance: its directory and the arguments its caller
+// passed, so var.X inside it resolves to the caller's expression.
+type scope struct {
+	dir    string
+	file   string // where the call is (for messages)
+	call   *hclsyntax.Block
+	parent *scope
+	path   string // module.platform.module.rds
+}
+
+// tfEnvironments returns the root scope of each directory under environments/.
+func tfEnvironments(tree *tfTree) map[string]*scope {
+	out := map[string]*scope{}
+	envRoot := filepath.Join(tree.root, "environments")
+	for dir := range tree.dirs {
+		if filepath.Dir(dir) == envRoot {
+			out[filepath.Base(dir)] = &scope{dir: dir}
+		}
+	}
+	return out
+}
+
+// instance is a resource reached from an environment through module calls.
+type instance struct {
+	block   *hclsyntax.Block
+	file    string
+	scope   *scope
+	Address string
+}
+
+// At is the resource's file:line.
+func (r instance) At() string { return at(r.file, r.block.DefRange()) }
+
+// Find returns every resource of type typ reachable from s.
+func (s *scope) Find(tree *tfTree, typ string) []instance {
+	var out []instance
+	for _, f := range tree.dirs[s.dir] {
+		for _, b := range f.body.Blocks {
+			switch {
+			case b.Type == "resource" && len(b.Labels) == 2 && b.Labels[0] == typ:
+				out = append(out, instance{block: b, file: f.path, scope: s, Address: strings.TrimPrefix(s.path+"."+resourceAddress(b), ".")})
+			case b.Type == "module" && len(b.Labels) == 1:
+				child := &scope{dir: moduleSource(s.dir, b), file: f.path, call: b, parent: s, path: strings.TrimPrefix(s.path+".module."+b.Labels[0], ".")}
+				if _, ok := tree.dirs[child.dir]; ok && depth(child) < 10 {
+					out = append(out, child.Find(tree, typ)...)
 				}
-				continue
-			}
-			if def, ok := variableDefault(files, v); !ok || !isLiteralTrue(def) {
-				ps = append(ps, problemf(at(em.file, em.block.DefRange()), "module."+name, v, "production must pass %s = true (Multi-AZ PostgreSQL); the module default is not true", v))
 			}
 		}
 	}
-	return ps
+	return out
+}
+
+func depth(s *scope) int {
+	n := 0
+	for ; s != nil; s = s.parent {
+		n++
+	}
+	return n
+}
+
+// Resolve evaluates attribute name of the resource when it is a literal or
+// a chain of var.X references back to literals in the callers (or to
+// variable defaults).
+func (r instance) Resolve(tree *tfTree, name string) (cty.Value, bool) {
+	a, ok := r.block.Body.Attributes[name]
+	if !ok {
+		return cty.NilVal, false
+	}
+	return resolve(tree, a.Expr, r.scope)
+}
+
+// Describe says what an attribute resolves to, for messages.
+func (r instance) Describe(tree *tfTree, name string) string {
+	v, ok := r.Resolve(tree, name)
+	if !ok {
+		return "nothing literal (set it, or pass a literal through every module call)"
+	}
+	if v.Type() == cty.String {
+		return fmt.Sprintf("%q", v.AsString())
+	}
+	return v.GoString()
+}
+
+func resolve(tree *tfTree, e hclsyntax.Expression, s *scope) (cty.Value, bool) {
+	if v, ok := literal(e); ok {
+		return v, true
+	}
+	name, isVar := varReference(e)
+	if !isVar || s == nil {
+		return cty.NilVal, false
+	}
+	if s.call != nil {
+		if arg, ok := s.call.Body.Attributes[name]; ok {
+			return resolve(tree, arg.Expr, s.parent)
+		}
+	}
+	if def, ok := variableDefault(tree.dirs[s.dir], name); ok {
+		return resolve(tree, def, nil)
+	}
+	return cty.NilVal, false
 }
 
 func varReference(e hclsyntax.Expression) (string, bool) {
@@ -541,40 +565,50 @@ func variableDefault(files []*tfFile, name string) (hclsyntax.Expression, bool) 
 	return nil, false
 }
 
-// ModulesOf lists the module names each environment instantiates.
-func ModulesOf(root string) (map[string][]string, error) {
+// KubernetesVersions resolves the version of every aws_eks_cluster each
+// environment creates ("" when it is not a literal along the module calls).
+func KubernetesVersions(root string) (map[string][]string, error) {
 	tree, ps := parseTerraform(root)
 	if tree == nil {
 		return nil, fmt.Errorf("%s", Problems(ps))
 	}
 	out := map[string][]string{}
-	envRoot := filepath.Join(root, "environments")
-	for dir, files := range tree.dirs {
-		if filepath.Dir(dir) != envRoot {
-			continue
-		}
-		for _, f := range files {
-			for _, b := range blocksOf(f.body, "module") {
-				out[filepath.Base(dir)] = append(out[filepath.Base(dir)], b.Labels[0])
+	for env, s := range tfEnvironments(tree) {
+		for _, c := range s.Find(tree, "aws_eks_cluster") {
+			v, ok := c.Resolve(tree, "version")
+			if ok && v.Type() == cty.String {
+				out[env] = append(out[env], v.AsString())
+			} else {
+				out[env] = append(out[env], "")
 			}
 		}
-		sort.Strings(out[filepath.Base(dir)])
 	}
 	return out, nil
 }
 
-// TerraformFmt runs `terraform fmt -check -recursive` on dir.
-func TerraformFmt(dir string) error {
-	bin, err := exec.LookPath("terraform")
+// KubernetesVersionProblems reports every environment whose EKS clusters run
+// a Kubernetes older than min (knative.dev/pkg's DefaultKubernetesMinVersion:
+// below it every Knative controller and webhook exits at start), or whose
+// version is not a literal the check can read.
+func KubernetesVersionProblems(root, min string) []Problem {
+	versions, err := KubernetesVersions(root)
 	if err != nil {
-		return fmt.Errorf("terraform binary not found in PATH: install Terraform >= 1.5 to run `terraform fmt -check -recursive %s`", dir)
+		return []Problem{problemf(root, "", "", "%v", err)}
 	}
-	cmd := exec.Command(bin, "fmt", "-check", "-recursive", "-diff", dir)
-	// Keep a missing ~/.terraformrc from cluttering the output.
-	cmd.Env = append(os.Environ(), "TF_CLI_CONFIG_FILE=/dev/null")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("terraform fmt -check -recursive %s: %v; run `terraform fmt -recursive %s`:\n%s", dir, err, dir, out)
+	var ps []Problem
+	if len(versions) == 0 {
+		ps = append(ps, problemf(filepath.Join(root, "environments"), "", "", "no environment creates an aws_eks_cluster"))
 	}
-	return nil
+	for _, env := range sortedKeys(versions) {
+		for _, v := range versions[env] {
+			where := filepath.Join(root, "environments", env)
+			switch {
+			case v == "":
+				ps = append(ps, problemf(where, "aws_eks_cluster", "version", "kubernetes_version must be a literal in the environment (or a module default) so it can be checked against Knative's minimum %s", min))
+			case !semver.IsValid("v"+v) || semver.Compare("v"+v, min) < 0:
+				ps = append(ps, problemf(where, "aws_eks_cluster", "version", "Kubernetes %s is older than %s, the DefaultKubernetesMinVersion of the pinned knative.dev/pkg: every Knative controller and webhook would exit at start", v, min))
+			}
+		}
+	}
+	return ps
 }

@@ -389,6 +389,23 @@ func documents(file string, data []byte) ([]*yaml.Node, error) {
 	}
 }
 
+// ParseManifests decodes the KafkaSource, PingSource and KafkaSink documents
+// of one YAML stream strictly and validates them as the Knative webhooks
+// would. It is the one parser of these CRDs: the runtime loads its
+// manifests through it, and knative/validate checks the rendered overlays
+// with it, so what the local runtime runs and what the deploy is checked
+// against cannot disagree.
+func ParseManifests(file string, data []byte) (*Manifests, error) {
+	m, err := parseManifests(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // parseManifests decodes every document of one file.
 func parseManifests(file string, data []byte) (*Manifests, error) {
 	docs, err := documents(file, data)

@@ -274,3 +274,22 @@ func FuzzParseManifests(f *testing.F) {
 		}
 	})
 }
+
+func TestParseManifestsValidatesWhatItDecodes(t *testing.T) {
+	good := []byte(`apiVersion: sources.knative.dev/v1
+kind: KafkaSource
+metadata: {name: s}
+spec:
+  bootstrapServers: [kafka:9092]
+  topics: [gamemetrics.events]
+  sink: {uri: "http://127.0.0.1:9/"}
+`)
+	if _, err := ParseManifests("good.yaml", good); err != nil {
+		t.Fatalf("ParseManifests(good) = %v", err)
+	}
+	bad := []byte(strings.Replace(string(good), "  topics: [gamemetrics.events]\n", "", 1))
+	_, err := ParseManifests("bad.yaml", bad)
+	if err == nil || !strings.Contains(err.Error(), "spec.topics is required") {
+		t.Fatalf("ParseManifests(no topics) = %v, want spec.topics is required", err)
+	}
+}

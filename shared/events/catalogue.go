@@ -163,11 +163,27 @@ const iso4217 = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF
 	"TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XCD XCG XDR XOF XPD XPF XPT XSU XUA " +
 	"YER ZAR ZMW ZWG ZWL"
 
-func currencySet() map[string]struct{} {
-	codes := strings.Fields(iso4217)
-	m := make(map[string]struct{}, len(codes))
-	for _, c := range codes {
-		m[c] = struct{}{}
+// currencySet holds the ISO 4217 codes as one bit per three-letter code,
+// so the check of every purchase's currency is an index, not a map lookup.
+type currencySet [26*26*26/64 + 1]uint64
+
+func newCurrencySet() *currencySet {
+	var set currencySet
+	for _, c := range strings.Fields(iso4217) {
+		i, _ := currencyIndex([]byte(c))
+		set[i/64] |= 1 << (i % 64)
 	}
-	return m
+	return &set
+}
+
+func currencyIndex(s []byte) (int, bool) {
+	if len(s) != 3 || !isUpper(s) {
+		return 0, false
+	}
+	return (int(s[0]-'A')*26+int(s[1]-'A'))*26 + int(s[2]-'A'), true
+}
+
+func (set *currencySet) has(s []byte) bool {
+	i, ok := currencyIndex(s)
+	return ok && set[i/64]&(1<<(i%64)) != 0
 }

@@ -36,13 +36,23 @@ func reject(field, format string, args ...any) *Rejection {
 // and share it: it is read-only after construction and safe for concurrent use.
 type Validator struct {
 	specs      map[string]Spec
-	currencies map[string]struct{}
+	currencies *currencySet
 }
 
 // NewValidator returns a Validator for the catalogue.
 func NewValidator() *Validator {
-	return &Validator{specs: Catalogue(), currencies: currencySet()}
+	specs := Catalogue()
+	for _, s := range specs {
+		if len(s.fields) > maxFields {
+			panic("events: " + s.Type + " has more data fields than the validator scans for")
+		}
+	}
+	return &Validator{specs: specs, currencies: newCurrencySet()}
 }
+
+// maxFields bounds the data fields of one catalogue type, so their values
+// can be collected in one pass into an array on the stack.
+const maxFields = 8
 
 // Spec returns the catalogue entry for a type.
 func (v *Validator) Spec(typ string) (Spec, bool) {
@@ -70,7 +80,7 @@ func (v *Validator) validate(e *event.Event, now time.Time, window bool) *Reject
 	if id := e.ID(); id == "" || len(id) > MaxIDLen {
 		return reject("id", "must be 1–%d characters, got %d", MaxIDLen, len(id))
 	}
-	if e.Source() == "" {
+	if !hasSource(e) {
 		return reject("source", "is required")
 	}
 	spec, ok := v.specs[e.Type()]
@@ -91,7 +101,7 @@ func (v *Validator) validate(e *event.Event, now time.Time, window bool) *Reject
 		return reject("time", "%s is more than 1 hour ahead of server time", t.UTC().Format(time.RFC3339))
 	}
 	if spec.SessionScoped {
-		sid, _ := e.Extensions()[ExtSessionID].(string)
+		sid, _ := extension(e, ExtSessionID).(string)
 		if sid == "" || len(sid) > MaxIDLen {
 			return reject(ExtSessionID, "extension is required on %s (1–%d characters)", spec.Type, MaxIDLen)
 		}
@@ -102,12 +112,37 @@ func (v *Validator) validate(e *event.Event, now time.Time, window bool) *Reject
 	return v.validateData(spec, e.Data())
 }
 
+// hasSource is e.Source() != "" without formatting the URL for the common
+// sources, whose scheme, host or path alone make it non-empty.
+func hasSource(e *event.Event) bool {
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		if u := &ec.Source.URL; u.Scheme != "" || u.Opaque != "" || u.Host != "" || u.Path != "" {
+			return true
+		}
+	}
+	return e.Source() != ""
+}
+
+// extension reads one extension without e.Extensions(), which copies the
+// whole map on every call.
+func extension(e *event.Event, name string) any {
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		return ec.Extensions[name]
+	}
+	return e.Extensions()[name]
+}
+
 func isJSON(ct string) bool {
 	mt, _, _ := strings.Cut(ct, ";")
 	mt = strings.TrimSpace(strings.ToLower(mt))
 	return mt == "application/json" || mt == "text/json"
 }
 
+// validateData checks the event data against the type's fields. It runs for
+// every event of every request, so it reads the document once: one scan
+// both validates it (as json.Valid would) and collects the values of the
+// catalogue's fields, which are then checked in catalogue order. Nothing is
+// decoded into maps and nothing is allocated unless the event is refused.
 func (v *Validator) validateData(spec Spec, data []byte) *Rejection {
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || string(data) == "null" {
@@ -116,15 +151,24 @@ func (v *Validator) validateData(spec Spec, data []byte) *Rejection {
 		}
 		data = []byte("{}") // report the first missing required field
 	}
-	// A hot path (every event of every request): check the document once,
-	// then find the catalogue fields with a scan that allocates nothing,
-	// instead of decoding the object into a map.
-	if !json.Valid(data) || data[0] != '{' {
+	var values [maxFields][]byte
+	fields := spec.fields
+	ok := data[0] == '{' && eachMember(data, func(k0, k1, v0, v1 int) {
+		key := data[k0:k1]
+		escaped := bytes.IndexByte(key, '\\') >= 0
+		for i := range fields {
+			if !escaped && string(key) == fields[i].name || escaped && keyEquals(key, fields[i].name) {
+				// As with encoding/json, the last of duplicates wins.
+				values[i] = data[skipSpace(data, v0):v1]
+			}
+		}
+	})
+	if !ok {
 		return reject("data", "must be a JSON object")
 	}
-	for _, f := range spec.fields {
-		raw, ok := member(data, f.name)
-		if !ok || string(raw) == "null" {
+	for i, f := range fields {
+		raw := values[i]
+		if raw == nil || string(raw) == "null" {
 			if f.optional {
 				continue
 			}
@@ -137,98 +181,104 @@ func (v *Validator) validateData(spec Spec, data []byte) *Rejection {
 	return nil
 }
 
-func (v *Validator) checkField(f field, raw json.RawMessage) *Rejection {
-	name := "data." + f.name
+func (v *Validator) checkField(f field, raw []byte) *Rejection {
 	switch f.kind {
 	case kindString, kindEnum, kindCountry, kindCurrency, kindLevel, kindDesignEvent, kindMessage:
 		if raw[0] != '"' {
-			return reject(name, "must be a string")
+			return reject("data."+f.name, "must be a string")
 		}
-		s := string(raw[1 : len(raw)-1])
-		if bytes.IndexByte(raw, '\\') >= 0 {
-			if err := json.Unmarshal(raw, &s); err != nil {
-				return reject(name, "must be a string")
+		s := raw[1 : len(raw)-1]
+		if bytes.IndexByte(s, '\\') >= 0 {
+			var str string
+			if err := json.Unmarshal(raw, &str); err != nil {
+				return reject("data."+f.name, "must be a string")
 			}
+			s = []byte(str)
 		}
-		return v.checkString(f, name, s)
+		return v.checkString(f, s)
 	case kindPositiveInt, kindNonNegativeInt:
-		n, err := strconv.ParseInt(string(raw), 10, 64)
-		if err != nil {
-			return reject(name, "must be an integer, got %s", clip(raw))
+		n, ok := parseInt(raw)
+		if !ok {
+			return reject("data."+f.name, "must be an integer, got %s", clip(raw))
 		}
 		if f.kind == kindPositiveInt && n <= 0 {
-			return reject(name, "must be > 0, got %d", n)
+			return reject("data."+f.name, "must be > 0, got %d", n)
 		}
 		if n < 0 {
-			return reject(name, "must be >= 0, got %d", n)
+			return reject("data."+f.name, "must be >= 0, got %d", n)
 		}
 	case kindNumber, kindNonNegativeNum, kindPositiveNum:
 		// A valid JSON token starting with '-' or a digit is a JSON number,
 		// whose grammar strconv accepts.
 		if c := raw[0]; c != '-' && (c < '0' || c > '9') {
-			return reject(name, "must be a number, got %s", clip(raw))
+			return reject("data."+f.name, "must be a number, got %s", clip(raw))
 		}
 		x, err := strconv.ParseFloat(string(raw), 64)
 		if err != nil {
-			return reject(name, "must be a number, got %s", clip(raw))
+			return reject("data."+f.name, "must be a number, got %s", clip(raw))
 		}
 		if f.kind == kindPositiveNum && !(x > 0) {
-			return reject(name, "must be > 0, got %v", x)
+			return reject("data."+f.name, "must be > 0, got %v", x)
 		}
 		if f.kind == kindNonNegativeNum && !(x >= 0) {
-			return reject(name, "must be >= 0, got %v", x)
+			return reject("data."+f.name, "must be >= 0, got %v", x)
 		}
 	}
 	return nil
 }
 
-func (v *Validator) checkString(f field, name, s string) *Rejection {
+func (v *Validator) checkString(f field, s []byte) *Rejection {
 	switch f.kind {
 	case kindString:
-		if s == "" || utf8.RuneCountInString(s) > MaxStringLen {
-			return reject(name, "must be 1–%d characters", MaxStringLen)
+		if len(s) == 0 || utf8.RuneCount(s) > MaxStringLen {
+			return reject("data."+f.name, "must be 1–%d characters", MaxStringLen)
 		}
 	case kindMessage:
 		if len(s) > MaxMessageLen {
-			return reject(name, "must be at most %d bytes, got %d", MaxMessageLen, len(s))
+			return reject("data."+f.name, "must be at most %d bytes, got %d", MaxMessageLen, len(s))
 		}
 	case kindEnum:
 		for _, ok := range f.enum {
-			if s == ok {
+			if string(s) == ok {
 				return nil
 			}
 		}
-		return reject(name, "must be one of %s, got %q", strings.Join(f.enum, "|"), clipString(s))
+		return reject("data."+f.name, "must be one of %s, got %q", strings.Join(f.enum, "|"), clip(s))
 	case kindCountry:
 		if len(s) != 2 || !isUpper(s) {
-			return reject(name, "must be an ISO 3166-1 alpha-2 code such as \"US\", got %q", clipString(s))
+			return reject("data."+f.name, "must be an ISO 3166-1 alpha-2 code such as \"US\", got %q", clip(s))
 		}
 	case kindCurrency:
-		if _, ok := v.currencies[s]; !ok {
-			return reject(name, "must be an ISO 4217 code such as \"USD\", got %q", clipString(s))
+		if !v.currencies.has(s) {
+			return reject("data."+f.name, "must be an ISO 4217 code such as \"USD\", got %q", clip(s))
 		}
 	case kindLevel:
-		return checkParts(name, s, "/", 3, "world/stage/level")
+		return checkParts(f, s, '/', 3, "world/stage/level")
 	case kindDesignEvent:
-		return checkParts(name, s, ":", 5, "category:action:label")
+		return checkParts(f, s, ':', 5, "category:action:label")
 	}
 	return nil
 }
 
-func checkParts(name, s, sep string, max int, example string) *Rejection {
-	parts := strings.Split(s, sep)
-	if len(parts) > max {
-		return reject(name, "must have 1–%d parts joined by %q (e.g. %q), got %d", max, sep, example, len(parts))
+// checkParts checks s as strings.Split(s, sep) would be checked: at most
+// max parts, each non-empty and at most MaxPartLen characters.
+func checkParts(f field, s []byte, sep byte, max int, example string) *Rejection {
+	if n := bytes.Count(s, []byte{sep}) + 1; n > max {
+		return reject("data."+f.name, "must have 1–%d parts joined by %q (e.g. %q), got %d", max, string(sep), example, n)
 	}
-	for _, p := range parts {
-		if p == "" || utf8.RuneCountInString(p) > MaxPartLen {
-			return reject(name, "must have 1–%d non-empty parts of at most %d characters joined by %q (e.g. %q)", max, MaxPartLen, sep, example)
+	for {
+		part, rest, more := bytes.Cut(s, []byte{sep})
+		if len(part) == 0 || utf8.RuneCount(part) > MaxPartLen {
+			return reject("data."+f.name, "must have 1–%d non-empty parts of at most %d characters joined by %q (e.g. %q)", max, MaxPartLen, string(sep), example)
 		}
+		if !more {
+			return nil
+		}
+		s = rest
 	}
-	return nil
 }
 
-func isUpper(s string) bool {
+func isUpper(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 'A' || s[i] > 'Z' {
 			return false
@@ -237,11 +287,9 @@ func isUpper(s string) bool {
 	return true
 }
 
-func clip(raw []byte) string { return clipString(string(raw)) }
-
-func clipString(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
+func clip(raw []byte) string {
+	if len(raw) > 40 {
+		return string(raw[:40]) + "…"
 	}
-	return s
+	return string(raw)
 }

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +145,37 @@ func TestNullDataIsNoData(t *testing.T) {
 	}
 	if r := v.Validate(newEvent(TypeSessionStart, `{"pl\u0061tform":"ios","app_version":"1"}`), now); r != nil {
 		t.Errorf("escaped catalogue key not recognised: %v", r)
+	}
+}
+
+// The scanner stops where encoding/json stops: 10,000 nested arrays or
+// objects are valid, one more is not.
+func TestScanDepthLimitIsEncodingJSONs(t *testing.T) {
+	for _, depth := range []int{maxDepth, maxDepth + 1} {
+		doc := []byte(`{"a":` + strings.Repeat("[", depth-1) + strings.Repeat("]", depth-1) + "}")
+		if got, want := eachMember(doc, func(k0, k1, v0, v1 int) {}), json.Valid(doc); got != want {
+			t.Errorf("depth %d: eachMember %v, json.Valid %v", depth, got, want)
+		}
+	}
+}
+
+// The data check alone, one pass, against the one it replaced (json.Valid
+// and a scan per field): `go test -bench ValidateData ./shared/events/`.
+func BenchmarkValidateData(b *testing.B) {
+	v := NewValidator()
+	spec := v.specs[TypePurchase]
+	data := []byte(`{"item_id":"gems_100","item_type":"currency_pack","currency":"USD","amount_minor":499,"transaction_id":"t1"}`)
+	for _, bc := range []struct {
+		name     string
+		validate func(Spec, []byte) *Rejection
+	}{{"one-pass", v.validateData}, {"reference", refValidateData}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := bc.validate(spec, data); r != nil {
+					b.Fatal(r)
+				}
+			}
+		})
 	}
 }

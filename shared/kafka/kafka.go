@@ -27,12 +27,21 @@ const (
 	TopicEvents = "gamemetrics.events"
 	// TopicRejected holds refused events with the reason, for data-quality counts.
 	TopicRejected = "gamemetrics.events.rejected"
-	// TopicDLQ holds events the eventing layer could not deliver.
+	// TopicDLQ holds events the eventing layer could not deliver to process.
 	TopicDLQ = "gamemetrics.events.dlq"
+	// TopicNotifyDLQ holds events the eventing layer could not deliver to notify.
+	TopicNotifyDLQ = "gamemetrics.notify.dlq"
+	// TopicRecommendDLQ holds events the eventing layer could not deliver to recommend.
+	TopicRecommendDLQ = "gamemetrics.recommend.dlq"
+	// TopicRecommendations holds every recommendation recommend served, as a CloudEvent.
+	TopicRecommendations = "gamemetrics.recommendations"
 )
 
-// Topics lists every topic the platform needs, for creating them up front.
-func Topics() []string { return []string{TopicEvents, TopicRejected, TopicDLQ} }
+// Topics lists every topic the platform needs, for creating them up front
+// (locally; in a cluster they are the KafkaTopics of eventing/overlays).
+func Topics() []string {
+	return []string{TopicEvents, TopicRejected, TopicDLQ, TopicNotifyDLQ, TopicRecommendDLQ, TopicRecommendations}
+}
 
 // Config says how to reach the Kafka cluster.
 type Config struct {
@@ -43,14 +52,23 @@ type Config struct {
 	SASLMechanism string
 	SASLUser      string
 	SASLPassword  string
-	// Linger is how long the producer waits to fill a batch. Concurrent
-	// requests already batch while a produce is in flight, so a small value
-	// trades little latency for fewer, larger produce requests.
+	// Linger is how long the producer waits to fill a batch. The default
+	// is none: records produced while a produce request is in flight
+	// (there are up to 5 per broker) wait for it and go together in the
+	// next, so concurrent requests batch by themselves, and measured on
+	// ingest a linger of 1ms cost more CPU per request than it saved, as
+	// well as the latency (bench-ingest, README).
 	Linger time.Duration
+	// Compression of produced batches: "lz4" (the default: cheap, and it
+	// shrinks the repetitive ce_ headers several times over), "snappy",
+	// "zstd" (smaller, more CPU), "gzip" or "none" (no CPU, most bytes on
+	// the network and disk).
+	Compression string
 }
 
 // ConfigFromEnv reads KAFKA_BROKERS, KAFKA_TLS, KAFKA_SASL_MECHANISM,
-// KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_LINGER.
+// KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_LINGER and
+// KAFKA_COMPRESSION.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	env := settings.From(getenv)
 	c := Config{
@@ -59,7 +77,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SASLMechanism: env.OneOf("KAFKA_SASL_MECHANISM", "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
 		SASLUser:      env.String("KAFKA_SASL_USERNAME", ""),
 		SASLPassword:  getenv("KAFKA_SASL_PASSWORD"),
-		Linger:        env.Duration("KAFKA_LINGER", time.Millisecond, 0),
+		Linger:        env.Duration("KAFKA_LINGER", 0, 0),
+		Compression:   env.OneOf("KAFKA_COMPRESSION", "lz4", "lz4", "snappy", "zstd", "gzip", "none"),
 	}
 	return c, env.Err()
 }
@@ -140,10 +159,26 @@ func NewProducer(c Config, deliveryTimeout time.Duration, extra ...kgo.Opt) (*kg
 		kgo.ProducerLinger(c.Linger),
 		kgo.RecordDeliveryTimeout(deliveryTimeout),
 		kgo.AllowIdempotentProduceCancellation(),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression(), kgo.NoCompression()),
+		kgo.ProducerBatchCompression(c.codecs()...),
 		kgo.MaxBufferedRecords(200_000),
 	)
 	return kgo.NewClient(append(opts, extra...)...)
+}
+
+// codecs are the producer's compression preferences: the configured codec,
+// then none for brokers that lack it.
+func (c Config) codecs() []kgo.CompressionCodec {
+	switch c.Compression {
+	case "none":
+		return []kgo.CompressionCodec{kgo.NoCompression()}
+	case "snappy":
+		return []kgo.CompressionCodec{kgo.SnappyCompression(), kgo.NoCompression()}
+	case "zstd":
+		return []kgo.CompressionCodec{kgo.ZstdCompression(), kgo.NoCompression()}
+	case "gzip":
+		return []kgo.CompressionCodec{kgo.GzipCompression(), kgo.NoCompression()}
+	}
+	return []kgo.CompressionCodec{kgo.Lz4Compression(), kgo.NoCompression()}
 }
 
 // EnsureTopics creates the platform topics that do not exist yet.

@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/binding/format"
@@ -21,40 +23,159 @@ const (
 	headerContentType = "content-type"
 )
 
+// Stamp is an extension attribute set on a record in place of any the
+// event carries under the same name (ingest stamps gameid and receivedtime),
+// its value already in canonical string form (types.Format).
+type Stamp struct{ Name, Value string }
+
 // Record encodes e as a Kafka record in binary content mode: every
 // attribute and extension becomes a "ce_" header, datacontenttype becomes
-// "content-type", and the value is the event data as is. It runs once per
+// "content-type", and the value is the event data as is. Stamps are added
+// as extensions, replacing the event's own of the same name.
+func Record(ctx context.Context, e *event.Event, topic, key string, stamps ...Stamp) (*kgo.Record, error) {
+	var enc Encoder
+	return enc.Record(ctx, e, topic, key, stamps...)
+}
+
+// An Encoder encodes events as records, as Record does. It runs once per
 // accepted event, so it writes the headers directly rather than through the
-// SDK's generic binding writer (which costs twice as much).
-func Record(ctx context.Context, e *event.Event, topic, key string) (*kgo.Record, error) {
+// SDK's generic binding writer, and it allocates records, their headers and
+// their bytes in blocks shared by every record it encodes: use one per
+// request (the zero value is ready), not one per event. Not safe for
+// concurrent use.
+type Encoder struct {
+	records []encoded
+	buf     []byte
+	// The last source formatted: a batch's events share theirs, and
+	// formatting a URL allocates.
+	source    url.URL
+	sourceStr string
+}
+
+// encoded is a record with room for the headers a GameMetrics event has:
+// seven attributes, sessionid, gameid and receivedtime (more go to the heap).
+type encoded struct {
+	rec     kgo.Record
+	headers [10]kgo.RecordHeader
+}
+
+// Grow makes room for n more records in one allocation.
+func (enc *Encoder) Grow(n int) {
+	if len(enc.records) < n {
+		enc.records = make([]encoded, n)
+	}
+}
+
+// alloc returns n bytes of the current block, starting a new one when it
+// is full: big enough for the records still to come if they are like this
+// one, up to 16 KiB.
+func (enc *Encoder) alloc(n int) []byte {
+	if cap(enc.buf)-len(enc.buf) < n {
+		enc.buf = make([]byte, 0, max(n, min(n*(len(enc.records)+1), 16<<10)))
+	}
+	start := len(enc.buf)
+	enc.buf = enc.buf[:start+n]
+	return enc.buf[start : start+n : start+n]
+}
+
+// Record encodes e like the package's Record.
+func (enc *Encoder) Record(ctx context.Context, e *event.Event, topic, key string, stamps ...Stamp) (*kgo.Record, error) {
 	if e.SpecVersion() != event.CloudEventsVersionV1 {
 		return nil, fmt.Errorf("encode event %q: specversion %q is not 1.0", e.ID(), e.SpecVersion())
 	}
-	exts := e.Extensions()
-	h := make([]kgo.RecordHeader, 0, 8+len(exts))
-	add := func(name, value string) {
-		if value != "" {
-			h = append(h, kgo.RecordHeader{Key: name, Value: []byte(value)})
+	// The V1 context's own map, not e.Extensions(), which copies it.
+	var exts map[string]any
+	var source string
+	switch ec := e.Context.(type) {
+	case *event.EventContextV1:
+		exts = ec.Extensions
+		if ec.Source.URL != enc.source || enc.sourceStr == "" {
+			enc.source, enc.sourceStr = ec.Source.URL, ec.Source.String()
 		}
+		source = enc.sourceStr
+	default:
+		exts, source = e.Extensions(), e.Source()
 	}
-	add(headerPrefix+"specversion", event.CloudEventsVersionV1)
-	add(headerPrefix+"id", e.ID())
-	add(headerPrefix+"source", e.Source())
-	add(headerPrefix+"type", e.Type())
-	add(headerPrefix+"subject", e.Subject())
-	if t := e.Time(); !t.IsZero() {
-		add(headerPrefix+"time", types.FormatTime(t))
-	}
-	add(headerPrefix+"dataschema", e.DataSchema())
-	add(headerContentType, e.DataContentType())
+	t := e.Time()
+	// Size the bytes first, so key and values share one slice of a block.
+	size := len(key) + len(event.CloudEventsVersionV1) + len(e.ID()) + len(source) + len(e.Type()) + len(e.Subject()) +
+		len(e.DataSchema()) + len(e.DataContentType()) + len(time.RFC3339Nano) + 8
 	for name, v := range exts {
+		if stamped(stamps, name) {
+			continue
+		}
 		s, err := types.Format(v)
 		if err != nil {
 			return nil, fmt.Errorf("encode event %q: extension %s: %w", e.ID(), name, err)
 		}
-		add(headerPrefix+name, s)
+		size += len(s)
 	}
-	return &kgo.Record{Topic: topic, Key: []byte(key), Headers: h, Value: e.Data()}, nil
+	for _, st := range stamps {
+		size += len(st.Value)
+	}
+	buf := enc.alloc(size)[:0]
+	if len(enc.records) == 0 {
+		enc.records = make([]encoded, 1)
+	}
+	x := &enc.records[0]
+	enc.records = enc.records[1:]
+	rec := &x.rec
+	h := x.headers[:0]
+	buf = append(buf, key...)
+	rec.Topic, rec.Key, rec.Value = topic, buf[:len(key):len(key)], e.Data()
+	add := func(name, value string) {
+		if value != "" {
+			start := len(buf)
+			buf = append(buf, value...)
+			h = append(h, kgo.RecordHeader{Key: name, Value: buf[start:len(buf):len(buf)]})
+		}
+	}
+	add(headerPrefix+"specversion", event.CloudEventsVersionV1)
+	add(headerPrefix+"id", e.ID())
+	add(headerPrefix+"source", source)
+	add(headerPrefix+"type", e.Type())
+	add(headerPrefix+"subject", e.Subject())
+	if !t.IsZero() {
+		start := len(buf)
+		buf = t.UTC().AppendFormat(buf, time.RFC3339Nano) // types.FormatTime
+		h = append(h, kgo.RecordHeader{Key: headerPrefix + "time", Value: buf[start:len(buf):len(buf)]})
+	}
+	add(headerPrefix+"dataschema", e.DataSchema())
+	add(headerContentType, e.DataContentType())
+	for name, v := range exts {
+		if !stamped(stamps, name) {
+			s, _ := types.Format(v)
+			add(extensionHeader(name), s)
+		}
+	}
+	for _, st := range stamps {
+		add(extensionHeader(st.Name), st.Value)
+	}
+	rec.Headers = h
+	return rec, nil
+}
+
+func stamped(stamps []Stamp, name string) bool {
+	for _, st := range stamps {
+		if st.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// extensionHeader is the header name of an extension; the ones every
+// GameMetrics record carries are constants, so they cost no allocation.
+func extensionHeader(name string) string {
+	switch name {
+	case "gameid":
+		return headerPrefix + "gameid"
+	case "receivedtime":
+		return headerPrefix + "receivedtime"
+	case "sessionid":
+		return headerPrefix + "sessionid"
+	}
+	return headerPrefix + name
 }
 
 // ErrNotCloudEvent means a record carries neither binary-mode ce_ headers

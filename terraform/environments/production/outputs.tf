@@ -1,44 +1,60 @@
+# Everything knative/deploy.sh and the runbook read (terraform output -raw NAME).
 output "aws_account_id" {
-  description = "AWS account ID: AWS_ACCOUNT_ID for knative/deploy.sh."
-  value       = data.aws_caller_identity.current.account_id
+  description = "AWS account ID."
+  value       = module.platform.aws_account_id
 }
 
 output "cluster_name" {
-  description = "EKS cluster name (aws eks update-kubeconfig --name ...)."
-  value       = module.eks.cluster_name
+  description = "EKS cluster name."
+  value       = module.platform.cluster_name
 }
 
-output "msk_bootstrap_brokers_sasl_scram" {
-  description = "MSK bootstrap brokers (SASL/SCRAM over TLS): MSK_BOOTSTRAP_BROKERS for knative/deploy.sh."
-  value       = module.msk.bootstrap_brokers_sasl_scram
+output "image_repository" {
+  description = "ECR repository of the function bundle (IMAGE of make deploy, without tag)."
+  value       = module.platform.repository_urls["gamemetrics"]
 }
 
-output "msk_scram_secret_arn" {
-  description = "Secrets Manager secret with the Kafka SCRAM credentials (Kubernetes Secret gamemetrics-kafka)."
-  value       = module.msk.scram_secret_arn
+output "cli_image_repository" {
+  description = "ECR repository of the operator CLI (CLI_IMAGE of make deploy, without tag)."
+  value       = module.platform.repository_urls["gamemetrics-cli"]
+}
+
+output "domain" {
+  description = "Domain of ingest and report."
+  value       = module.platform.domain
+}
+
+output "certificate_arn" {
+  description = "ACM certificate of the load balancer."
+  value       = module.platform.certificate_arn
+}
+
+output "hosted_zone_id" {
+  description = "Route 53 zone ExternalDNS writes to."
+  value       = module.platform.hosted_zone_id
+}
+
+output "karpenter_node_role" {
+  description = "IAM role of Karpenter's nodes."
+  value       = module.platform.karpenter_node_role
+}
+
+output "karpenter_interruption_queue" {
+  description = "Karpenter's interruption queue."
+  value       = module.platform.karpenter_interruption_queue
 }
 
 output "rds_address" {
-  description = "PostgreSQL host name (DATABASE_URL)."
-  value       = module.rds.address
+  description = "PostgreSQL host name."
+  value       = module.platform.rds_address
 }
 
 output "rds_master_user_secret_arn" {
-  description = "Secrets Manager secret with the PostgreSQL master credentials (Kubernetes Secret gamemetrics-postgres)."
-  value       = module.rds.master_user_secret_arn
-}
-
-output "redis_url_secret_arn" {
-  description = "Secrets Manager secret holding REDIS_URL (Kubernetes Secret gamemetrics-redis)."
-  value       = module.elasticache.url_secret_arn
+  description = "RDS-managed master secret (migration Job's db-roles step only)."
+  value       = module.platform.rds_master_user_secret_arn
 }
 
 output "archive_bucket" {
-  description = "Archive bucket name (S3_BUCKET)."
-  value       = module.s3.bucket_id
-}
-
-output "irsa_role_arns" {
-  description = "IRSA role ARNs of retain and report."
-  value       = module.iam.role_arns
+  description = "Archive bucket."
+  value       = module.platform.archive_bucket
 }

@@ -1,105 +1,23 @@
-# The staging environment: composes the shared modules and sets values only.
-# Every environment instantiates the same modules (checked by knative/validate).
+# The staging environment: the values of terraform/modules/platform, nothing else.
+module "platform" {
+  source = "../../modules/platform"
 
-data "aws_caller_identity" "current" {}
+  environment             = "staging"
+  kubernetes_version      = "1.34"
+  eks_public_access_cidrs = var.eks_public_access_cidrs
+  zone_name               = var.zone_name
+  domain                  = var.domain
+  vpc_cidr                = "10.20.0.0/16"
+  azs                     = ["eu-west-1a", "eu-west-1b", "eu-west-1c"]
+  private_subnet_cidrs    = ["10.20.0.0/19", "10.20.32.0/19", "10.20.64.0/19"]
+  public_subnet_cidrs     = ["10.20.128.0/22", "10.20.132.0/22", "10.20.136.0/22"]
+  single_nat_gateway      = true
 
-locals {
-  environment = "staging"
-  name        = "gamemetrics-${local.environment}"
+  rds_instance_class          = "db.r6g.large"
+  rds_multi_az                = false
+  rds_backup_retention_period = 7
+  deletion_protection         = true
 
-  tags = {
-    Project     = "gamemetrics"
-    Environment = local.environment
-    ManagedBy   = "terraform"
-  }
-}
-
-module "vpc" {
-  source = "../../modules/vpc"
-
-  name                 = local.name
-  cidr                 = var.vpc_cidr
-  azs                  = var.azs
-  private_subnet_cidrs = var.private_subnet_cidrs
-  public_subnet_cidrs  = var.public_subnet_cidrs
-  single_nat_gateway   = true
-  cluster_name         = local.name
-  tags                 = local.tags
-}
-
-module "eks" {
-  source = "../../modules/eks"
-
-  cluster_name           = local.name
-  vpc_id                 = module.vpc.vpc_id
-  subnet_ids             = module.vpc.private_subnet_ids
-  endpoint_public_access = length(var.eks_public_access_cidrs) > 0
-  public_access_cidrs    = var.eks_public_access_cidrs
-  node_instance_types    = ["m6i.large"]
-  node_min_size          = 2
-  node_max_size          = 6
-  node_desired_size      = 3
-  knative_version        = var.knative_version
-  tags                   = local.tags
-}
-
-module "msk" {
-  source = "../../modules/msk"
-
-  name                       = local.name
-  broker_instance_type       = "kafka.m7g.large"
-  number_of_broker_nodes     = 3
-  broker_volume_size         = 100
-  default_replication_factor = 3
-  min_insync_replicas        = 2
-  vpc_id                     = module.vpc.vpc_id
-  subnet_ids                 = module.vpc.private_subnet_ids
-  client_security_group_ids  = [module.eks.cluster_security_group_id]
-  tags                       = local.tags
-}
-
-module "rds" {
-  source = "../../modules/rds"
-
-  identifier                 = local.name
-  instance_class             = "db.r6g.large"
-  multi_az                   = false
-  deletion_protection        = true
-  backup_retention_period    = 7
-  vpc_id                     = module.vpc.vpc_id
-  subnet_ids                 = module.vpc.private_subnet_ids
-  allowed_security_group_ids = [module.eks.cluster_security_group_id]
-  tags                       = local.tags
-}
-
-module "elasticache" {
-  source = "../../modules/elasticache"
-
-  name                       = local.name
-  node_type                  = "cache.r7g.large"
-  num_cache_clusters         = 2
-  vpc_id                     = module.vpc.vpc_id
-  subnet_ids                 = module.vpc.private_subnet_ids
-  allowed_security_group_ids = [module.eks.cluster_security_group_id]
-  tags                       = local.tags
-}
-
-module "s3" {
-  source = "../../modules/s3"
-
-  # Must match S3_BUCKET in knative/overlays/staging.
-  bucket_name   = "${local.name}-archive-${data.aws_caller_identity.current.account_id}"
-  force_destroy = false
-  tags          = local.tags
-}
-
-module "iam" {
-  source = "../../modules/iam"
-
-  name_prefix       = local.name
-  oidc_provider_arn = module.eks.oidc_provider_arn
-  oidc_provider_url = module.eks.oidc_provider_url
-  bucket_arn        = module.s3.bucket_arn
-  kms_key_arn       = module.s3.kms_key_arn
-  tags              = local.tags
+  redis_node_type          = "cache.r7g.large"
+  redis_num_cache_clusters = 2
 }

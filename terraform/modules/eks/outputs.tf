@@ -28,7 +28,18 @@ output "oidc_provider_url" {
   value       = replace(aws_eks_cluster.this.identity[0].oidc[0].issuer, "https://", "")
 }
 
-output "knative_version" {
-  description = "Knative release installed in the cluster (empty when install_knative is false)."
-  value       = var.install_knative ? var.knative_version : ""
+
+output "node_role_arn" {
+  description = "IAM role of the system node group."
+  value       = aws_iam_role.node.arn
+}
+
+output "kubernetes_version" {
+  description = "Kubernetes version of the control plane."
+  value       = aws_eks_cluster.this.version
+}
+
+output "secrets_kms_key_arn" {
+  description = "ARN of the KMS key encrypting Kubernetes Secrets; also encrypts the Kafka user secrets in Secrets Manager."
+  value       = aws_kms_key.secrets.arn
 }

@@ -5,13 +5,12 @@ variable "cluster_name" {
 
 variable "kubernetes_version" {
   type        = string
-  description = "Kubernetes minor version of the control plane and the managed node group."
-  default     = "1.32"
-}
+  description = "Kubernetes minor version of the control plane and the system node group. Knative's controllers refuse to start below the DefaultKubernetesMinVersion of the knative.dev/pkg that knative/validate pins (a test compares them)."
 
-variable "vpc_id" {
-  type        = string
-  description = "ID of the VPC the cluster runs in."
+  validation {
+    condition     = can(regex("^1\\.[0-9]+$", var.kubernetes_version))
+    error_message = "kubernetes_version is a minor version such as 1.34."
+  }
 }
 
 variable "subnet_ids" {
@@ -33,7 +32,7 @@ variable "public_access_cidrs" {
 
 variable "node_instance_types" {
   type        = list(string)
-  description = "EC2 instance types of the managed node group."
+  description = "EC2 instance types of the system node group (Karpenter chooses the instance types of every other node)."
   default     = ["m6i.large"]
 }
 
@@ -51,25 +50,8 @@ variable "node_max_size" {
 
 variable "node_desired_size" {
   type        = number
-  description = "Initial number of worker nodes (later changes are left to the cluster autoscaler)."
+  description = "Initial number of system nodes (later changes are ignored, so a manual resize survives the next apply)."
   default     = 2
-}
-
-variable "install_knative" {
-  type        = bool
-  description = "Install Knative Serving (with Kourier), Knative Eventing and eventing-kafka (KafkaSource, KafkaSink) into the cluster."
-  default     = true
-}
-
-variable "knative_version" {
-  type        = string
-  description = "Knative release (without the knative-v prefix) for Serving, Kourier, Eventing and eventing-kafka-broker. Keep it in step with the knative.dev/serving and knative.dev/eventing module versions in knative/validate/go.mod (Knative 1.N = module v0.(N+27), so v0.50 = 1.23)."
-  default     = "1.23.0"
-
-  validation {
-    condition     = can(regex("^1\\.[0-9]+\\.[0-9]+$", var.knative_version))
-    error_message = "knative_version must look like 1.23.0."
-  }
 }
 
 variable "tags" {

@@ -17,3 +17,13 @@ output "security_group_id" {
   description = "Security group of the cache nodes."
   value       = aws_security_group.this.id
 }
+
+output "url_secret_name" {
+  description = "Name of the Secrets Manager secret holding REDIS_URL."
+  value       = aws_secretsmanager_secret.redis.name
+}
+
+output "kms_key_arn" {
+  description = "ARN of the KMS key encrypting the cache and its secrets (External Secrets needs kms:Decrypt on it)."
+  value       = aws_kms_key.this.arn
+}

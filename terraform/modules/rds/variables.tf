@@ -79,6 +79,30 @@ variable "shared_preload_libraries" {
   default     = ["pg_stat_statements"]
 }
 
+variable "app_username" {
+  type        = string
+  description = "PostgreSQL role the functions connect as (never the master user). Its password lives in the Secrets Manager secret <identifier>/postgres/app."
+  default     = "gamemetrics_app"
+}
+
+variable "ca_cert_identifier" {
+  type        = string
+  description = "RDS certificate authority of the server certificate; clients verify it with the RDS CA bundle (sslmode=verify-full&sslrootcert=...)."
+  default     = "rds-ca-rsa2048-g1"
+}
+
+variable "rotation_days" {
+  type        = number
+  description = "Days between rotations of the application role's password (0 disables rotation)."
+  default     = 30
+}
+
+variable "rotation_application_version" {
+  type        = string
+  description = "Version of the AWS Serverless Application Repository application SecretsManagerRDSPostgreSQLRotationMultiUser."
+  default     = "1.1.367"
+}
+
 variable "vpc_id" {
   type        = string
   description = "ID of the VPC."

@@ -38,6 +38,8 @@ resource "aws_subnet" "private" {
     Name                                        = "${var.name}-private-${var.azs[count.index]}"
     "kubernetes.io/role/internal-elb"           = "1"
     "kubernetes.io/cluster/${var.cluster_name}" = "shared"
+    # Karpenter starts nodes in the subnets carrying this tag.
+    "karpenter.sh/discovery" = var.cluster_name
   })
 }
 

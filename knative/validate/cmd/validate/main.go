@@ -25,10 +25,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
 	root := fs.String("root", "../..", "repository root (holds knative/, eventing/, terraform/, func.yaml)")
 	skipFmt := fs.Bool("skip-fmt", false, "do not run terraform fmt -check")
+	tools := fs.Bool("tools", false, "also run terraform init/validate (offline, $TF_CLI_CONFIG_FILE) on every module and environment, and tflint ($TFLINT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	report, err := validate.Repository(ctx, *root, !*skipFmt)
+	report, err := validate.Repository(ctx, *root, validate.Options{Fmt: !*skipFmt, Tools: *tools})
 	if err != nil {
 		return err
 	}
@@ -36,6 +37,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintln(stdout, report.String())
 		return fmt.Errorf("%d problem(s)", len(report))
 	}
-	fmt.Fprintln(stdout, "ok: knative/, eventing/, terraform/ and func.yaml pass every offline check")
+	fmt.Fprintln(stdout, "ok: knative/, eventing/, terraform/, the platform layer, the ArgoCD apps and func.yaml pass every offline check")
 	return nil
 }

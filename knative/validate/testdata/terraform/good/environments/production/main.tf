@@ -1,14 +1,8 @@
-# The reference tree: every rule holds. The other cases break it (or a copy of one file of it) in one place.
-module "store" {
-  source = "../../modules/store"
+# The reference tree: every rule holds. The other cases break a copy of it in one place.
+module "platform" {
+  source = "../../modules/platform"
 
-  bucket_name = "gamemetrics-production-archive"
-  multi_az    = true
-}
-
-module "cache" {
-  source = "../../modules/store"
-
-  bucket_name = "gamemetrics-production-cache"
-  multi_az    = true
+  environment        = "production"
+  kubernetes_version = "1.34"
+  multi_az           = true
 }

@@ -1,12 +1,8 @@
-module "store" {
-  source = "../../modules/store"
+# The reference tree: every rule holds. The other cases break a copy of it in one place.
+module "platform" {
+  source = "../../modules/platform"
 
-  bucket_name = "gamemetrics-dev-archive"
-  multi_az    = false
-}
-
-module "cache" {
-  source = "../../modules/store"
-
-  bucket_name = "gamemetrics-dev-cache"
+  environment        = "dev"
+  kubernetes_version = "1.34"
+  multi_az           = false
 }

@@ -1,13 +1,8 @@
 # Planted mistake: production runs PostgreSQL in a single zone.
-module "store" {
-  source = "../../modules/store"
+module "platform" {
+  source = "../../modules/platform"
 
-  bucket_name = "gamemetrics-production-archive"
-  multi_az    = false
-}
-
-module "cache" {
-  source = "../../modules/store"
-
-  bucket_name = "gamemetrics-production-cache"
+  environment        = "production"
+  kubernetes_version = "1.34"
+  multi_az           = false
 }

@@ -11,11 +11,6 @@ resource "aws_db_instance" "this" {
   publicly_accessible         = false
 }
 
-resource "random_password" "auth" {
-  length  = 64
-  special = false
-}
-
 resource "aws_elasticache_replication_group" "this" {
   replication_group_id       = "gamemetrics"
   description                = "cache"
@@ -24,5 +19,9 @@ resource "aws_elasticache_replication_group" "this" {
   num_cache_clusters         = 2
   transit_encryption_enabled = true
   at_rest_encryption_enabled = true
-  auth_token                 = random_password.auth.result
+  auth_token                 = data.aws_secretsmanager_secret_version.auth.secret_string
+}
+
+data "aws_secretsmanager_secret_version" "auth" {
+  secret_id = "gamemetrics/redis/auth"
 }

@@ -1,0 +1,13 @@
+# The reference tree: every rule holds. The other cases break a copy of it in one place.
+module "platform" {
+  source = "../../modules/platform"
+
+  environment        = "dev"
+  kubernetes_version = "1.34"
+  multi_az           = false
+}
+
+# Planted mistake: a resource of its own in an environment.
+resource "aws_sqs_queue" "scratch" {
+  name = "gamemetrics-dev-scratch"
+}
