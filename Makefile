@@ -148,6 +148,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime 30s ./shared/events/
 	$(GO) test -run '^$$' -fuzz FuzzParseManifests -fuzztime 30s ./shared/eventing/
 	$(GO) test -run '^$$' -fuzz FuzzParseDuration -fuzztime 30s ./shared/eventing/
+	$(GO) test -run '^$$' -fuzz FuzzPassThroughMakesTheSDKsRequest -fuzztime 30s ./shared/eventing/
+	$(GO) test -run '^$$' -fuzz FuzzDecodePending -fuzztime 30s -fuzzminimizetime 5s ./functions/process/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeNDJSON -fuzztime 30s ./shared/archive/
 	$(GO) test -run '^$$' -fuzz FuzzRequestParameters -fuzztime 30s ./functions/report/
 	$(GO) test -run '^$$' -fuzz FuzzParseItems -fuzztime 30s ./functions/recommend/

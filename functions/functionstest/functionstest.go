@@ -187,7 +187,11 @@ func WaitForTruth(t testing.TB, r simulation.Reader, truth simulation.Truth, wit
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
+	start := time.Now()
 	diffs, err := r.WaitForTruth(ctx, truth, 500*time.Millisecond)
+	if err == nil && len(diffs) == 0 {
+		t.Logf("the report API agreed with the truth after %s", time.Since(start).Round(time.Millisecond))
+	}
 	if err != nil {
 		t.Fatalf("report API: %v", err)
 	}

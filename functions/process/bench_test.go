@@ -50,8 +50,10 @@ func liveEvents(game string, n int, seed uint64) []event.Event {
 
 // Events per second through the HTTP delivery path with 64 concurrent
 // deliveries (as a KafkaSource with ordering: unordered would send them),
-// for a replay of history: one player's day after another. Run with e.g.
-// -benchtime=30000x.
+// for a replay of history: one player's day after another. events/s runs
+// until every event is aggregated (stage 2 keeps up, or the figure says
+// so); acked-events/s until the last delivery is acknowledged (stage 1).
+// Run with e.g. -benchtime=30000x.
 func BenchmarkHTTPDeliveries64(b *testing.B) { benchmarkHTTPDeliveries(b, benchEvents) }
 
 // The same for live traffic: many players online at once, their events in
@@ -63,10 +65,16 @@ func benchmarkHTTPDeliveries(b *testing.B, events func(game string, n int, seed 
 	p := newProcess(b, benchConfig(b))
 	url := httpServer(b, p)
 	evs := events(game.ID, b.N, 1)
+	cpu := pgCPU(b)
 	b.ResetTimer()
-	elapsed := deliver64(b, url, evs)
+	start := time.Now()
+	acked := deliver64(b, url, evs)
+	drain(b, p) // the run ends when every event is counted, not only stored
+	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(b.N)/acked.Seconds(), "acked-events/s")
+	cpu(b.N)
 	reportBatches(b, p)
 	b.ReportMetric(0, "ns/op")
 }
@@ -121,6 +129,57 @@ func benchConfig(b *testing.B) Config {
 	return cfg
 }
 
+// pgCPU starts measuring PostgreSQL's CPU time (every server process,
+// from the kernel's accounting, so other load on the machine does not
+// change it); the function it returns reports it per event of the run.
+//
+// With GAMEMETRICS_PG_STAT_STATEMENTS=1 (the local stack then loads
+// pg_stat_statements) it also logs the statements that took the most
+// server time during the run: run with -v to see them.
+func pgCPU(b *testing.B) func(events int) {
+	b.Helper()
+	statements := os.Getenv("GAMEMETRICS_PG_STAT_STATEMENTS") != ""
+	if statements {
+		if _, err := pool.Exec(context.Background(), "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	before, err := stack.PostgresCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return func(events int) {
+		b.Helper()
+		after, err := stack.PostgresCPU()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(after-before)/float64(time.Microsecond)/float64(events), "pg-µs/event")
+		if statements {
+			logStatements(b, events)
+		}
+	}
+}
+
+// logStatements logs the 15 statements with the most execution time.
+func logStatements(b *testing.B, events int) {
+	rows, err := pool.Query(context.Background(), `SELECT calls, total_exec_time, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110)
+		FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var calls, n int64
+		var ms float64
+		var q string
+		if err := rows.Scan(&calls, &ms, &n, &q); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%7.2f µs/event %8d calls %9d rows  %s", ms*1000/float64(events), calls, n, q)
+	}
+}
+
 // reportBatches adds the mean batch size and transaction time.
 func reportBatches(b *testing.B, p *Process) {
 	var size, dur dto.Metric
@@ -130,6 +189,12 @@ func reportBatches(b *testing.B, p *Process) {
 	if n := float64(size.GetHistogram().GetSampleCount()); n > 0 {
 		b.ReportMetric(size.GetHistogram().GetSampleSum()/n, "events/batch")
 		b.ReportMetric(dur.GetHistogram().GetSampleSum()/n*1000, "ms/batch")
+	}
+	var agg dto.Metric
+	if p.metrics.aggregationSize.Write(&agg) == nil {
+		if n := float64(agg.GetHistogram().GetSampleCount()); n > 0 {
+			b.ReportMetric(agg.GetHistogram().GetSampleSum()/n, "events/aggregation")
+		}
 	}
 }
 
@@ -188,6 +253,7 @@ func BenchmarkConsumerMode(b *testing.B) {
 	defer c.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	cpu := pgCPU(b)
 	b.ResetTimer()
 	start := time.Now()
 	go c.Run(ctx)
@@ -207,6 +273,7 @@ func BenchmarkConsumerMode(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+	cpu(b.N)
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -327,7 +394,10 @@ func BenchmarkHTTPDeliveries64TwoGames(b *testing.B) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			elapsed[i] = deliver(b, urls[i], evs[i], 32)
+			start := time.Now()
+			deliver(b, urls[i], evs[i], 32)
+			drain(b, ps[i])
+			elapsed[i] = time.Since(start)
 		}()
 	}
 	wg.Wait()

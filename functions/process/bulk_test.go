@@ -30,6 +30,7 @@ func TestWriteBulkLoadsGiveTheSameExactAggregates(t *testing.T) {
 			if err := p.Write(context.Background(), all); err != nil {
 				t.Fatal(err)
 			}
+			drain(t, p)
 			sameAggregates(t, game, evs)
 		})
 	}

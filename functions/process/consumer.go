@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -60,10 +59,11 @@ const (
 )
 
 // Consumer feeds process directly from Kafka, for deployments without
-// Knative eventing. It polls a batch, writes it with the same batch writer
-// as HTTP deliveries, and commits the offsets only after the database
-// commit, so a crash at any point means redelivery, never loss; redelivery
-// is harmless because writes are idempotent. Events that can never be
+// Knative eventing. It polls a batch, stores it as stage 1 of the same two
+// stages as HTTP deliveries (a whole poll per stage-1 batch; the
+// aggregator counts it after), and commits the offsets only after the
+// database commit, so a crash at any point means redelivery, never loss;
+// redelivery is harmless because stage 1 deduplicates. Events that can never be
 // processed go to gamemetrics.events.dlq with the reason, as a KafkaSource
 // would send them to its dead-letter sink.
 type Consumer struct {
@@ -103,10 +103,11 @@ func NewConsumer(p *Process, kc kafka.Config, cfg ConsumerConfig, extra ...kgo.O
 // Run consumes until ctx ends. Offsets of records not yet committed to the
 // database are never committed to Kafka.
 //
-// Two stages overlap: while one poll's events are written to PostgreSQL
-// (where the batch spends most of its time, in another process), the next
-// poll is fetched and decoded. Batches are still written and committed one
-// after another, in poll order.
+// Fetching and storing overlap: while one poll's events are stored in
+// PostgreSQL (where the batch spends most of its time, in another
+// process), the next poll is fetched and decoded. Polls are still stored
+// and committed one after another, in poll order, and aggregated
+// meanwhile by the aggregator.
 func (c *Consumer) Run(ctx context.Context) error {
 	c.log.Info("consuming", "topic", c.cfg.Topic)
 	ctx, cancel := context.WithCancel(ctx)
@@ -234,10 +235,8 @@ func (c *Consumer) decode(ctx context.Context, recs []*kgo.Record) (*polled, err
 func (c *Consumer) write(ctx context.Context, b *polled) error {
 	return c.retry(ctx, len(b.kafka), func() error {
 		dead := b.dead
-		var fresh []*record
 		if len(b.recs) > 0 {
-			errs, f := c.apply(ctx, b.recs)
-			for i, err := range errs {
+			for i, err := range c.apply(ctx, b.recs) {
 				if err == nil {
 					continue
 				}
@@ -246,20 +245,15 @@ func (c *Consumer) write(ctx context.Context, b *polled) error {
 				}
 				dead = append(dead, deadLetter{b.kafka[b.from[i]], err})
 			}
-			fresh = f
 		}
-		if err := c.deadLetters(ctx, dead); err != nil {
-			return err
-		}
-		c.p.recordLive(fresh)
-		return nil
+		return c.deadLetters(ctx, dead)
 	})
 }
 
-// apply writes recs in up to cfg.Writers concurrent transactions, each
-// with the events of a disjoint set of players, and returns each record's
-// result and the new records, as Process.apply does.
-func (c *Consumer) apply(ctx context.Context, recs []*record) ([]error, []*record) {
+// apply stores recs in up to cfg.Writers concurrent stage-1 transactions,
+// each with the events of a disjoint set of players, and returns each
+// record's result, as Process.apply does.
+func (c *Consumer) apply(ctx context.Context, recs []*record) []error {
 	n := c.cfg.Writers
 	if n == 1 || len(recs) < 2*c.minShare {
 		return c.p.apply(ctx, recs)
@@ -278,21 +272,18 @@ func (c *Consumer) apply(ctx context.Context, recs []*record) ([]error, []*recor
 		parts[k], index[k] = append(parts[k], r), append(index[k], i)
 	}
 	errs := make([]error, len(recs))
-	fresh := make([][]*record, n)
 	var wg sync.WaitGroup
 	for k := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var es []error
-			es, fresh[k] = c.p.apply(ctx, parts[k])
-			for j, err := range es {
+			for j, err := range c.p.apply(ctx, parts[k]) {
 				errs[index[k][j]] = err
 			}
 		}()
 	}
 	wg.Wait()
-	return errs, slices.Concat(fresh...)
+	return errs
 }
 
 // deadLetters copies refused records to the dead-letter topic with why.

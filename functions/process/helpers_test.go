@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,7 +39,18 @@ var (
 	rdb   *redis.Client
 )
 
-func TestMain(m *testing.M) { os.Exit(devstacktest.Main(m, &stack)) }
+// TestMain starts the real local stack once. Fuzzing workers re-run the
+// test binary many times and the fuzz targets need no server, so under
+// -fuzz the stack is not started (run the tests without -fuzz).
+func TestMain(m *testing.M) {
+	flag.Parse()
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" && f.Value.String() != "false" {
+			os.Exit(m.Run())
+		}
+	}
+	os.Exit(devstacktest.Main(m, &stack))
+}
 
 // setup connects to the shared stack and migrates it, once per binary.
 func setup(t testing.TB) {
@@ -67,6 +79,17 @@ func newProcess(t testing.TB, cfg Config) *Process {
 		}
 	})
 	return p
+}
+
+// drain waits until p has aggregated every event it acknowledged: a
+// delivery is answered once its event is durable, and counted just after.
+func drain(t testing.TB, p *Process) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := p.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
 }
 
 func newGame(t testing.TB, tz string) store.Game {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -355,13 +356,44 @@ const (
 	minutely              // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
 )
 
-// rollKey addresses one rollup row.
+// rollKey addresses one rollup row: the table (grain), the game, the
+// bucket, the metric and its one dimension (dim, ” when it has none).
+//
+// Extension point, for breakdown rollups (by platform, country, app
+// version, custom dimensions): give rollKey a comparable dimension tuple,
+// e.g. `dims breakdown` with `type breakdown struct{ platform, country,
+// version, custom string }`, filled by the merge from the event or its
+// session (sessionState keeps platform, version and country of the
+// session's start); order it in cmpRollKey; and let queueRollups send keys
+// with a non-zero tuple to their own table (one statement per table, in
+// key order, as today per grain). deltas.add stays the one place that
+// writes every grain, so a breakdown counts in the daily, hourly and
+// minute buckets alike, and telescoping contributions (sessions,
+// new_players) stay exact as long as the tuple is part of what a
+// contribution is computed from.
 type rollKey struct {
 	game   string
 	grain  grain
 	bucket time.Time
 	metric string
 	dim    string
+}
+
+// cmpRollKey orders rollup rows as they are locked: by table, then key.
+func cmpRollKey(a, b rollKey) int {
+	if a.grain != b.grain {
+		return int(a.grain) - int(b.grain)
+	}
+	if c := strings.Compare(a.game, b.game); c != 0 {
+		return c
+	}
+	if c := a.bucket.Compare(b.bucket); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.metric, b.metric); c != 0 {
+		return c
+	}
+	return strings.Compare(a.dim, b.dim)
 }
 
 // Metric names of the rollup tables.

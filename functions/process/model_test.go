@@ -162,6 +162,13 @@ func TestConfigFromEnv(t *testing.T) {
 		{"every knob", map[string]string{"PROCESS_MAX_BATCH": "64", "PROCESS_FLUSHERS": "2", "PROCESS_LINGER": "500us"},
 			func(c Config) bool { return c.MaxBatch == 64 && c.Flushers == 2 && c.Linger == 500*time.Microsecond }, ""},
 		{"zero linger", map[string]string{"PROCESS_LINGER": "0s"}, func(c Config) bool { return c.Linger == 0 }, ""},
+		{"every aggregation knob", map[string]string{"PROCESS_AGGREGATE_MAX": "5000", "PROCESS_AGGREGATE_LINGER": "50ms",
+			"PROCESS_AGGREGATORS": "0", "PROCESS_PENDING_MAX": "1000"},
+			func(c Config) bool {
+				return c.AggregateMax == 5000 && c.AggregateLinger == 50*time.Millisecond && c.Aggregators == 0 && c.PendingMax == 1000
+			}, ""},
+		{"no aggregation slice", map[string]string{"PROCESS_AGGREGATE_MAX": "0"}, nil, "PROCESS_AGGREGATE_MAX"},
+		{"negative aggregators", map[string]string{"PROCESS_AGGREGATORS": "-1"}, nil, "PROCESS_AGGREGATORS"},
 		{"batch not a number", map[string]string{"PROCESS_MAX_BATCH": "lots"}, nil, "PROCESS_MAX_BATCH"},
 		{"no flushers", map[string]string{"PROCESS_FLUSHERS": "0"}, nil, "PROCESS_FLUSHERS"},
 		{"negative linger", map[string]string{"PROCESS_LINGER": "-1ms"}, nil, "PROCESS_LINGER"},

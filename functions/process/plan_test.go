@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -17,14 +16,13 @@ import (
 func TestLookupsOfOnePlayerActivityUseAnIndex(t *testing.T) {
 	setup(t)
 	ctx := context.Background()
-	day := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name, sql string
 		args      []any
 		index     string
 	}{
-		{"move cohorts", "EXPLAIN " + moveCohorts,
-			[]any{[]string{"g"}, []string{"p"}, []time.Time{day}, []time.Time{day.AddDate(0, 0, -1)}}, "player_days_player"},
+		{"move cohorts (a player's activity history)", "EXPLAIN " + loadHistory,
+			[]any{[]string{"g"}, []string{"p"}}, "player_days_player"},
 		{"erase activity days", "EXPLAIN DELETE FROM player_days WHERE gameid = $1 AND subject = $2", []any{"g", "p"}, "player_days_player"},
 		{"erase activity hours", "EXPLAIN DELETE FROM player_hours WHERE gameid = $1 AND subject = $2", []any{"g", "p"}, "player_hours_player"},
 	}

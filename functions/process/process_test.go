@@ -35,6 +35,7 @@ func TestDuplicatedShuffledConcurrentDeliveriesGiveExactAggregates(t *testing.T)
 			g := &simtest.Generator{Game: game.ID, Rand: rng}
 			evs := g.Players(40, simtest.Traffic{From: time.Now().Add(-72 * time.Hour), Span: 70 * time.Hour})
 			deliverAll(t, url, g.Deliveries(evs, 5), 32)
+			drain(t, p)
 			sameAggregates(t, game, evs)
 		})
 	}
@@ -92,6 +93,7 @@ func TestSessionEdgeCasesYieldOneSessionWithTheRightLength(t *testing.T) {
 				if _, err := p.Handle(context.Background(), e); err != nil {
 					t.Fatal(err)
 				}
+				drain(t, p) // and each its own aggregation
 			}
 			sameAggregates(t, game, evs)
 			var n int
@@ -189,6 +191,7 @@ func TestPoisonEventFailsAloneAndItsBatchNeighboursCommit(t *testing.T) {
 	if s := statusOf(errs[len(good)]); s != http.StatusUnprocessableEntity {
 		t.Errorf("poison event status %d (%v), want 422", s, errs[len(good)])
 	}
+	drain(t, p)
 	sameAggregates(t, game, good)
 }
 
@@ -223,6 +226,7 @@ func TestDatabaseRestartMidStreamGives5xxThenExactAggregates(t *testing.T) {
 		t.Error("no delivery got a 5xx while PostgreSQL was down")
 	}
 	t.Logf("%d deliveries were answered 5xx and retried", retried.Load())
+	drain(t, p)
 	sameAggregates(t, game, evs)
 }
 
@@ -306,6 +310,7 @@ func testConsumerMode(t *testing.T, records, writers int) {
 		t.Errorf("run: %v", err)
 	}
 	c.Close()
+	drain(t, p)
 	sameAggregates(t, game, evs)
 	var batches dto.Metric
 	if err := p.metrics.batchSize.Write(&batches); err != nil {
@@ -337,6 +342,7 @@ func TestPropertyRandomDuplicationAndOrderGiveTheGroundTruth(t *testing.T) {
 			g := &simtest.Generator{Game: game.ID, Rand: rng}
 			evs := g.Players(1+rng.IntN(30), simtest.Traffic{From: time.Now().Add(-time.Duration(1+rng.IntN(200)) * time.Hour), Span: time.Duration(1+rng.IntN(100)) * time.Hour})
 			simtest.Feed(t, p.Handle, g.Deliveries(evs, 1+rng.IntN(5)), 1+rng.IntN(64))
+			drain(t, p)
 			sameAggregates(t, game, evs)
 		})
 	}
@@ -353,8 +359,8 @@ func TestLiveViewFollowsCommitsAndRedisFailureDoesNotFailDeliveries(t *testing.T
 	}
 	evs = append(evs, g.Event(events.TypeHeartbeat, "idle", "s", now.Add(-20*time.Minute), ""))
 	simtest.Feed(t, p.Handle, g.Deliveries(evs, 3), 4)
-	// Handle answers once its event is committed and the live view follows
-	// the commit: stopping process waits for that.
+	// Handle answers once its event is durable; the live view follows the
+	// aggregation commit: stopping process waits for that.
 	ctx := context.Background()
 	if err := p.Stop(ctx); err != nil {
 		t.Fatal(err)
@@ -398,13 +404,15 @@ func TestLiveViewFollowsCommitsAndRedisFailureDoesNotFailDeliveries(t *testing.T
 	if _, err := q.Handle(ctx, more[0]); err != nil {
 		t.Fatalf("delivery failed because Redis is down: %v", err)
 	}
-	// The live view is updated after the delivery is acknowledged.
+	// The live view is updated after the delivery is acknowledged, once
+	// the event is aggregated.
 	for deadline := time.Now().Add(5 * time.Second); counterValue(q.metrics.liveErrors) != 1 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if n := counterValue(q.metrics.liveErrors); n != 1 {
 		t.Errorf("live errors = %v, want 1", n)
 	}
+	drain(t, q)
 	sameAggregates(t, game, append(evs, more...))
 }
 

@@ -32,18 +32,24 @@ const rebuildBatch = 5000
 
 // SetTimezone changes a game's time zone and rebuilds everything process
 // derives from its raw events (players and their install days, spend,
-// sessions, player_days and player_hours, rollup_daily, rollup_hourly,
-// rollup_minutely and the HyperLogLog sketches) by replaying the game's events from the events table
-// through the same writer code path as live deliveries, in one transaction:
-// readers see either the old or the new numbers, never a mix.
+// sessions, player_days and player_hours, cohort_days, rollup_daily,
+// rollup_hourly, rollup_minutely and the HyperLogLog sketches) by
+// replaying the game's events from the events table through the same
+// aggregation code as live events (load, merge, write), in one
+// transaction: readers see either the old or the new numbers, never a mix.
+// The raw events and their ids stay as they are; the game's pending events
+// are replayed with the others (their pending rows are dropped).
 //
 // Events of the game that process counted but whose raw rows are gone
 // (archived by retain) cannot be replayed: SetTimezone then fails with
 // ErrArchivedEvents and changes nothing.
 //
-// Batches of the game that process writes meanwhile wait for the rebuild
-// (they take the game's zone lock shared, see zonelock.go) and then bucket
-// by the new zone: running replicas need no restart.
+// Running replicas need no restart: both of process's stages take the
+// game's write lock shared (store.GameLockKey) and the rebuild holds it
+// exclusively, so a delivery of the game waits for the rebuild, an
+// aggregator leaves the game alone meanwhile, and either stage's
+// transaction commits before the rebuild starts (and is replayed by it)
+// or starts after the rebuild committed and reads the new zone.
 func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (RebuildStats, error) {
 	start := time.Now()
 	var st RebuildStats
@@ -54,10 +60,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 	if err != nil {
 		return st, err
 	}
-	w := &writer{pool: pool, zones: func(string) *time.Location { return loc }}
+	zone := func(string) *time.Location { return loc }
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		// Batches of the game wait for the rebuild, then see the new zone.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(`+zoneLockKey+`) FROM (SELECT $1::text AS id) AS g`, game); err != nil {
+		if _, err := tx.Exec(ctx, lockGame, game); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `UPDATE games SET timezone = $2 WHERE id = $1`, game, tz)
@@ -75,20 +80,27 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 		if missing > 0 {
 			return fmt.Errorf("%w: %d events were archived; restore their days first", ErrArchivedEvents, missing)
 		}
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE rebuild_events ON COMMIT DROP AS
-			SELECT id, type, source, subject, time, sessionid, receivedtime, data::text AS data, extensions::text AS extensions
-			FROM events WHERE gameid = $1`, game); err != nil {
-			return fmt.Errorf("copy raw events: %w", err)
-		}
-		for _, table := range []string{"events", "event_ids", "players", "player_spend", "player_days", "player_hours",
+		for _, table := range []string{"pending_events", "players", "player_spend", "player_days", "player_hours",
 			"sessions", "rollup_daily", "rollup_hourly", "rollup_minutely", "players_hll_daily", "cohort_days"} {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1", game); err != nil {
 				return fmt.Errorf("clear %s: %w", table, err)
 			}
 		}
+		// Erasures hold the events of their player received before they
+		// began, as they do for live events.
+		rows, _ := tx.Query(ctx, gameErasures, game)
+		erased := map[string]time.Time{}
+		var hash string
+		var began time.Time
+		if _, err := pgx.ForEachRow(rows, []any{&hash, &began}, func() error {
+			erased[hash] = began
+			return nil
+		}); err != nil {
+			return fmt.Errorf("erasures: %w", err)
+		}
 		if _, err := tx.Exec(ctx, `DECLARE rebuild_cursor NO SCROLL CURSOR FOR
-			SELECT id, type, source, subject, time, sessionid, receivedtime, data, extensions
-			FROM rebuild_events ORDER BY time, id`); err != nil {
+			SELECT id, type, subject, time, sessionid, receivedtime, data::text
+			FROM events WHERE gameid = $1 ORDER BY time, id`, game); err != nil {
 			return err
 		}
 		for {
@@ -98,9 +110,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			}
 			recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*record, error) {
 				r := &record{game: game}
-				var sid, data, ext pgtype.Text
+				var sid, data pgtype.Text
 				var received pgtype.Timestamptz
-				if err := row.Scan(&r.id, &r.typ, &r.source, &r.subject, &r.time, &sid, &received, &data, &ext); err != nil {
+				if err := row.Scan(&r.id, &r.typ, &r.subject, &r.time, &sid, &received, &data); err != nil {
 					return nil, err
 				}
 				r.time = r.time.UTC()
@@ -109,13 +121,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 					r.received = received.Time.UTC()
 				}
 				if data.Valid {
-					r.data = []byte(data.String)
-					if err := json.Unmarshal(r.data, &r.p); err != nil {
+					if err := json.Unmarshal([]byte(data.String), &r.p); err != nil {
 						return nil, fmt.Errorf("event %s data: %w", r.id, err)
 					}
-				}
-				if ext.Valid {
-					r.ext = []byte(ext.String)
 				}
 				r.day, r.local, r.hour = dayIn(r.time, time.UTC), dayIn(r.time, loc), hourOf(r.time)
 				return r, nil
@@ -126,10 +134,23 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			if len(recs) == 0 {
 				break
 			}
-			slices.SortFunc(recs, func(a, b *record) int {
-				return cmpPlayer(playerKey{a.game, a.id}, playerKey{b.game, b.id})
-			})
-			if _, err := w.writeTx(ctx, tx, recs, false); err != nil {
+			var held []*record
+			if len(erased) > 0 {
+				recs = slices.DeleteFunc(recs, func(r *record) bool {
+					at, ok := erased[store.PlayerHash(game, r.subject)]
+					if ok && !heldTime(r).After(at) {
+						held = append(held, r)
+						return true
+					}
+					return false
+				})
+			}
+			b := newBatch(recs)
+			state, err := load(ctx, tx, b, zone)
+			if err != nil {
+				return fmt.Errorf("replay: %w", err)
+			}
+			if err := write(ctx, tx, merge(b, state, zone), held, zone, false); err != nil {
 				return fmt.Errorf("replay: %w", err)
 			}
 			st.Events += int64(len(recs))

@@ -17,6 +17,7 @@ func TestSetTimezoneRebuildsEveryAggregateFromRawEvents(t *testing.T) {
 	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(9, 9))}
 	evs := g.Players(30, simtest.Traffic{From: time.Now().Add(-72 * time.Hour), Span: 70 * time.Hour})
 	simtest.Feed(t, p.Handle, g.Deliveries(evs, 2), 8)
+	drain(t, p)
 	sameAggregates(t, game, evs)
 	ctx := context.Background()
 	for _, tz := range []string{"America/Los_Angeles", "Asia/Kolkata", "UTC"} {
@@ -85,6 +86,7 @@ func TestSetTimezoneWhileProcessRunsBucketsEveryLaterEventByTheNewZone(t *testin
 	}
 	<-done
 	simtest.Feed(t, p.Handle, rest[:50], 4) // and after it, through the same process
+	drain(t, p)
 	got, err := store.NewGames(pool).Get(context.Background(), game.ID)
 	if err != nil {
 		t.Fatal(err)

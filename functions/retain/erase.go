@@ -86,9 +86,19 @@ func (r *Retain) erase(ctx context.Context, req ErasureRequest) (ErasureResult, 
 	defer unlock()
 
 	hash := PlayerHash(req.Game, req.Player)
-	if _, err := r.pool.Exec(ctx, `INSERT INTO erasures (gameid, request_id, player_sha256, requested_by, requested_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (gameid, request_id) DO NOTHING`,
-		req.Game, req.ID, hash, req.RequestedBy, req.RequestedAt); err != nil {
+	// The erasure begins under the game's write lock: process's
+	// transactions that store or count the game's events either committed
+	// before (and the deletes below see what they wrote) or start after it
+	// and see the erasure (and leave the player's earlier events out).
+	if err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		if err := store.LockGameWrites(ctx, tx, req.Game); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO erasures (gameid, request_id, player_sha256, requested_by, requested_at, started_at)
+			VALUES ($1, $2, $3, $4, $5, clock_timestamp()) ON CONFLICT (gameid, request_id) DO NOTHING`,
+			req.Game, req.ID, hash, req.RequestedBy, req.RequestedAt)
+		return err
+	}); err != nil {
 		return ErasureResult{}, fmt.Errorf("record erasure: %w", err)
 	}
 	res, done, err := r.loadErasure(ctx, req.Game, req.ID)
@@ -219,13 +229,25 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 			}
 			install.Valid = false
 		}
-		// The player's events lie in the UTC days of their first and last
-		// event (process keeps first_seen and last_seen as the earliest and
-		// latest event time it stored), so only those day partitions are
-		// scanned, not every hot day of the game. Without a player row,
-		// look everywhere.
+		// The player's counted events lie in the UTC days of their first
+		// and last event (process keeps first_seen and last_seen as the
+		// earliest and latest event time it counted), and events stored but
+		// not counted yet in the days of the game's pending rows; only
+		// those day partitions are scanned, not every hot day of the game.
+		// Without a player row, look everywhere.
 		events, args := deleteAllPlayerEvents, []any{req.Game, req.Player}
 		if !inserted {
+			var pendingFrom, pendingTo pgtype.Date
+			if err := tx.QueryRow(ctx, "SELECT min(day_from), max(day_to) FROM pending_events WHERE gameid = $1", req.Game).
+				Scan(&pendingFrom, &pendingTo); err != nil {
+				return fmt.Errorf("pending events: %w", err)
+			}
+			if pendingFrom.Valid && pendingFrom.Time.Before(firstDay.Time) {
+				firstDay = pendingFrom
+			}
+			if pendingTo.Valid && pendingTo.Time.After(lastDay.Time) {
+				lastDay = pendingTo
+			}
 			events, args = deletePlayerEvents, append(args, firstDay, lastDay)
 		}
 		rows, err := tx.Query(ctx, events, args...)

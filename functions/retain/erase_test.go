@@ -13,7 +13,9 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gamemetrics/gamemetrics/functions/process"
 	"github.com/gamemetrics/gamemetrics/functions/retain"
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/simulation/simtest"
@@ -319,6 +321,77 @@ func TestEventsOfAnErasedPlayerStillOnTheirWayAreNotStoredAgain(t *testing.T) {
 		t.Errorf("%d events of the returning player stored, want the 1 sent after the erasure", n)
 	}
 	assertCohortsMatchActivity(t, g.ID, 1)
+}
+
+// Events process acknowledged and stored but had not counted yet when an
+// erasure began are never counted and leave no trace: the erasure deletes
+// their raw rows (also in days outside the player's counted first and last
+// day), and the aggregation that takes them afterwards leaves them out.
+// Another player's events stored alongside are counted as usual.
+func TestEventsOfAnErasedPlayerStoredButNotCountedYetAreNeverCounted(t *testing.T) {
+	ctx := context.Background()
+	g := newGame(t, 3, 400)
+	r := newRetain(t, 5)
+	now := time.Now()
+	erin := fmt.Sprintf("erin-%d", now.UnixNano())
+	frank := fmt.Sprintf("frank-%d", now.UnixNano())
+	gn := &simtest.Generator{Game: g.ID}
+	feed(t, gn.Days([]string{erin, frank}, []int{3, 1}, now))
+	counted := eventsCounted(t, g.ID)
+	// A replica whose aggregator does not get to run stores (and
+	// acknowledges) both players' next events: they are pending.
+	cfg := process.DefaultConfig()
+	cfg.Aggregators = 0
+	stage1 := process.New(cfg, pool, rdb, testLogger(), prometheus.NewRegistry())
+	erinPending := gn.Days([]string{erin}, []int{5, 0}, now) // day 5 lies before her first counted day
+	frankPending := gn.Days([]string{frank}, []int{0}, now)
+	if simtest.Feed(t, stage1.Handle, append(slices.Clone(erinPending), frankPending...), 8) > 0 {
+		t.FailNow()
+	}
+	if err := stage1.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Handle(ctx, erasureEvent("erase-erin", g.ID, erin)); err != nil {
+		t.Fatal(err)
+	}
+	if found := traces(t, erin); len(found) > 0 {
+		t.Fatalf("the erasure left the player's stored, uncounted events: %v", found)
+	}
+	// Any replica now aggregates what is pending.
+	aggregator := process.New(process.DefaultConfig(), pool, rdb, testLogger(), prometheus.NewRegistry())
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := pool.QueryRow(ctx, "SELECT count(*) FROM pending_events WHERE gameid = $1", g.ID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pending rows not aggregated after a minute", n)
+		}
+	}
+	if err := aggregator.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if found := traces(t, erin); len(found) > 0 {
+		t.Fatalf("aggregating events stored before the erasure brought the player back: %v", found)
+	}
+	if got, want := eventsCounted(t, g.ID), counted+int64(len(frankPending)); got != want {
+		t.Errorf("%d events counted, want %d: the %d of the other player only", got, want, len(frankPending))
+	}
+	assertCohortsMatchActivity(t, g.ID, 1)
+}
+
+// eventsCounted is the game's event count in the daily rollups.
+func eventsCounted(t *testing.T, game string) int64 {
+	t.Helper()
+	var n int64
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(sum(value), 0)::bigint FROM rollup_daily WHERE gameid = $1 AND metric = 'events'`,
+		game).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 func TestErasureRejectsBadRequests(t *testing.T) {

@@ -26,7 +26,12 @@
 // Erasure removes what is stored when it runs, and the audit row it writes
 // first also stops what is still on its way: process leaves out every event
 // of the player that ingest received before the erasure began (still in
-// Kafka, retried, or redelivered), acknowledging it without storing it.
+// Kafka, retried, or redelivered), acknowledging it without storing it,
+// and never counts an event of the player it stored but had not counted
+// yet when the erasure began (its aggregation deletes them; the erasure
+// also deletes their raw rows itself). The erasure begins under the game's
+// write lock (store.LockGameWrites), which process's transactions hold
+// shared, so each of them is wholly before or wholly after it.
 // Events the player sends after the erasure are new data and are counted.
 // The raw events topics themselves keep records until their retention.ms
 // (7 days in production, eventing/overlays/production/topics.yaml). Its

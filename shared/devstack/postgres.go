@@ -78,6 +78,11 @@ func (s *Stack) startPostgres(ctx context.Context, cfg Config) (string, error) {
 	if cfg.Ephemeral {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
+	if cfg.Getenv("GAMEMETRICS_PG_STAT_STATEMENTS") != "" {
+		// For profiling: CREATE EXTENSION pg_stat_statements, run the
+		// benchmark, then read pg_stat_statements (see README, Benchmarks).
+		args = append(args, "-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track=all")
+	}
 	srv, err := s.start("postgres", command(context.Background(), as, postgres, args...), syscall.SIGINT)
 	if err != nil {
 		return "", err

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -39,14 +38,14 @@ type kafkaSource struct {
 // the sink refuses it for good, and reports whether the record is finished
 // (whatever the outcome: Knative commits even lost events). It reports false
 // only when ctx ended first, so the record is delivered again later.
-func (s *kafkaSource) process(ctx context.Context, e *event.Event) bool {
+func (s *kafkaSource) process(ctx context.Context, e *message) bool {
 	labels := []string{kindKafkaSource, s.name}
 	s.metrics.inFlight.WithLabelValues(labels...).Inc()
 	defer s.metrics.inFlight.WithLabelValues(labels...).Dec()
 	start := time.Now()
 	// The logger is built only for the rare failure, not per event.
 	log := func() *slog.Logger {
-		return s.log.With("eventid", e.ID(), extPartition, e.Extensions()[extPartition], extOffset, e.Extensions()[extOffset])
+		return s.log.With("eventid", e.id(), extPartition, e.extension(extPartition), extOffset, e.extension(extOffset))
 	}
 	onRetry := func(n int, last attempt) {
 		s.metrics.retries.WithLabelValues(labels...).Inc()
@@ -66,7 +65,7 @@ func (s *kafkaSource) process(ctx context.Context, e *event.Event) bool {
 		log().Error("delivery failed and there is no dead-letter sink: event lost", "sink", s.sink.String(), "last", a.String())
 		return true
 	}
-	dl := e.Clone()
+	dl := e.Event().Clone()
 	dl.SetExtension(extErrorDestination, s.sink.String())
 	if a.err == nil {
 		dl.SetExtension(extErrorCode, strconv.Itoa(a.status))
@@ -74,7 +73,7 @@ func (s *kafkaSource) process(ctx context.Context, e *event.Event) bool {
 	if len(a.body) > 0 {
 		dl.SetExtension(extErrorData, base64.StdEncoding.EncodeToString(a.body))
 	}
-	d := s.policy.deliver(ctx, s.dls, &dl, onRetry)
+	d := s.policy.deliver(ctx, s.dls, eventMessage(&dl), onRetry)
 	if ctx.Err() != nil {
 		return false
 	}
@@ -317,8 +316,7 @@ func (m *member) work(p *partition) {
 }
 
 func (m *member) deliver(e *entry) {
-	ev := m.src.envelope.event(m.dctx, e.rec)
-	finished := m.src.process(m.dctx, ev)
+	finished := m.src.process(m.dctx, m.src.envelope.message(m.dctx, e.rec))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := e.p

@@ -84,7 +84,7 @@ func (p *pingSource) fire(ctx context.Context) error {
 	labels := []string{kindPingSource, p.name}
 	start := time.Now()
 	e := p.event(start)
-	a := pingPolicy().deliver(ctx, p.sink, e, func(int, attempt) {
+	a := pingPolicy().deliver(ctx, p.sink, eventMessage(e), func(int, attempt) {
 		p.metrics.retries.WithLabelValues(labels...).Inc()
 	})
 	p.metrics.duration.WithLabelValues(labels...).Observe(time.Since(start).Seconds())

@@ -1,6 +1,7 @@
 package eventing
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,9 +23,47 @@ const maxErrorData = 1024
 
 // target is a resolved sink: where one attempt of one event goes.
 type target interface {
-	send(ctx context.Context, e *event.Event) attempt
+	send(ctx context.Context, m *message) attempt
 	// String is the address put in knativeerrordest.
 	String() string
+}
+
+// message is one event on its way to a target: a CloudEvent, or the HTTP
+// binary-mode form of a Kafka record that already is one, built straight
+// from its headers (envelope.passThrough), which HTTP targets send as is.
+// Event decodes that form only where the event itself is needed: a
+// dead-letter copy, a Kafka target.
+type message struct {
+	ev     *event.Event
+	wire   *wire
+	decode func() *event.Event // the event of wire (the SDK path)
+}
+
+func eventMessage(e *event.Event) *message { return &message{ev: e} }
+
+// Event returns the message's event, decoding it once if need be.
+func (m *message) Event() *event.Event {
+	if m.ev == nil {
+		m.ev = m.decode()
+	}
+	return m.ev
+}
+
+// id is the event id, for logs.
+func (m *message) id() string {
+	if m.ev == nil && m.wire != nil {
+		return m.wire.header.Get("Ce-Id")
+	}
+	return m.Event().ID()
+}
+
+// extension is an extension's value as text, for logs.
+func (m *message) extension(name string) string {
+	if m.ev == nil && m.wire != nil {
+		return m.wire.header.Get(extensionHeader(name))
+	}
+	v, _ := m.Event().Extensions()[name].(string)
+	return v
 }
 
 // attempt is the outcome of one send.
@@ -65,16 +104,11 @@ type httpTarget struct {
 
 func (t *httpTarget) String() string { return t.url }
 
-func (t *httpTarget) send(ctx context.Context, e *event.Event) attempt {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, nil)
+func (t *httpTarget) send(ctx context.Context, m *message) attempt {
+	req, err := t.request(ctx, m)
 	if err != nil {
 		return attempt{err: err}
 	}
-	if err := cehttp.WriteRequest(binding.WithForceBinary(ctx), binding.ToMessage(e), req); err != nil {
-		return attempt{err: fmt.Errorf("encode event: %w", err)}
-	}
-	req.Header.Set("Prefer", "reply")
-	req.Header.Set("Kn-Namespace", t.namespace)
 	resp, err := t.client.Do(req)
 	if err != nil {
 		return attempt{err: err}
@@ -90,6 +124,35 @@ func (t *httpTarget) send(ctx context.Context, e *event.Event) attempt {
 	return a
 }
 
+// request is the POST that delivers m: m's binary-mode form when it has
+// one, else its event encoded by the SDK.
+func (t *httpTarget) request(ctx context.Context, m *message) (*http.Request, error) {
+	var req *http.Request
+	var err error
+	if m.ev == nil && m.wire != nil {
+		var body io.Reader
+		if len(m.wire.body) > 0 {
+			body = bytes.NewReader(m.wire.body)
+		}
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, t.url, body); err != nil {
+			return nil, err
+		}
+		for k, v := range m.wire.header {
+			req.Header[k] = v
+		}
+	} else {
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, t.url, nil); err != nil {
+			return nil, err
+		}
+		if err := cehttp.WriteRequest(binding.WithForceBinary(ctx), binding.ToMessage(m.Event()), req); err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+	}
+	req.Header.Set("Prefer", "reply")
+	req.Header.Set("Kn-Namespace", t.namespace)
+	return req, nil
+}
+
 // kafkaTarget writes events to a topic, as a KafkaSink's receiver does.
 type kafkaTarget struct {
 	name, namespace, topic string
@@ -101,7 +164,8 @@ func (t *kafkaTarget) String() string {
 	return "http://kafka-sink-ingress.knative-eventing.svc.cluster.local/" + t.namespace + "/" + t.name
 }
 
-func (t *kafkaTarget) send(ctx context.Context, e *event.Event) attempt {
+func (t *kafkaTarget) send(ctx context.Context, m *message) attempt {
+	e := m.Event()
 	cl, err := t.producer()
 	if err != nil {
 		return attempt{err: err}
@@ -182,7 +246,7 @@ func policyFor(d *DeliverySpec) policy {
 // deliver sends e to t, retrying as p says, and returns the last attempt.
 // onRetry runs before every retry. A canceled ctx ends it early with the
 // context's error.
-func (p policy) deliver(ctx context.Context, t target, e *event.Event, onRetry func(n int, last attempt)) attempt {
+func (p policy) deliver(ctx context.Context, t target, e *message, onRetry func(n int, last attempt)) attempt {
 	var a attempt
 	for n := 0; ; n++ {
 		if n > 0 {

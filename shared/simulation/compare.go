@@ -120,13 +120,22 @@ func (r Reader) Mismatches(ctx context.Context, truth Truth) ([]string, error) {
 // truth or ctx ends; it then returns the last differences (or the error
 // that stopped the last comparison).
 func (r Reader) WaitForTruth(ctx context.Context, truth Truth, poll time.Duration) ([]string, error) {
+	var last []string // the last comparison that completed, for the report
 	for {
 		diffs, err := r.Mismatches(ctx, truth)
 		if err == nil && len(diffs) == 0 {
 			return nil, nil
 		}
+		if err == nil {
+			last = diffs
+		}
 		select {
 		case <-ctx.Done():
+			if err != nil && last != nil {
+				// The deadline cut a request short: what still differed
+				// says more than the cancelled request.
+				return last, nil
+			}
 			return diffs, err
 		case <-time.After(poll):
 		}
