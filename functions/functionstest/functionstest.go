@@ -73,13 +73,14 @@ func Platform(t testing.TB, deps *functions.Deps, log *slog.Logger, dir string, 
 func PlatformOf(t testing.TB, deps *functions.Deps, log *slog.Logger, dir string, brokers []string, reg prometheus.Registerer, names []string) *Servers {
 	t.Helper()
 	s := New(t, deps, log)
+	only := names // nil runs every source, whatever its sink
 	if names == nil {
 		names = functions.Implemented()
 	}
 	for _, name := range names {
 		s.Start(name, "127.0.0.1:0")
 	}
-	rt, err := eventing.New(eventing.Config{Dir: dir, Brokers: brokers, Services: s.Services(), Log: log, Registerer: reg, PingJitter: -1, Only: names})
+	rt, err := eventing.New(eventing.Config{Dir: dir, Brokers: brokers, Services: s.Services(), Log: log, Registerer: reg, PingJitter: -1, Only: only})
 	if err != nil {
 		t.Fatalf("local eventing from %s: %v", dir, err)
 	}
