@@ -22,11 +22,22 @@ func (p *platform) eventsTotal(ctx context.Context, from, to string) (float64, e
 	return sum, err
 }
 
+// newPipeline is the platform of the pipeline the end-to-end targets are
+// about (ingest → Kafka → eventing → process → report). notify and
+// recommend read the same topic through their own KafkaSources; in
+// production they run in their own pods, here they would take a share of
+// the same two cores (every event delivered three times over HTTP), so they
+// are left out and measured by their own benchmarks.
+func newPipeline(b *testing.B) *platform {
+	b.Helper()
+	return newPlatformOf(b, "UTC", []string{serving.Ingest, serving.Process, serving.Report})
+}
+
 // BenchmarkEndToEndSustained sends b.N simulated events through ingest as
 // fast as it accepts them and reports events/s until every one is counted
 // by the report API: ingest → Kafka → eventing → process → PostgreSQL.
 func BenchmarkEndToEndSustained(b *testing.B) {
-	p := newPlatform(b, "UTC")
+	p := newPipeline(b)
 	now := time.Now().UTC()
 	evs := simulation.Generate(simulation.Config{Players: max(1, b.N/45), Days: 3, End: now, Seed: 21, RunID: "bench-e2e-"})
 	if len(evs) > b.N {
@@ -45,6 +56,9 @@ func BenchmarkEndToEndSustained(b *testing.B) {
 	if _, err := simulation.Send(ctx, stream, cfg); err != nil {
 		b.Fatal(err)
 	}
+	// How fast ingest acknowledged them, to tell whether the front or the
+	// back of the pipeline sets the rate.
+	b.ReportMetric(float64(len(evs))/time.Since(start).Seconds(), "acked-events/s")
 	for {
 		n, err := p.eventsTotal(ctx, from, to)
 		if err != nil {
@@ -74,7 +88,7 @@ func BenchmarkEndToEndSustained(b *testing.B) {
 // reaches k, which treats the pipeline as FIFO: an approximation that can
 // only overstate the latency of events overtaken by later ones).
 func BenchmarkEndToEndFreshness(b *testing.B) {
-	p := newPlatform(b, "UTC")
+	p := newPipeline(b)
 	now := time.Now().UTC()
 	const rate, seconds = 10_000, 5
 	evs := simulation.Generate(simulation.Config{Players: 1500, Days: 2, End: now, Seed: 22, RunID: "fresh-e2e-"})
@@ -85,7 +99,7 @@ func BenchmarkEndToEndFreshness(b *testing.B) {
 	from, to := now.AddDate(0, 0, -3).Format("2006-01-02"), now.AddDate(0, 0, 1).Format("2006-01-02")
 	ctx := context.Background()
 	const batch = 100
-	sent := make([]time.Time, 0, len(evs)/batch+1)
+	sent := make([]time.Time, len(evs)/batch+1)
 	var mu sync.Mutex
 	seen := make([]time.Time, len(evs)+1) // seen[k]: first time the count was >= k
 	var counted int
@@ -116,7 +130,15 @@ func BenchmarkEndToEndFreshness(b *testing.B) {
 	}()
 	b.ResetTimer()
 	start := time.Now()
-	cfg := simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: batch, Concurrency: 8, Seed: 22}
+	cfg := simulation.SendConfig{URL: p.url(serving.Ingest), WriteKey: p.keys.Write, Batch: batch, Concurrency: 1, Seed: 22}
+	// Each batch leaves at its due time whether or not earlier ones have
+	// been answered, as many independent game clients would send: a client
+	// that waited for each 202 would send at 1/latency batches per second
+	// and measure ingest's latency instead of the pipeline's freshness.
+	sent = sent[:(len(evs)+batch-1)/batch]
+	var sends sync.WaitGroup
+	sendErr := make(chan error, 1)
+	inFlight := make(chan struct{}, 64)
 	for i := 0; i < len(evs); i += batch {
 		due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
 		time.Sleep(time.Until(due))
@@ -124,10 +146,25 @@ func BenchmarkEndToEndFreshness(b *testing.B) {
 		for _, e := range evs[i:min(i+batch, len(evs))] {
 			chunk = append(chunk, e.JSON())
 		}
-		sent = append(sent, time.Now())
-		if _, err := simulation.Send(ctx, chunk, cfg); err != nil {
-			b.Fatal(err)
-		}
+		inFlight <- struct{}{}
+		sent[i/batch] = time.Now()
+		sends.Add(1)
+		go func() {
+			defer sends.Done()
+			defer func() { <-inFlight }()
+			if _, err := simulation.Send(ctx, chunk, cfg); err != nil {
+				select {
+				case sendErr <- err:
+				default:
+				}
+			}
+		}()
+	}
+	sends.Wait()
+	select {
+	case err := <-sendErr:
+		b.Fatal(err)
+	default:
 	}
 	select {
 	case <-done:
@@ -144,8 +181,8 @@ func BenchmarkEndToEndFreshness(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Milliseconds()), "p99-ms")
-	// The rate the client really sent at (each batch waits for its 202
-	// before the next is due), so a slow ingest cannot flatter the figure.
+	// The rate the clients really sent at (at most 64 batches wait for
+	// their 202 at once), so a slow ingest cannot flatter the figure.
 	if last := sent[len(sent)-1].Sub(start); last > 0 {
 		b.ReportMetric(float64(len(evs)-batch)/last.Seconds(), "sent-events/s")
 	}

@@ -38,6 +38,13 @@ type platform struct {
 
 func newPlatform(t testing.TB, timezone string) *platform {
 	t.Helper()
+	return newPlatformOf(t, timezone, nil)
+}
+
+// newPlatformOf is newPlatform with only the named functions and the
+// sources feeding them (nil: all of them).
+func newPlatformOf(t testing.TB, timezone string, names []string) *platform {
+	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -56,7 +63,7 @@ func newPlatform(t testing.TB, timezone string) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servers := functionstest.Platform(t, deps, log, "../eventing/base", stack.KafkaBrokers, telemetry.NewRegistry())
+	servers := functionstest.PlatformOf(t, deps, log, "../eventing/base", stack.KafkaBrokers, telemetry.NewRegistry(), names)
 	p := &platform{t: t, servers: servers, game: game, keys: keys, log: log}
 	return p
 }
