@@ -8,7 +8,7 @@ export GOFLAGS ?= -buildvcs=false
 # dashboard test) are installed by `make deps` / `make test-deps` when
 # running as root; otherwise the exact command is printed.
 
-.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-notify fuzz image deploy clean monitoring chaos
+.PHONY: all deps test-deps apt-install build dev dev-reset test test-go lint lint-imports validate validate-helm terraform-mirror image-cli bench bench-ingest bench-process bench-eventing bench-retain bench-e2e bench-report bench-notify fuzz image deploy clean monitoring chaos
 
 all: build
 
@@ -100,10 +100,27 @@ TFLINT_VERSION := v0.64.0
 TFLINT         := $(BIN)/tflint
 TF_CLI_CONFIG  := $(BIN)/terraform.rc
 
-validate: $(TFLINT) terraform-mirror
+validate: $(TFLINT) terraform-mirror validate-helm
 	TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) terraform fmt -check -recursive terraform
 	cd knative/validate && TF_CLI_CONFIG_FILE=$(TF_CLI_CONFIG) TFLINT=$(TFLINT) $(GO) test -timeout 20m ./...
 	cd chaos/validate && $(GO) vet ./... && $(GO) test ./...
+
+# validate-helm: the Helm values of monitoring/helm against the keys their
+# charts define (monitoring/helm/chart-keys.yaml, offline, always), and
+# rendered by helm template when GAMEMETRICS_HELM_CHARTS names a directory of
+# the charts (monitoring/tools/helm-charts.sh; helm is installed into bin/ if
+# missing). The charts are not in the repository, so a clean clone only
+# checks the keys; monitoring/README.md, "Shipping".
+HELM_VERSION := v3.22.0
+HELM_TESTS   := TestHelm|TestUnknownKeysOfValues|TestLogLabelsAreFewAndBounded|TestTracesReachAlloy|TestAlloyLogFieldsOfAConfig
+validate-helm:
+	@if [ -n "$${GAMEMETRICS_HELM_CHARTS:-}" ]; then \
+	  command -v helm >/dev/null || [ -x $(BIN)/helm ] || GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
+	  echo "validate-helm: rendering every release with helm template from $$GAMEMETRICS_HELM_CHARTS"; \
+	else \
+	  echo "validate-helm: GAMEMETRICS_HELM_CHARTS is not set: the values are checked against monitoring/helm/chart-keys.yaml, not rendered (monitoring/README.md, Shipping)"; \
+	fi
+	cd monitoring && PATH="$(BIN):$$PATH" $(GO) test -count=1 -run '$(HELM_TESTS)' .
 
 $(TFLINT):
 	GOBIN=$(BIN) $(GO) install github.com/terraform-linters/tflint@$(TFLINT_VERSION)

@@ -199,6 +199,9 @@ func TestOneEventsSpansLinkUpFromIngestToProcess(t *testing.T) {
 		s = parent
 		chain = append(chain, s.Name)
 	}
+	if got := intAttr(ingestSpan.Span, "http.response.status_code"); got != http.StatusAccepted {
+		t.Errorf("ingest span: http.response.status_code %d, want 202", got)
+	}
 	if processSpan.Kind != tracepb.Span_SPAN_KIND_CONSUMER || ingestSpan.Kind != tracepb.Span_SPAN_KIND_SERVER {
 		t.Errorf("span kinds: ingest %v, process %v", ingestSpan.Kind, processSpan.Kind)
 	}
@@ -229,6 +232,15 @@ func attr(s *tracepb.Span, key string) string {
 		}
 	}
 	return ""
+}
+
+func intAttr(s *tracepb.Span, key string) int64 {
+	for _, kv := range s.Attributes {
+		if kv.Key == key {
+			return kv.GetValue().GetIntValue()
+		}
+	}
+	return 0
 }
 
 func describe(spans []receivedSpan) string {

@@ -627,7 +627,7 @@ func TestDashboards(t *testing.T) {
 			}
 		})
 	}
-	for _, fn := range []string{"ingest", "process", "report", "retain", "kafka", "postgresql", "redis"} {
+	for _, fn := range []string{"ingest", "process", "report", "retain", "notify", "recommend", "kafka", "postgresql", "redis"} {
 		if _, ok := uids["gamemetrics-"+fn]; !ok {
 			t.Errorf("no dashboard gamemetrics-%s (grafana/gamemetrics-%s.json)", fn, fn)
 		}

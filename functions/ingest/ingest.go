@@ -216,7 +216,9 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if in.tracer != nil {
 		var span trace.Span
 		ctx, span = in.startSpan(ctx, "ingest POST /", r.Header)
-		defer span.End()
+		sw := &statusWriter{ResponseWriter: w}
+		w = sw
+		defer func() { telemetry.EndHTTPSpan(span, sw.status) }()
 	}
 	game, err := in.authenticate(ctx, r.Header.Get("Authorization"))
 	if err != nil {
@@ -255,6 +257,29 @@ func (in *Ingest) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	in.answer(w, status, resp)
 }
+
+// statusWriter keeps the status of the answer, for the request's span.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (answerEarly) reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Bounds on reading the rest of a body that was refused before it was read.
 const (
@@ -478,7 +503,7 @@ func (in *Ingest) keepRejected(ctx context.Context, gameID string, items []item)
 
 // Handle ingests one CloudEvent: the Knative func face of ingest. The game
 // comes from the Authorization header of the HTTP request that carried it.
-func (in *Ingest) Handle(ctx context.Context, e event.Event) (*event.Event, error) {
+func (in *Ingest) Handle(ctx context.Context, e event.Event) (_ *event.Event, err error) {
 	var header string
 	if rd := cehttp.RequestDataFromContext(ctx); rd != nil {
 		header = rd.Header.Get("Authorization")
@@ -490,7 +515,13 @@ func (in *Ingest) Handle(ctx context.Context, e event.Event) (*event.Event, erro
 		}
 		var span trace.Span
 		ctx, span = in.startSpan(ctx, "ingest event", h)
-		defer span.End()
+		defer func() {
+			status := http.StatusAccepted // what CloudEventHandler answers a nil reply
+			if err != nil {
+				status = serving.StatusOf(err)
+			}
+			telemetry.EndHTTPSpan(span, status)
+		}()
 	}
 	game, err := in.authenticate(ctx, header)
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"github.com/gamemetrics/gamemetrics/shared/settings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gamemetrics/gamemetrics/shared/kafka"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
@@ -146,6 +148,32 @@ type polled struct {
 	recs  []*record    // events to write
 	from  []int        // index in kafka of each of recs
 	dead  []deadLetter // records that can never be processed
+	// spans[i] is the span of kafka[i] (nil: tracing off, or not a
+	// CloudEvent), open until its event is durable or dead-lettered.
+	spans []trace.Span
+}
+
+// endSpans ends every record's span of b, with err (nil: all durable)
+// or, for a dead letter, the reason it was refused.
+func (b *polled) endSpans(err error, dead []deadLetter) {
+	if b.spans == nil {
+		return
+	}
+	why := make(map[*kgo.Record]error, len(dead))
+	for _, d := range dead {
+		why[d.rec] = d.err
+	}
+	for i, span := range b.spans {
+		if span == nil {
+			continue
+		}
+		if e := why[b.kafka[i]]; e != nil && err == nil {
+			telemetry.EndSpan(span, e)
+		} else {
+			telemetry.EndSpan(span, err)
+		}
+	}
+	b.spans = nil
 }
 
 // poll fetches the next records and decodes them, retrying transient
@@ -212,11 +240,25 @@ func (c *Consumer) decode(ctx context.Context, recs []*kgo.Record) (*polled, err
 			b.dead = append(b.dead, deadLetter{kr, serving.Reject(400, "record at %s/%d@%d is not a CloudEvent: %v", kr.Topic, kr.Partition, kr.Offset, err)})
 			continue
 		}
-		// Stored without its delivery's trace context, as through Handle.
-		telemetry.TakeTraceParent(ev)
+		// Stored without its delivery's trace context, as through Handle,
+		// which the record's span continues.
+		parent, state := telemetry.TakeTraceParent(ev)
+		if c.p.tracer != nil {
+			if b.spans == nil {
+				b.spans = make([]trace.Span, len(recs))
+			}
+			_, b.spans[i] = c.p.tracer.Start(telemetry.WithRemoteParent(ctx, parent, state), "process event",
+				trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+					attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "process"),
+					attribute.String("messaging.destination.name", kr.Topic), attribute.String("messaging.consumer.group.name", c.cfg.Group),
+					attribute.String("messaging.destination.partition.id", strconv.Itoa(int(kr.Partition))),
+					attribute.Int64("messaging.kafka.offset", kr.Offset),
+					attribute.String("cloudevents.event_id", ev.ID()), attribute.String("cloudevents.event_type", ev.Type())))
+		}
 		r, err := c.p.decode(ctx, ev)
 		if err != nil {
 			if serving.StatusOf(err) >= 500 {
+				b.endSpans(err, nil) // this poll is decoded again, with new spans
 				return nil, err
 			}
 			rejected++
@@ -231,10 +273,24 @@ func (c *Consumer) decode(ctx context.Context, recs []*kgo.Record) (*polled, err
 }
 
 // write stores one poll's events and dead letters, retrying transient
-// faults until they are committed or ctx ends.
+// faults until they are committed or ctx ends. With tracing on, each
+// attempt is a span linked to the records' spans (a poll holds events of
+// many traces), its PostgreSQL queries and dead-letter produce as children;
+// each record's span ends once its event is durable or dead-lettered.
 func (c *Consumer) write(ctx context.Context, b *polled) error {
-	return c.retry(ctx, len(b.kafka), func() error {
-		dead := b.dead
+	var dead []deadLetter
+	err := c.retry(ctx, len(b.kafka), func() (err error) {
+		ctx := ctx
+		if b.spans != nil {
+			var span trace.Span
+			ctx, span = c.p.tracer.Start(ctx, "process batch", trace.WithSpanKind(trace.SpanKindConsumer),
+				trace.WithLinks(b.links()...), trace.WithAttributes(
+					attribute.String("messaging.system", "kafka"), attribute.String("messaging.operation.type", "process"),
+					attribute.String("messaging.destination.name", c.cfg.Topic), attribute.String("messaging.consumer.group.name", c.cfg.Group),
+					attribute.Int("messaging.batch.message_count", len(b.kafka))))
+			defer func() { telemetry.EndSpan(span, err) }()
+		}
+		dead = b.dead
 		if len(b.recs) > 0 {
 			for i, err := range c.apply(ctx, b.recs) {
 				if err == nil {
@@ -248,6 +304,20 @@ func (c *Consumer) write(ctx context.Context, b *polled) error {
 		}
 		return c.deadLetters(ctx, dead)
 	})
+	b.endSpans(err, dead)
+	return err
+}
+
+// links are the span contexts of b's records, for the batch span (the
+// SDK keeps the first 128 by default).
+func (b *polled) links() []trace.Link {
+	links := make([]trace.Link, 0, len(b.spans))
+	for _, span := range b.spans {
+		if span != nil {
+			links = append(links, trace.Link{SpanContext: span.SpanContext()})
+		}
+	}
+	return links
 }
 
 // apply stores recs in up to cfg.Writers concurrent stage-1 transactions,

@@ -48,7 +48,7 @@ type Function struct {
 func Functions() []Function {
 	stores := []int32{5432, 6379}
 	web := []int32{443, 5432, 6379}
-	return []Function{
+	fs := []Function{
 		{Name: "ingest", Public: true, Egress: []int32{5432, 6379, 9092}, Produces: []string{kafka.TopicEvents, kafka.TopicRejected}},
 		{Name: "process", Egress: stores},
 		{Name: "recommend", Egress: []int32{443, 5432, 9092}, Produces: []string{kafka.TopicRecommendations}},
@@ -56,6 +56,12 @@ func Functions() []Function {
 		{Name: "retain", Egress: web},
 		{Name: "report", Public: true, Egress: web},
 	}
+	// Every function exports its traces over OTLP/HTTP to Alloy in
+	// namespace monitoring (monitoring/helm/alloy.yaml).
+	for i := range fs {
+		fs[i].Egress = append(slices.Clone(fs[i].Egress), 4318)
+	}
+	return fs
 }
 
 // Secrets the manifests may read, with their keys. External Secrets creates

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -160,6 +161,20 @@ func TakeTraceParent(e *event.Event) (traceparent, tracestate string) {
 		_ = e.Context.SetExtension(ExtTraceState, nil)
 	}
 	return traceparent, tracestate
+}
+
+// EndHTTPSpan ends a server span with the status of its answer
+// (http.response.status_code); a 5xx marks the span an error, a 4xx does
+// not (the client's fault, per the HTTP semantic conventions). Status 0
+// means no answer was written.
+func EndHTTPSpan(span trace.Span, status int) {
+	if status > 0 {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+	}
+	if status >= 500 || status == 0 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
 }
 
 // EndSpan records err (if any) on span and ends it.

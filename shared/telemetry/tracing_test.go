@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -199,5 +200,46 @@ func TestPgxTracerMakesChildSpansOnlyUnderATracedParent(t *testing.T) {
 	}
 	if st := ended[0].Status(); st.Description != "boom" {
 		t.Errorf("failed query's status %+v", st)
+	}
+}
+
+func TestEndHTTPSpanRecordsTheStatusAndFailsOnlyServerErrors(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		want   codes.Code
+	}{
+		{"an accepted request is no error", 202, codes.Unset},
+		{"a client's mistake is no error of the server", 422, codes.Unset},
+		{"a server fault is an error", 503, codes.Error},
+		{"no answer written is an error", 0, codes.Error},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+			_, span := tp.Tracer("t").Start(context.Background(), "request")
+			EndHTTPSpan(span, tt.status)
+			ended := rec.Ended()
+			if len(ended) != 1 {
+				t.Fatalf("%d spans ended", len(ended))
+			}
+			s := ended[0]
+			if s.Status().Code != tt.want {
+				t.Errorf("status %v, want %v", s.Status().Code, tt.want)
+			}
+			var got int64 = -1
+			for _, a := range s.Attributes() {
+				if a.Key == "http.response.status_code" {
+					got = a.Value.AsInt64()
+				}
+			}
+			if tt.status > 0 && got != int64(tt.status) {
+				t.Errorf("http.response.status_code %d, want %d", got, tt.status)
+			}
+			if tt.status == 0 && got != -1 {
+				t.Errorf("http.response.status_code %d on a span without an answer", got)
+			}
+		})
 	}
 }
