@@ -348,7 +348,7 @@
       label = s.currency ? (v) => money(v, s.currency, exp) : fmt;
       total = "total " + label(vals.reduce((a, b) => a + b, 0));
     } else if (name === "ccu") {
-      total = vals.length ? "highest " + fmt(Math.max(...vals)) : "";
+      total = vals.length ? "highest " + fmt(Math.max(...vals)) + (s.interval === "hour" ? " · hours of the range's last " + HOUR_DAYS + " days" : "") : "";
     } else if (name !== "dau") {
       total = "total " + fmt(vals.reduce((a, b) => a + b, 0));
     }
@@ -492,6 +492,10 @@
     }
     sel.value = cur.currency;
     panelRoot("economy").dataset.currency = cur.currency;
+    if (cur.points.every((p) => p.source === 0 && p.sink === 0)) {
+      box.appendChild(el("div", { class: "empty" }, "No " + cur.currency + " flowed in this range"));
+      return;
+    }
     const src = cur.points.reduce((t, p) => t + p.source, 0), snk = cur.points.reduce((t, p) => t + p.sink, 0);
     box.appendChild(el("p", { class: "totals" }, cur.currency + ": " + fmt(src) + " in (sources), " + fmt(snk) + " out (sinks), net " + fmt(src - snk)));
 
@@ -520,9 +524,9 @@
     plot.appendChild(svg);
     box.appendChild(plot);
     const legend = el("p", { class: "muted legend" });
-    legend.appendChild(el("span", { class: "key source" }, "■"));
+    legend.appendChild(el("span", { class: "key source", "aria-hidden": "true" }, "■"));
     legend.appendChild(document.createTextNode(" sources (earned, bought)  "));
-    legend.appendChild(el("span", { class: "key sink" }, "■"));
+    legend.appendChild(el("span", { class: "key sink", "aria-hidden": "true" }, "■"));
     legend.appendChild(document.createTextNode(" sinks (spent)"));
     box.appendChild(legend);
 
