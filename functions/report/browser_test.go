@@ -634,6 +634,24 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 			t.Errorf("CSV of %s:\n%s\nwant the API's\n%s", panel, got, wantCSV)
 		}
 	}
+
+	// A country the API refuses is said at its field, with the API's reason.
+	if err := chromedp.Do(ctx,
+		js(`(document.body.dataset.state = "", document.getElementById("f-country").value = "", true)`),
+		chromedp.SendKeys(chromedp.ID("f-country"), "Narnia"+kb.Enter),
+		waitState("ready"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	refused, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[document.getElementById("error").textContent,
+		String(document.getElementById("f-country").getAttribute("aria-invalid"))]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot(t, ctx, "dashboard-bad-filter.png")
+	if !strings.Contains(refused[0], "country") || refused[1] != "true" {
+		t.Errorf("country Narnia: the page says %q (field invalid: %s), want the API's reason naming country at the field", refused[0], refused[1])
+	}
 }
 
 // nextDownload waits for the browser's next finished download and returns

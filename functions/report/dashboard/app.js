@@ -16,6 +16,7 @@
   let liveTimer = null;
   let generation = 0; // a newer load wins over answers of an older one
   let economyAnswer = null;
+  let optionsRange = ""; // the range the filter bar's values were read for
 
   function setState(s) { document.body.dataset.state = s; }
 
@@ -189,9 +190,8 @@
     cur.textContent = "";
     for (const c of game.currencies) cur.appendChild(el("option", { value: c }, c));
     $("currency-label").hidden = game.currencies.length < 2;
-    const options = loadFilterOptions();
+    optionsRange = "";
     await load();
-    await options;
     startLive();
   }
 
@@ -214,7 +214,7 @@
     try {
       answer = await api(path);
     } catch (err) {
-      if (gen !== generation) return "stale";
+      if (gen !== generation) return { state: "stale" };
       root.removeAttribute("aria-busy");
       if (err.status === 401) throw err;
       const body = panelBody(root);
@@ -226,14 +226,14 @@
       root.querySelector(".csv").disabled = true;
       body.appendChild(el("div", { class: missing ? "empty unavailable" : "empty failed" },
         missing ? "Not available on this server yet (" + path.split("?")[0].replace(/^\/v1\/games\/[^/]+\//, "") + ")" : "Could not load: " + err.message));
-      return root.dataset.state;
+      return { state: root.dataset.state, err };
     }
-    if (gen !== generation) return "stale";
+    if (gen !== generation) return { state: "stale" };
     root.removeAttribute("aria-busy");
     root.querySelector(".csv").disabled = false;
     RENDER[name](answer);
     root.dataset.state = "ready";
-    return "ready";
+    return { state: "ready" };
   }
 
   async function load() {
@@ -245,11 +245,24 @@
     saveHash();
     $("status").textContent = "Loading…";
     const reqs = requests();
+    // The filter bar's values are those of the range: read again when it
+    // changes.
+    const options = optionsRange === from + "/" + to ? null : loadFilterOptions();
+    optionsRange = from + "/" + to;
+    for (const f of FILTERS) $("f-" + f).removeAttribute("aria-invalid");
     try {
-      const states = await Promise.all(Object.entries(reqs).map(([name, path]) => loadPanel(name, path, gen)));
+      const results = await Promise.all(Object.entries(reqs).map(([name, path]) => loadPanel(name, path, gen)));
+      await options;
       if (gen !== generation) return;
-      const failed = states.filter((s) => s === "error").length;
-      $("status").textContent = "Updated " + new Date().toLocaleTimeString() + (failed ? " · " + failed + " panel(s) could not load" : "");
+      const failed = results.filter((r) => r.state === "error");
+      // A filter value the API refuses (an unknown platform, not a country
+      // code) is said once, at its field, not in every panel.
+      const refused = failed.find((r) => FILTERS.includes(r.err.param));
+      if (refused) {
+        $("f-" + refused.err.param).setAttribute("aria-invalid", "true");
+        showError("Filter " + refused.err.message);
+      }
+      $("status").textContent = "Updated " + new Date().toLocaleTimeString() + (failed.length ? " · " + failed.length + " panel(s) could not load" : "");
       setState("ready");
     } catch (err) {
       if (gen !== generation) return;
