@@ -91,23 +91,26 @@ func (q *Queries) LTV(ctx context.Context, lq LTVQuery) ([]LTVCurrency, error) {
 	daily := map[cell]map[time.Time]float64{}
 	var sizeSQL, revSQL string
 	args := []any{lq.Game.ID, from, to, last, lq.Currency}
+	sizeArgs := args[:3]
 	if len(lq.Filter) == 0 {
 		sizeSQL = `SELECT install_day, players FROM cohort_days WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 AND day = install_day`
 		revSQL = `SELECT currency, install_day, day, amount_minor::float8 FROM cohort_revenue
-			WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 AND day <= $4 AND ($5 = '' OR currency = $5)`
+			WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 AND day <= $4 AND ($5::text = '' OR currency = $5)`
 	} else {
 		where, dargs, _ := dimSQL(lq.Filter, "", 6)
+		swhere, sargs, _ := dimSQL(lq.Filter, "", 4)
 		sizeSQL = `SELECT p.install_day, count(*) FROM players p JOIN dim_tuples t ON t.gameid = p.gameid AND t.tuple = p.tuple
-			WHERE p.gameid = $1 AND p.install_day BETWEEN $2 AND $3 AND $4::date IS NOT NULL AND $5::text IS NOT NULL` + where + ` GROUP BY 1`
+			WHERE p.gameid = $1 AND p.install_day BETWEEN $2 AND $3` + swhere + ` GROUP BY 1`
+		sizeArgs = append(slices.Clone(sizeArgs), sargs...)
 		revSQL = `SELECT r.currency, p.install_day, r.day, sum(r.amount_minor)::float8 FROM players p
 			JOIN dim_tuples t ON t.gameid = p.gameid AND t.tuple = p.tuple
 			JOIN player_revenue_days r ON r.gameid = p.gameid AND r.subject = p.subject
-			WHERE p.gameid = $1 AND p.install_day BETWEEN $2 AND $3 AND r.day <= $4 AND ($5 = '' OR r.currency = $5)` + where + `
+			WHERE p.gameid = $1 AND p.install_day BETWEEN $2 AND $3 AND r.day <= $4 AND ($5::text = '' OR r.currency = $5)` + where + `
 			GROUP BY 1, 2, 3`
 		args = append(args, dargs...)
 	}
 	b := &pgx.Batch{}
-	b.Queue(sizeSQL, args...).Query(func(rows pgx.Rows) error {
+	b.Queue(sizeSQL, sizeArgs...).Query(func(rows pgx.Rows) error {
 		var d time.Time
 		var n int64
 		_, err := pgx.ForEachRow(rows, []any{&d, &n}, func() error {
@@ -267,14 +270,14 @@ func (q *Queries) Economy(ctx context.Context, eq EconomyQuery) ([]EconomyCurren
 	}
 	sql := `SELECT day, metric, dim, sum(value)::float8 FROM rollup_daily
 		WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND metric IN ('economy_source', 'economy_sink')
-		  AND ($4 = '' OR starts_with(dim, $4)) GROUP BY 1, 2, 3`
+		  AND ($4::text = '' OR starts_with(dim, $4)) GROUP BY 1, 2, 3`
 	args := []any{eq.Game.ID, from, to, prefix}
 	if len(eq.Filter) > 0 {
 		where, dargs, _ := dimSQL(eq.Filter, "", 5)
 		sql = `SELECT r.day, r.metric, r.dim, sum(r.value)::float8 FROM rollup_tuple_daily r
 		JOIN dim_tuples t ON t.gameid = r.gameid AND t.tuple = r.tuple
 		WHERE r.gameid = $1 AND r.day BETWEEN $2 AND $3 AND r.metric IN ('economy_source', 'economy_sink')
-		  AND ($4 = '' OR starts_with(r.dim, $4))` + where + ` GROUP BY 1, 2, 3`
+		  AND ($4::text = '' OR starts_with(r.dim, $4))` + where + ` GROUP BY 1, 2, 3`
 		args = append(args, dargs...)
 	}
 	rows, err := q.pool.Query(ctx, sql, args...)

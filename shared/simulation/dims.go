@@ -55,7 +55,7 @@ func (r *Recount) LTV(from, to time.Time, days []int, currency string, f Filter)
 		c := LTVCohort{Cohort: d.Format(time.DateOnly), Revenue: map[string]*float64{}, PerPlayer: map[string]*float64{}}
 		var members []*Player
 		for _, pl := range r.Players {
-			if r.Day(pl.First).Equal(d) && f.keeps(pl.Dims) {
+			if r.Day(pl.First).Equal(d) && f.Keeps(pl.Dims) {
 				members = append(members, pl)
 			}
 		}
@@ -110,7 +110,7 @@ func (r *Recount) Economy(from, to time.Time, f Filter) (perDay map[string]map[s
 		m[cur][key] = fl
 	}
 	r.each(Period{From: from, To: to}, func(e *Fact) {
-		if e.Type != events.TypeResource || !f.keeps(e.Dims) {
+		if e.Type != events.TypeResource || !f.Keeps(e.Dims) {
 			return
 		}
 		amt, _ := e.Rat("amount")

@@ -180,8 +180,8 @@ type Filter struct {
 	Dims               map[string][]string
 }
 
-// keeps says whether d passes the filter's dimensions.
-func (f Filter) keeps(d events.Dims) bool {
+// Keeps says whether d passes the filter's dimensions.
+func (f Filter) Keeps(d events.Dims) bool {
 	for name, vals := range f.Dims {
 		i := events.DimIndex(name)
 		ok := false
@@ -418,7 +418,7 @@ func (r *Recount) sessionsIn(p Period) []*Session {
 func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 	each := func(p Period, fn func(*Fact)) {
 		r.each(p, func(e *Fact) {
-			if f.keeps(e.Dims) {
+			if f.Keeps(e.Dims) {
 				fn(e)
 			}
 		})
@@ -453,7 +453,7 @@ func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 	firsts := func(at func(*Player) time.Time, dims func(*Player) events.Dims) float64 {
 		n := 0.0
 		for _, pl := range r.Players {
-			if t := at(pl); !t.IsZero() && r.in(p, t) && f.keeps(dims(pl)) {
+			if t := at(pl); !t.IsZero() && r.in(p, t) && f.Keeps(dims(pl)) {
 				n++
 			}
 		}
@@ -483,7 +483,7 @@ func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 	case "sessions", "session_length_avg", "playtime_per_dau":
 		ss := r.sessionsIn(p)
 		total, overTotal, over := new(big.Rat), new(big.Rat), 0.0
-		ss = slices.DeleteFunc(slices.Clone(ss), func(s *Session) bool { return !f.keeps(s.Dims) })
+		ss = slices.DeleteFunc(slices.Clone(ss), func(s *Session) bool { return !f.Keeps(s.Dims) })
 		for _, s := range ss {
 			total.Add(total, s.Length())
 			if s.Over(r.Now) {
