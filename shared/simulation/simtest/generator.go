@@ -158,8 +158,18 @@ func (g *Generator) play(subject, sid string, at time.Time, currencies []string)
 	r := g.rng()
 	pick := func(s []string) string { return s[r.IntN(len(s))] }
 	var evs []event.Event
+	// The session's dimensions, each sent on most of its events as SDKs
+	// do (a missing one counts as unknown, or a session.start's data).
+	dims := [6]string{pick(platforms), pick([]string{"DE", "US", "JP"}), fmt.Sprintf("1.%d", r.IntN(3)),
+		pick([]string{"a", "b", "c"}), pick([]string{"x", "y"}), fmt.Sprintf("v%d", r.IntN(2))}
 	add := func(typ, session string, t time.Time, data string, args ...any) {
-		evs = append(evs, g.Event(typ, subject, session, t, fmt.Sprintf(data, args...)))
+		e := g.Event(typ, subject, session, t, fmt.Sprintf(data, args...))
+		for i, name := range events.DimensionNames() {
+			if r.IntN(5) > 0 {
+				e.SetExtension(name, dims[i])
+			}
+		}
+		evs = append(evs, e)
 	}
 	if r.IntN(10) > 0 { // some sessions never got their start
 		add(events.TypeSessionStart, sid, at, `{"platform":%q,"app_version":"1.%d","country":"DE"}`, pick(platforms), r.IntN(3))
