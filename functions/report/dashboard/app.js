@@ -120,14 +120,20 @@
     for (const m of CHARTS) {
       out[m] = withQuery(gamePath("metrics/" + m), Object.assign({ from, to, interval, currency: m === "revenue" ? selectedCurrency() : undefined }, f));
     }
-    const ccuInterval = $("ccu-interval").value;
-    const ccuFrom = ccuInterval === "hour" && addDays(to, -(HOUR_DAYS - 1)) > from ? addDays(to, -(HOUR_DAYS - 1)) : from;
-    out.ccu = withQuery(gamePath("metrics/ccu_peak"), Object.assign({ from: ccuFrom, to, interval: ccuInterval }, f));
+    out.ccu = ccuPath(f);
     out.retention = withQuery(gamePath("retention"), Object.assign({}, range, { days: RETENTION_DAYS.join(",") }));
     out.ltv = withQuery(gamePath("ltv"), Object.assign({}, range, { days: LTV_DAYS.join(","), currency: selectedCurrency() }));
     out.economy = withQuery(gamePath("economy"), Object.assign({}, range, { interval }));
     out.progression = withQuery(gamePath("progression"), range);
     return out;
+  }
+
+  // ccuPath is the CCU panel's request: per day over the range, or per hour
+  // over its last days (an hourly series is at most HOUR_DAYS long).
+  function ccuPath(filters) {
+    const from = $("from").value, to = $("to").value, interval = $("ccu-interval").value;
+    const last = addDays(to, -(HOUR_DAYS - 1));
+    return withQuery(gamePath("metrics/ccu_peak"), Object.assign({ from: interval === "hour" && last > from ? last : from, to, interval }, filters));
   }
 
   const RENDER = {
@@ -205,8 +211,9 @@
 
   // loadPanel asks one panel's request and draws its answer, or its own
   // error: one endpoint failing leaves the others readable.
-  async function loadPanel(name, path, gen) {
+  async function loadPanel(name, path, gen, unfiltered) {
     const root = panelRoot(name);
+    root.dataset.unfiltered = unfiltered ? "true" : "";
     root.dataset.state = "loading";
     root.setAttribute("aria-busy", "true");
     root.dataset.query = path;
@@ -217,6 +224,11 @@
       if (gen !== generation) return { state: "stale" };
       root.removeAttribute("aria-busy");
       if (err.status === 401) throw err;
+      // Peak concurrency is kept for the whole game only on servers that
+      // refuse it filters: show the whole game's, saying so.
+      if (name === "ccu" && err.status === 400 && FILTERS.includes(err.param) && !unfiltered) {
+        return loadPanel(name, ccuPath({}), gen, true);
+      }
       const body = panelBody(root);
       body.textContent = "";
       // An endpoint or metric this server does not have yet (404 for the
@@ -232,6 +244,8 @@
     root.removeAttribute("aria-busy");
     root.querySelector(".csv").disabled = false;
     RENDER[name](answer);
+    const note = root.querySelector(".scope");
+    if (note) note.textContent = unfiltered ? "whole game: the server keeps concurrency unfiltered" : "";
     root.dataset.state = "ready";
     return { state: "ready" };
   }
