@@ -236,8 +236,11 @@
       const missing = err.status === 404 || (err.status === 400 && err.param === "metric");
       root.dataset.state = missing ? "unavailable" : "error";
       root.querySelector(".csv").disabled = true;
-      body.appendChild(el("div", { class: missing ? "empty unavailable" : "empty failed" },
-        missing ? "Not available on this server yet (" + path.split("?")[0].replace(/^\/v1\/games\/[^/]+\//, "") + ")" : "Could not load: " + err.message));
+      for (const n of root.querySelectorAll(".total, .scope")) n.textContent = "";
+      const msg = missing ? "Not available on this server yet (" + path.split("?")[0].replace(/^\/v1\/games\/[^/]+\//, "") + ")"
+        : FILTERS.includes(err.param) ? "Not shown: the " + $("f-" + err.param).closest("label").firstChild.textContent.trim().toLowerCase() + " filter was refused (see above)"
+          : "Could not load: " + err.message;
+      body.appendChild(el("div", { class: missing ? "empty unavailable" : "empty failed" }, msg));
       return { state: root.dataset.state, err };
     }
     if (gen !== generation) return { state: "stale" };
@@ -375,7 +378,7 @@
       label = s.currency ? (v) => money(v, s.currency, exp) : fmt;
       total = "total " + label(vals.reduce((a, b) => a + b, 0));
     } else if (name === "ccu") {
-      total = vals.length ? "highest " + fmt(Math.max(...vals)) + (s.interval === "hour" ? " · hours of the range's last " + HOUR_DAYS + " days" : "") : "";
+      total = vals.length ? "highest " + fmt(Math.max(...vals)) + (s.interval === "hour" ? " · UTC hours of the range's last " + HOUR_DAYS + " days" : "") : "";
     } else if (name !== "dau") {
       total = "total " + fmt(vals.reduce((a, b) => a + b, 0));
     }
