@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"iter"
 	"math"
 	"net/http"
@@ -15,10 +16,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	cdpbrowser "github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -87,6 +92,12 @@ func TestDashboardShowsTheSeededNumbers(t *testing.T) {
 	empty := newGame(t, "UTC")
 	_, base := newReport(t, testNow)
 	ctx := browser(t)
+	problems := watchPage(t, ctx)
+	defer func() {
+		for _, p := range problems() {
+			t.Errorf("the page: %s", p)
+		}
+	}()
 
 	// A wrong key: a clear error, and the key form stays.
 	if err := chromedp.Do(ctx,
@@ -453,6 +464,7 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 	s := seedGame(t, "Asia/Tokyo", []string{"JPY", "BHD"}, 40, 17)
 	_, base := newReport(t, testNow)
 	ctx := browser(t)
+	problems := watchPage(t, ctx)
 	downloads := t.TempDir()
 	progress, stop := iter.Pull2(chromedp.Events(ctx, cdpbrowser.DownloadProgress))
 	defer stop()
@@ -660,6 +672,9 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 	if !strings.Contains(refused[0], "country") || refused[1] != "true" {
 		t.Errorf("country Narnia: the page says %q (field invalid: %s), want the API's reason naming country at the field", refused[0], refused[1])
 	}
+	for _, p := range problems() {
+		t.Errorf("the page: %s", p)
+	}
 }
 
 // filterRefused tells whether an API error names a filter parameter.
@@ -669,6 +684,56 @@ func filterRefused(body []byte) bool {
 	}
 	json.Unmarshal(body, &e)
 	return slices.Contains([]string{"platform", "country", "appversion", "dim1", "dim2", "dim3"}, e.Param)
+}
+
+// watchPage collects what the page must never do: a JavaScript exception, or
+// a console entry from the security source (a Content-Security-Policy
+// refusal) or JavaScript source. Refused API requests (a 400 the page shows)
+// are network entries and allowed.
+func watchPage(t *testing.T, ctx context.Context) func() []string {
+	t.Helper()
+	if _, err := chromedp.Call(ctx, cdplog.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("enable the browser log: %v", err)
+	}
+	var (
+		mu       sync.Mutex
+		problems []string
+	)
+	add := func(s string) { mu.Lock(); problems = append(problems, s); mu.Unlock() }
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for ev, err := range chromedp.Events(wctx, cdplog.EntryAdded) {
+			if err != nil {
+				return
+			}
+			if e := ev.Entry; e.Source == cdplog.EntrySourceSecurity || e.Source == cdplog.EntrySourceJavascript {
+				add(fmt.Sprintf("%s %s: %s (%s:%d)", e.Source, e.Level, e.Text, e.URL, e.LineNumber))
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for ev, err := range chromedp.Events(wctx, cdpruntime.ExceptionThrown) {
+			if err != nil {
+				return
+			}
+			d := ev.ExceptionDetails
+			desc := d.Text
+			if d.Exception != nil {
+				desc += " " + d.Exception.Description
+			}
+			add(fmt.Sprintf("exception: %s (%s:%d)", desc, d.URL, d.LineNumber))
+		}
+	}()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(problems)
+	}
 }
 
 // nextDownload waits for the browser's next finished download and returns
