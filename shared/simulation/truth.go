@@ -70,7 +70,8 @@ func ComputeTruth(evs []Event, loc *time.Location, now time.Time, retentionDays 
 func Facts(evs []Event) []Fact {
 	out := make([]Fact, len(evs))
 	for i, e := range evs {
-		out[i] = Fact{ID: e.ID, Type: e.Type, Subject: e.Subject, Session: e.SessionID, Time: e.Time, Data: e.Data}
+		out[i] = Fact{ID: e.ID, Type: e.Type, Subject: e.Subject, Session: e.SessionID, Time: e.Time, Data: e.Data,
+			Dims: [6]string{e.Platform, e.Country, e.AppVersion, e.Dim1, e.Dim2, e.Dim3}}
 	}
 	return out
 }
