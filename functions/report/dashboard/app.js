@@ -257,6 +257,7 @@
     const from = $("from").value, to = $("to").value;
     if (!from || !to || !game) return;
     const gen = ++generation;
+    const started = performance.now();
     setState("loading");
     showError("");
     saveHash();
@@ -280,6 +281,8 @@
         showError("Filter " + refused.err.message);
       }
       $("status").textContent = "Updated " + new Date().toLocaleTimeString() + (failed.length ? " · " + failed.length + " panel(s) could not load" : "");
+      // How long the panels took, for the browser test to report.
+      document.body.dataset.loadMs = String(Math.round(performance.now() - started));
       setState("ready");
     } catch (err) {
       if (gen !== generation) return;
