@@ -529,6 +529,7 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 	}
 
 	// want is each panel's request as the contract spells it.
+	interval := "day"
 	want := func(panel, currency, ccuInterval string) string {
 		p := url.Values{"from": {from}, "to": {to}}
 		for k, v := range filter {
@@ -539,7 +540,7 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 			p.Set("currency", currency)
 			fallthrough
 		case "dau", "new_players", "sessions":
-			p.Set("interval", "day")
+			p.Set("interval", interval)
 			return api("metrics/"+panel, p)
 		case "ccu":
 			p.Set("interval", ccuInterval)
@@ -563,7 +564,7 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 			p.Set("currency", currency)
 			return api("ltv", p)
 		case "economy":
-			p.Set("interval", "day")
+			p.Set("interval", interval)
 			return api("economy", p)
 		}
 		return api("progression", p)
@@ -629,6 +630,23 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 	checkEconomy(t, s.keys.Read, page, want("economy", "", ""))
 	checkProgression(t, s.keys.Read, page, want("progression", "", ""))
 
+	// Weeks: the charts and the economy follow the interval.
+	interval = "week"
+	if err := chromedp.Do(ctx,
+		js(`(document.body.dataset.state = "", true)`),
+		js(`((s) => (s.value = "week", s.dispatchEvent(new Event("change")), true))(document.getElementById("interval"))`),
+		waitState("ready"),
+	); err != nil {
+		t.Fatalf("weekly: %v", err)
+	}
+	page, err = chromedp.Run(ctx, chromedp.Evaluate[filteredPage](readFilteredPage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := s.currencies[len(s.currencies)-1]
+	checkCharts(t, s.keys.Read, page, func(panel string) string { return want(panel, last, "day") })
+	checkEconomy(t, s.keys.Read, page, want("economy", "", ""))
+
 	// Peak concurrent players per hour: the last 7 days of the range.
 	if err := chromedp.Do(ctx,
 		js(`(document.querySelector('[data-panel="ccu"]').dataset.state = "", true)`),
@@ -646,7 +664,6 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 	checkPoints(t, "hourly ccu", page.Charts["ccu"], ccu.Points)
 
 	// Every panel's CSV is the API's CSV for the panel's parameters.
-	last := s.currencies[len(s.currencies)-1]
 	for _, panel := range dashPanels {
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`[data-panel="`+panel+`"] .csv`))); err != nil {
 			t.Fatalf("CSV of %s: %v", panel, err)

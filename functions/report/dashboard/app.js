@@ -397,7 +397,7 @@
   function drawRetention(r) {
     const box = $("retention");
     box.textContent = "";
-    const cohorts = r.cohorts.filter((c) => c.size > 0);
+    const cohorts = (r.cohorts || []).filter((c) => c.size > 0);
     if (cohorts.length === 0) {
       box.appendChild(el("div", { class: "empty" }, "No players installed in this range"));
       return;
@@ -438,8 +438,8 @@
     const root = panelRoot("ltv");
     box.textContent = "";
     const want = selectedCurrency();
-    const cur = a.currencies.find((c) => c.currency === want) || a.currencies[0];
-    const cohorts = cur ? cur.cohorts.filter((c) => c.size > 0) : [];
+    const cur = (a.currencies || []).find((c) => c.currency === want) || (a.currencies || [])[0];
+    const cohorts = cur ? (cur.cohorts || []).filter((c) => c.size > 0) : [];
     root.querySelector(".unit").textContent = cur ? "(" + cur.currency + " per player)" : "";
     if (!cur || cohorts.length === 0) {
       box.appendChild(el("div", { class: "empty" }, cur ? "No players installed in this range" : "No purchases in this range"));
@@ -511,6 +511,7 @@
 
   function drawEconomy() {
     const a = economyAnswer;
+    a.currencies = a.currencies || [];
     const box = $("economy");
     box.textContent = "";
     const sel = $("economy-currency");
