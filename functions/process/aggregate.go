@@ -951,13 +951,13 @@ func queueRollups(b *pgx.Batch, d deltas) {
 			games[i], buckets[i], metrics[i], dims[i], values[i] = k.game, k.bucket, k.metric, k.dim, d[k].String()
 		}
 		switch g {
-		case tupleDaily, tupleHourly:
+		case tupleDaily:
 			tuples := make([]int64, n)
 			for i, k := range keys[:n] {
 				tuples[i] = k.tuple
 			}
 			b.Queue(upsertRollups(g), games, buckets, metrics, dims, tuples, values)
-		case dimDaily:
+		case dimDaily, dimHourly:
 			names, vals := make([]string, n), make([]string, n)
 			dn := events.DimensionNames()
 			for i, k := range keys[:n] {

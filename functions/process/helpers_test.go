@@ -226,7 +226,7 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 	for _, e := range r.Events {
 		add(e.Time, "events", e.Type, one)
 		seen(e.Time, "active_players", e.Subject)
-		dimAdd(e.Time, e.Dims, "events", e.Type, one)
+		dimAdd(e.Time, e.Dims, "events", "", one)
 		dimSeen(e.Time, e.Dims, "active_players", e.Subject)
 		switch e.Type {
 		case events.TypePurchase:

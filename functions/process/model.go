@@ -420,8 +420,8 @@ const (
 	hourly                   // rollup_hourly: a UTC hour
 	minutely                 // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
 	tupleDaily               // rollup_tuple_daily: daily per dimension tuple
-	tupleHourly              // rollup_tuple_hourly: hourly per dimension tuple
 	dimDaily                 // rollup_dim_daily: daily per single dimension value
+	dimHourly                // rollup_dim_hourly: hourly per single dimension value
 )
 
 // rollKey addresses one rollup row: the table (grain), the game, the
@@ -502,8 +502,8 @@ type deltas map[rollKey]*num
 
 // add adds v to metric/dim in the daily bucket (day, game time zone), the
 // hourly bucket (UTC hour) and the minute bucket (UTC minute) of t, and
-// under tuple tp in its daily and hourly tuple rows and the daily row of
-// each of its values.
+// under tuple tp in its daily tuple row and the daily and hourly rows of
+// each of its values (for the metrics the report API breaks down).
 func (d deltas) add(game string, tp tupleRef, t time.Time, loc *time.Location, metric, dim string, v num) {
 	day, hour := dayIn(t, loc), hourOf(t)
 	d.addOne(rollKey{game: game, grain: daily, bucket: day, metric: metric, dim: dim}, v)
@@ -512,15 +512,37 @@ func (d deltas) add(game string, tp tupleRef, t time.Time, loc *time.Location, m
 	d.addTuple(game, tp, day, hour, metric, dim, v)
 }
 
-// addTuple adds v under tp (tuple grains and single values).
+// addTuple adds v under tp (the tuple's daily row, each single value's
+// daily and hourly rows), for the metrics the report API breaks down and
+// with only the detail its queries read (breakdownDim): a few rows per
+// tuple and day, not one per event type.
 func (d deltas) addTuple(game string, tp tupleRef, day, hour time.Time, metric, dim string, v num) {
-	d.addOne(rollKey{game: game, grain: tupleDaily, bucket: day, metric: metric, dim: dim, tuple: tp.id}, v)
-	if !hour.IsZero() {
-		d.addOne(rollKey{game: game, grain: tupleHourly, bucket: hour, metric: metric, dim: dim, tuple: tp.id}, v)
+	dim, ok := breakdownDim(metric, dim)
+	if !ok {
+		return
 	}
+	d.addOne(rollKey{game: game, grain: tupleDaily, bucket: day, metric: metric, dim: dim, tuple: tp.id}, v)
 	for i, val := range tp.dims {
 		d.addOne(rollKey{game: game, grain: dimDaily, bucket: day, metric: metric, dim: dim, dname: int8(i), dvalue: val}, v)
+		d.addOne(rollKey{game: game, grain: dimHourly, bucket: hour, metric: metric, dim: dim, dname: int8(i), dvalue: val}, v)
 	}
+}
+
+// breakdownDim is the detail a breakdown row of metric keeps of dim, and
+// whether the metric has breakdown rows at all: only what the report API
+// reads (currencies, severities, levels, the ad action), so the rows a
+// batch writes stay few.
+func breakdownDim(metric, dim string) (string, bool) {
+	switch metric {
+	case mEvents, mNewPlayers, mSessions, mSessionLenSum, mFirstPayers, mAdRevenue:
+		return "", true
+	case mPurchases, mRevenue, mErrors, mProgression + "start", mProgression + "complete", mProgression + "fail":
+		return dim, true
+	case mAdEvents:
+		action, _, _ := strings.Cut(dim, "/")
+		return action + "/", true
+	}
+	return "", false
 }
 
 func (d deltas) addOne(k rollKey, v num) {

@@ -298,9 +298,9 @@ const (
 SELECT g, b, m, d, t, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(g, b, m, d, t, v)
 ON CONFLICT (gameid, day, metric, dim, tuple) DO UPDATE SET value = r.value + excluded.value`
 
-	upsertTupleHourly = `INSERT INTO rollup_tuple_hourly AS r (gameid, hour, metric, dim, tuple, value)
-SELECT g, b, m, d, t, v::numeric FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(g, b, m, d, t, v)
-ON CONFLICT (gameid, hour, metric, dim, tuple) DO UPDATE SET value = r.value + excluded.value`
+	upsertDimHourly = `INSERT INTO rollup_dim_hourly AS r (gameid, hour, metric, dim, dname, dvalue, value)
+SELECT g, b, m, d, n, x, v::numeric FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(g, b, m, d, n, x, v)
+ON CONFLICT (gameid, metric, dname, hour, dim, dvalue) DO UPDATE SET value = r.value + excluded.value`
 
 	upsertDimDaily = `INSERT INTO rollup_dim_daily AS r (gameid, day, metric, dim, dname, dvalue, value)
 SELECT g, b, m, d, n, x, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(g, b, m, d, n, x, v)
@@ -316,10 +316,10 @@ func upsertRollups(g grain) string {
 		return upsertMinutely
 	case tupleDaily:
 		return upsertTupleDaily
-	case tupleHourly:
-		return upsertTupleHourly
 	case dimDaily:
 		return upsertDimDaily
+	case dimHourly:
+		return upsertDimHourly
 	}
 	return upsertDaily
 }

@@ -108,6 +108,8 @@ func checkDims(metric string, interval Interval, f Filter, by string) error {
 		return paramError(param, "minute series are kept for the whole game only; use hour or day for breakdowns and dimension filters")
 	case interval == Hour && slices.Contains(noMinuteGrain, metric):
 		return paramError(param, "%s per dimension is counted per day: use interval=day, week or month", metric)
+	case interval == Hour && len(f) > 0 && metric != "session_length_avg":
+		return paramError(firstDim(f), "dimension filters are kept per day: use interval=day, week or month (hourly series break down by one dimension, unfiltered)")
 	}
 	return nil
 }
@@ -211,15 +213,13 @@ func (q *Queries) sumsG(ctx context.Context, qq *query, metric string, f dimFilt
 		return single(q.sums(ctx, qq, metric, f))
 	}
 	g := grouped{}
-	if qq.interval == Hour {
-		where, args, col := dimSQL(qq.dims, qq.by, 7)
+	if qq.interval == Hour { // by one dimension (filters per hour are refused)
 		starts, ends := qq.spans()
-		rows, err := q.pool.Query(ctx, `SELECT p.i::int, `+col+`, sum(r.value)::float8
+		rows, err := q.pool.Query(ctx, `SELECT p.i::int, r.dvalue, sum(r.value)::float8
 FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(s, e, i)
-JOIN rollup_tuple_hourly r ON r.gameid = $1 AND r.hour >= p.s AND r.hour < p.e AND r.metric = $4
+JOIN rollup_dim_hourly r ON r.gameid = $1 AND r.metric = $4 AND r.dname = $7 AND r.hour >= p.s AND r.hour < p.e
   AND ($5::text IS NULL OR r.dim = $5) AND ($6::text IS NULL OR r.dim LIKE $6 || '%')
-JOIN dim_tuples t ON t.gameid = r.gameid AND t.tuple = r.tuple
-WHERE true`+where+` GROUP BY 1, 2`, append([]any{qq.game, starts, ends, metric, f.exact, f.prefix}, args...)...)
+GROUP BY 1, 2`, qq.game, starts, ends, metric, f.exact, f.prefix, qq.by)
 		if err != nil {
 			return nil, err
 		}

@@ -78,9 +78,14 @@ func TestSeriesQueryRefusesBreakdownsItCannotAnswerNamingTheParameter(t *testing
 			}
 		})
 	}
-	ok := SeriesQuery{Game: g, Metric: "events", Interval: Hour, From: day, To: day, By: "dim1", Filter: Filter{"country": {"US"}}}
+	ok := SeriesQuery{Game: g, Metric: "events", Interval: Hour, From: day, To: day, By: "dim1"}
 	if err := ok.Validate(); err != nil {
-		t.Fatalf("events per hour by dim1 filtered: %v", err)
+		t.Fatalf("events per hour by dim1: %v", err)
+	}
+	filtered := SeriesQuery{Game: g, Metric: "events", Interval: Hour, From: day, To: day, Filter: Filter{"country": {"US"}}}
+	var pe *ParamError
+	if err := filtered.Validate(); !errors.As(err, &pe) || pe.Param != "country" {
+		t.Fatalf("events per hour filtered by country: %v, want a refusal naming country", err)
 	}
 }
 

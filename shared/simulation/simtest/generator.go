@@ -2,6 +2,7 @@ package simtest
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"time"
 
@@ -158,14 +159,27 @@ func (g *Generator) play(subject, sid string, at time.Time, currencies []string)
 	r := g.rng()
 	pick := func(s []string) string { return s[r.IntN(len(s))] }
 	var evs []event.Event
-	// The session's dimensions, each sent on most of its events as SDKs
-	// do (a missing one counts as unknown, or a session.start's data).
-	dims := [6]string{pick(platforms), pick([]string{"DE", "US", "JP"}), fmt.Sprintf("1.%d", r.IntN(3)),
-		pick([]string{"a", "b", "c"}), pick([]string{"x", "y"}), fmt.Sprintf("v%d", r.IntN(2))}
+	// Dimensions as SDKs send them: the player's platform, country and
+	// segment (dim1), the session's build, A/B group and label, on every
+	// event; now and then an event of an old SDK without them (unknown,
+	// or a session.start's data), or with only some.
+	h := fnv.New32a()
+	h.Write([]byte(subject))
+	ps := int(h.Sum32())
+	dims := [6]string{platforms[ps%len(platforms)], []string{"DE", "US", "JP"}[ps/7%3], fmt.Sprintf("1.%d", r.IntN(3)),
+		[]string{"a", "b", "c"}[ps/31%3], pick([]string{"x", "y"}), fmt.Sprintf("v%d", r.IntN(2))}
 	add := func(typ, session string, t time.Time, data string, args ...any) {
 		e := g.Event(typ, subject, session, t, fmt.Sprintf(data, args...))
-		for i, name := range events.DimensionNames() {
-			if r.IntN(5) > 0 {
+		switch k := r.IntN(20); {
+		case k == 0: // no dimensions
+		case k == 1: // some of them
+			for i, name := range events.DimensionNames() {
+				if r.IntN(2) == 0 {
+					e.SetExtension(name, dims[i])
+				}
+			}
+		default:
+			for i, name := range events.DimensionNames() {
 				e.SetExtension(name, dims[i])
 			}
 		}
