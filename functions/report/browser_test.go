@@ -675,6 +675,19 @@ func TestDashboardFiltersEveryPanel(t *testing.T) {
 		}
 	}
 
+	// The range and filters are in the address: a reload (or a bookmark)
+	// shows the same view.
+	if err := chromedp.Do(ctx, chromedp.Reload(), waitState("ready")); err != nil {
+		t.Fatal(err)
+	}
+	kept, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`["f-platform", "f-country", "interval", "from", "to"].map((id) => document.getElementById(id).value)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filter.Get("platform"), filter.Get("country"), "week", from, to}; !slices.Equal(kept, want) {
+		t.Errorf("after a reload the view is %v, want %v", kept, want)
+	}
+
 	// A country the API refuses is said at its field, with the API's reason.
 	if err := chromedp.Do(ctx,
 		js(`(document.body.dataset.state = "", document.getElementById("f-country").value = "", true)`),
