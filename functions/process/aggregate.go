@@ -957,7 +957,7 @@ func queueRollups(b *pgx.Batch, d deltas) {
 				tuples[i] = k.tuple
 			}
 			b.Queue(upsertRollups(g), games, buckets, metrics, dims, tuples, values)
-		case dimDaily, dimHourly:
+		case dimDaily:
 			names, vals := make([]string, n), make([]string, n)
 			dn := events.DimensionNames()
 			for i, k := range keys[:n] {

@@ -298,10 +298,6 @@ const (
 SELECT g, b, m, d, t, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(g, b, m, d, t, v)
 ON CONFLICT (gameid, day, metric, dim, tuple) DO UPDATE SET value = r.value + excluded.value`
 
-	upsertDimHourly = `INSERT INTO rollup_dim_hourly AS r (gameid, hour, metric, dim, dname, dvalue, value)
-SELECT g, b, m, d, n, x, v::numeric FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(g, b, m, d, n, x, v)
-ON CONFLICT (gameid, metric, dname, hour, dim, dvalue) DO UPDATE SET value = r.value + excluded.value`
-
 	upsertDimDaily = `INSERT INTO rollup_dim_daily AS r (gameid, day, metric, dim, dname, dvalue, value)
 SELECT g, b, m, d, n, x, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(g, b, m, d, n, x, v)
 ON CONFLICT (gameid, metric, dname, day, dim, dvalue) DO UPDATE SET value = r.value + excluded.value`
@@ -318,8 +314,6 @@ func upsertRollups(g grain) string {
 		return upsertTupleDaily
 	case dimDaily:
 		return upsertDimDaily
-	case dimHourly:
-		return upsertDimHourly
 	}
 	return upsertDaily
 }

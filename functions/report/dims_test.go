@@ -40,7 +40,6 @@ func TestBreakdownsFiltersLTVEconomyAndCCUMatchTheGroundTruth(t *testing.T) {
 	for _, c := range s.currencies {
 		vs = append(vs, variant{"revenue", Day, url.Values{"currency": {c}}}, variant{"arppu", Month, url.Values{"currency": {c}}})
 	}
-	vs = append(vs, variant{"events", Hour, nil}, variant{"sessions", Hour, nil})
 	checked := 0
 	for _, v := range vs {
 		r := [2]time.Time{from, to}

@@ -106,10 +106,8 @@ func checkDims(metric string, interval Interval, f Filter, by string) error {
 		return paramError(param, "ccu_peak is counted for the whole game only, without breakdowns or dimension filters")
 	case interval == Minute:
 		return paramError(param, "minute series are kept for the whole game only; use hour or day for breakdowns and dimension filters")
-	case interval == Hour && slices.Contains(noMinuteGrain, metric):
-		return paramError(param, "%s per dimension is counted per day: use interval=day, week or month", metric)
-	case interval == Hour && len(f) > 0 && metric != "session_length_avg":
-		return paramError(firstDim(f), "dimension filters are kept per day: use interval=day, week or month (hourly series break down by one dimension, unfiltered)")
+	case interval == Hour:
+		return paramError(param, "breakdowns and dimension filters are kept per day: use interval=day, week or month")
 	}
 	return nil
 }
@@ -213,19 +211,6 @@ func (q *Queries) sumsG(ctx context.Context, qq *query, metric string, f dimFilt
 		return single(q.sums(ctx, qq, metric, f))
 	}
 	g := grouped{}
-	if qq.interval == Hour { // by one dimension (filters per hour are refused)
-		starts, ends := qq.spans()
-		rows, err := q.pool.Query(ctx, `SELECT p.i::int, r.dvalue, sum(r.value)::float8
-FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(s, e, i)
-JOIN rollup_dim_hourly r ON r.gameid = $1 AND r.metric = $4 AND r.dname = $7 AND r.hour >= p.s AND r.hour < p.e
-  AND ($5::text IS NULL OR r.dim = $5) AND ($6::text IS NULL OR r.dim LIKE $6 || '%')
-GROUP BY 1, 2`, qq.game, starts, ends, metric, f.exact, f.prefix, qq.by)
-		if err != nil {
-			return nil, err
-		}
-		var i int
-		return g, collect(rows, len(qq.ps), g, &i, func() (int, bool) { return i - 1, i >= 1 && i <= len(qq.ps) })
-	}
 	idx := qq.dayIndex()
 	var rows pgx.Rows
 	var err error

@@ -78,14 +78,16 @@ func TestSeriesQueryRefusesBreakdownsItCannotAnswerNamingTheParameter(t *testing
 			}
 		})
 	}
-	ok := SeriesQuery{Game: g, Metric: "events", Interval: Hour, From: day, To: day, By: "dim1"}
+	ok := SeriesQuery{Game: g, Metric: "events", Interval: Week, From: day, To: day, By: "dim1", Filter: Filter{"country": {"US"}}}
 	if err := ok.Validate(); err != nil {
-		t.Fatalf("events per hour by dim1: %v", err)
+		t.Fatalf("events per week by dim1 filtered: %v", err)
 	}
-	filtered := SeriesQuery{Game: g, Metric: "events", Interval: Hour, From: day, To: day, Filter: Filter{"country": {"US"}}}
-	var pe *ParamError
-	if err := filtered.Validate(); !errors.As(err, &pe) || pe.Param != "country" {
-		t.Fatalf("events per hour filtered by country: %v, want a refusal naming country", err)
+	for _, q := range []SeriesQuery{{Game: g, Metric: "events", Interval: Hour, From: day, To: day, By: "dim1"},
+		{Game: g, Metric: "events", Interval: Hour, From: day, To: day, Filter: Filter{"country": {"US"}}}} {
+		var pe *ParamError
+		if err := q.Validate(); !errors.As(err, &pe) || (pe.Param != "by" && pe.Param != "country") {
+			t.Fatalf("events per hour with dimensions: %v, want a refusal naming the parameter", err)
+		}
 	}
 }
 

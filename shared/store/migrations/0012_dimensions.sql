@@ -33,10 +33,11 @@ CREATE TABLE dim_tuples (
 );
 INSERT INTO dim_tuples SELECT DISTINCT gameid, 0, 'unknown', 'unknown', 'unknown', 'unknown', 'unknown', 'unknown' FROM players;
 
--- The rollups of rollup_daily per tuple (filtered queries), and of
--- rollup_daily and rollup_hourly per single dimension value (a breakdown by
--- one dimension without filters reads rows per period and value, whatever
--- the number of tuples), for the metrics the report API breaks down, with
+-- The rollups of rollup_daily per tuple (filtered queries) and per single
+-- dimension value (a breakdown by one dimension without filters reads rows
+-- per day and value, whatever the number of tuples), for the metrics the
+-- report API breaks down (daily: per hour they would cost a replay of
+-- history about a row per event), with
 -- only the detail of dim it reads (process's breakdownDim). rollup_dim_daily
 -- also holds active_players and paying_players per value: a player counts
 -- once per day under every value any of their events of the day carried.
@@ -48,16 +49,6 @@ CREATE TABLE rollup_tuple_daily (
     tuple  bigint  NOT NULL,
     value  numeric NOT NULL,
     PRIMARY KEY (gameid, day, metric, dim, tuple)
-) WITH (fillfactor = 80);
-CREATE TABLE rollup_dim_hourly (
-    gameid text        NOT NULL,
-    hour   timestamptz NOT NULL,
-    metric text        NOT NULL,
-    dname  text        NOT NULL,
-    dim    text        NOT NULL DEFAULT '',
-    dvalue text        NOT NULL,
-    value  numeric     NOT NULL,
-    PRIMARY KEY (gameid, metric, dname, hour, dim, dvalue)
 ) WITH (fillfactor = 80);
 CREATE TABLE rollup_dim_daily (
     gameid text    NOT NULL,
