@@ -877,20 +877,26 @@ func (c *changes) rollupsTuples() []batchTuple {
 	return out
 }
 
-// queueCCU keeps the hourly and daily peaks of the minutes whose online
-// count changed.
+// queueCCU adds the online counts of the minutes that changed and keeps
+// the hourly and daily peaks (one statement, after the other rollups).
 func queueCCU(b *pgx.Batch, d deltas, zone func(string) *time.Location) {
-	var games []string
-	var minutes, hours, days []time.Time
+	var keys []rollKey
 	for k, v := range d {
 		if k.grain == minutely && k.metric == mOnline && !v.isZero() {
-			games, minutes = append(games, k.game), append(minutes, k.bucket)
-			hours, days = append(hours, hourOf(k.bucket)), append(days, dayIn(k.bucket, zone(k.game)))
+			keys = append(keys, k)
 		}
 	}
-	if len(games) > 0 {
-		b.Queue(upsertCCU, games, minutes, hours, days)
+	if len(keys) == 0 {
+		return
 	}
+	slices.SortFunc(keys, cmpRollKey)
+	games, minutes, hours, days, values := make([]string, len(keys)), make([]time.Time, len(keys)), make([]time.Time, len(keys)),
+		make([]time.Time, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		games[i], minutes[i], hours[i], days[i] = k.game, k.bucket, hourOf(k.bucket), dayIn(k.bucket, zone(k.game))
+		values[i] = d[k].n
+	}
+	b.Queue(upsertOnline, games, minutes, hours, days, values)
 }
 
 func queueActivity(b *pgx.Batch, sql string, rows []activityRow) {
@@ -934,7 +940,7 @@ func sessionArgs(keys []sessionKey, states map[sessionKey]*sessionState, zone fu
 func queueRollups(b *pgx.Batch, d deltas) {
 	keys := make([]rollKey, 0, len(d))
 	for k, v := range d {
-		if !v.isZero() {
+		if !v.isZero() && (k.grain != minutely || k.metric != mOnline) { // online: queueCCU
 			keys = append(keys, k)
 		}
 	}

@@ -246,13 +246,19 @@ GROUP BY gameid, day, dname, dvalue
 ORDER BY gameid COLLATE "C", day, dname COLLATE "C", dvalue COLLATE "C"
 ON CONFLICT (gameid, day, dname, dvalue) DO UPDATE SET players = hll_union(h.players, excluded.players)`
 
-	// upsertCCU keeps the highest online count of the minutes $2 (their
-	// UTC hours $3, their days $4 in the game's zone) per hour and day:
-	// online counts only grow, so the peak is the maximum of the minutes.
-	upsertCCU = `WITH m AS (
-	SELECT u.g, u.h, u.d, r.value::bigint AS v
-	FROM unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::date[]) AS u(g, m, h, d)
-	JOIN rollup_minutely r ON r.gameid = u.g AND r.minute = u.m AND r.metric = 'online' AND r.dim = ''
+	// upsertOnline adds the online counts of minutes $2 (their UTC hours
+	// $3, their days $4 in the game's zone) and keeps the highest of each
+	// hour and day: online counts only grow, so a peak is the maximum of
+	// its minutes' counts, which the upsert returns.
+	upsertOnline = `WITH o AS (
+	INSERT INTO rollup_minutely AS r (gameid, minute, metric, dim, value)
+	SELECT g, m, 'online', '', v FROM unnest($1::text[], $2::timestamptz[], $5::bigint[]) AS u(g, m, v)
+	ORDER BY g COLLATE "C", m
+	ON CONFLICT (gameid, minute, metric, dim) DO UPDATE SET value = r.value + excluded.value
+	RETURNING r.gameid, r.minute, r.value
+), m AS (
+	SELECT u.g, u.h, u.d, o.value::bigint AS v
+	FROM o JOIN unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::date[]) AS u(g, m, h, d) ON u.g = o.gameid AND u.m = o.minute
 ), hours AS (
 	INSERT INTO ccu_hourly AS c (gameid, hour, peak)
 	SELECT g, h, max(v) FROM m GROUP BY g, h ORDER BY g COLLATE "C", h
