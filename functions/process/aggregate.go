@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -390,6 +392,9 @@ func (a *aggregator) aggregate(ctx context.Context, conn *pgx.Conn, cands []cand
 			recs = append(recs, r)
 		}
 	}
+	if err := a.p.dims.resolve(ctx, recs); err != nil {
+		return 0, rows, nil, err
+	}
 	bt := newBatch(recs)
 	st, err := load(ctx, conn, bt, zone)
 	if err != nil {
@@ -459,7 +464,8 @@ type querier interface {
 // for the activity history of players whose install day moves).
 func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Location) (*state, error) {
 	st := &state{players: make(map[playerKey]playerState), sessions: make(map[sessionKey]sessionState),
-		days: make(map[activityKey]bool), hours: make(map[activityKey]bool)}
+		days: make(map[activityKey]bool), hours: make(map[activityKey]bool),
+		dayTuples: make(map[activityKey][]dayTuple), minutes: make(map[activityKey]uint64), tuples: make(map[int64]events.Dims)}
 	if len(b.recs) == 0 {
 		return st, nil
 	}
@@ -469,12 +475,14 @@ func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Loca
 		m := len(b.pkeys)
 		games, subjects, first, last, install, fp := make([]string, m), make([]string, m), make([]time.Time, m),
 			make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m)
+		tuples, ptuples := make([]int64, m), make([]int64, m)
 		for i, k := range b.pkeys {
 			p := b.players[k]
 			games[i], subjects[i], first[i], last[i] = k.game, k.subject, p.firstSeen, p.lastSeen
 			install[i], fp[i] = dayIn(p.firstSeen, zone(k.game)), tstz(p.firstPurchase)
+			tuples[i], ptuples[i] = p.tuple, p.purchaseTuple
 		}
-		q1.Queue(insertPlayers, games, subjects, first, last, install, fp).Query(func(rows pgx.Rows) error {
+		q1.Queue(insertPlayers, games, subjects, first, last, install, fp, tuples, ptuples).Query(func(rows pgx.Rows) error {
 			var k playerKey
 			_, err := pgx.ForEachRow(rows, []any{&k.game, &k.subject}, func() error {
 				newPlayers[k] = true
@@ -486,9 +494,11 @@ func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Loca
 			var k playerKey
 			var first, last time.Time
 			var fp pgtype.Timestamptz
-			_, err := pgx.ForEachRow(rows, []any{&k.game, &k.subject, &first, &last, &fp}, func() error {
+			var tuple, ptuple int64
+			_, err := pgx.ForEachRow(rows, []any{&k.game, &k.subject, &first, &last, &fp, &tuple, &ptuple}, func() error {
 				if !newPlayers[k] {
-					st.players[k] = playerState{firstSeen: first.UTC(), lastSeen: last.UTC(), firstPurchase: fp.Time.UTC()}
+					st.players[k] = playerState{firstSeen: first.UTC(), lastSeen: last.UTC(), firstPurchase: fp.Time.UTC(),
+						tuple: tuple, purchaseTuple: ptuple}
 				}
 				return nil
 			})
@@ -514,11 +524,12 @@ func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Loca
 			var k sessionKey
 			var start, firstAt, lastAt, end pgtype.Timestamptz
 			var endLen, platform, version, country pgtype.Text
-			_, err := pgx.ForEachRow(rows, []any{&k.game, &k.subject, &k.session, &start, &firstAt, &lastAt, &end, &endLen, &platform, &version, &country}, func() error {
+			var tuple int64
+			_, err := pgx.ForEachRow(rows, []any{&k.game, &k.subject, &k.session, &start, &firstAt, &lastAt, &end, &endLen, &platform, &version, &country, &tuple}, func() error {
 				if newSessions[k] {
 					return nil
 				}
-				s := sessionState{firstAt: firstAt.Time.UTC(), lastAt: lastAt.Time.UTC(),
+				s := sessionState{firstAt: firstAt.Time.UTC(), lastAt: lastAt.Time.UTC(), tuple: tuple,
 					platform: platform.String, version: version.String, country: country.String}
 				if start.Valid {
 					s.startAt = start.Time.UTC()
@@ -536,7 +547,9 @@ func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Loca
 		})
 	}
 	queueActivityLoad(q1, loadDays, b.days, st.days)
-	queueActivityLoad(q1, loadHours, b.hours, st.hours)
+	queueHoursLoad(q1, b, st)
+	dayKeys := queueDayTuplesLoad(q1, b, st)
+	queueTuplesLoad(q1, b, dayKeys, st)
 	if err := q.SendBatch(ctx, q1).Close(); err != nil {
 		return nil, fmt.Errorf("load state: %w", err)
 	}
@@ -547,6 +560,16 @@ func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Loca
 			games[i], subjects[i] = k.game, k.subject
 		}
 		q2 := &pgx.Batch{}
+		st.revenue = make(map[playerKey][]revenueRow, len(movers))
+		q2.Queue(loadRevenueHistory, games, subjects).Query(func(rows pgx.Rows) error {
+			var k playerKey
+			var r revenueRow
+			_, err := pgx.ForEachRow(rows, []any{&k.game, &k.subject, &r.currency, &r.day, &r.amount}, func() error {
+				st.revenue[k] = append(st.revenue[k], r)
+				return nil
+			})
+			return err
+		})
 		q2.Queue(loadHistory, games, subjects).Query(func(rows pgx.Rows) error {
 			var k playerKey
 			var day time.Time
@@ -561,6 +584,83 @@ func load(ctx context.Context, q querier, b *batch, zone func(string) *time.Loca
 		}
 	}
 	return st, nil
+}
+
+// queueHoursLoad queues the read of the batch's player_hours rows, and of
+// the hours either side where the batch has a player's minute 0 or 59
+// (whether the player was online across the hour's edge), into st.hours
+// (the batch's own keys) and st.minutes (all).
+func queueHoursLoad(q *pgx.Batch, b *batch, st *state) {
+	n := len(b.hours)
+	games, ats, subjects := make([]string, 0, n), make([]time.Time, 0, n), make([]string, 0, n)
+	for k := range b.hours {
+		games, ats, subjects = append(games, k.game), append(ats, k.at), append(subjects, k.subject)
+		m := b.minutes[k]
+		if m&1 != 0 {
+			games, ats, subjects = append(games, k.game), append(ats, k.at.Add(-time.Hour)), append(subjects, k.subject)
+		}
+		if m&(1<<59) != 0 {
+			games, ats, subjects = append(games, k.game), append(ats, k.at.Add(time.Hour)), append(subjects, k.subject)
+		}
+	}
+	q.Queue(loadHours, games, ats, subjects).Query(func(rows pgx.Rows) error {
+		var k activityKey
+		var paid bool
+		var minutes int64
+		_, err := pgx.ForEachRow(rows, []any{&k.game, &k.at, &k.subject, &paid, &minutes}, func() error {
+			k.at = k.at.UTC()
+			if _, ok := b.hours[k]; ok {
+				st.hours[k] = paid
+			}
+			st.minutes[k] = uint64(minutes)
+			return nil
+		})
+		return err
+	})
+}
+
+// queueDayTuplesLoad queues the read of the tuples of the batch's player
+// days; it returns the keys' columns for queueTuplesLoad.
+func queueDayTuplesLoad(q *pgx.Batch, b *batch, st *state) [3]any {
+	n := len(b.days)
+	games, days, subjects := make([]string, 0, n), make([]time.Time, 0, n), make([]string, 0, n)
+	for k := range b.days {
+		games, days, subjects = append(games, k.game), append(days, k.at), append(subjects, k.subject)
+	}
+	q.Queue(loadDayTuples, games, days, subjects).Query(func(rows pgx.Rows) error {
+		var k activityKey
+		var t dayTuple
+		_, err := pgx.ForEachRow(rows, []any{&k.game, &k.at, &k.subject, &t.tuple, &t.paid}, func() error {
+			st.dayTuples[k] = append(st.dayTuples[k], t)
+			return nil
+		})
+		return err
+	})
+	return [3]any{games, days, subjects}
+}
+
+// queueTuplesLoad queues the read of the values of the tuples the batch's
+// existing rows name.
+func queueTuplesLoad(q *pgx.Batch, b *batch, dayKeys [3]any, st *state) {
+	games := map[string]bool{}
+	pg, ps := make([]string, len(b.pkeys)), make([]string, len(b.pkeys))
+	for i, k := range b.pkeys {
+		pg[i], ps[i] = k.game, k.subject
+		games[k.game] = true
+	}
+	sg, sp, ss := make([]string, len(b.skeys)), make([]string, len(b.skeys)), make([]string, len(b.skeys))
+	for i, k := range b.skeys {
+		sg[i], sp[i], ss[i] = k.game, k.subject, k.session
+	}
+	q.Queue(loadTuples, sortedKeys(games, strings.Compare), pg, ps, sg, sp, ss, dayKeys[0], dayKeys[1], dayKeys[2]).Query(func(rows pgx.Rows) error {
+		var id int64
+		var d events.Dims
+		_, err := pgx.ForEachRow(rows, []any{&id, &d[0], &d[1], &d[2], &d[3], &d[4], &d[5]}, func() error {
+			st.tuples[id] = d
+			return nil
+		})
+		return err
+	})
 }
 
 // queueActivityLoad queues the read of the activity rows of keys into into.
@@ -611,11 +711,13 @@ func queueWrite(b *pgx.Batch, c *changes, held []*record, zone func(string) *tim
 	if m := len(c.players); m > 0 {
 		games, subjects, first, last, install, fp, ns := make([]string, m), make([]string, m), make([]time.Time, m),
 			make([]time.Time, m), make([]time.Time, m), make([]pgtype.Timestamptz, m), make([]int64, m)
+		tuples, ptuples := make([]int64, m), make([]int64, m)
 		for i, p := range c.players {
 			games[i], subjects[i], first[i], last[i] = p.key.game, p.key.subject, p.state.firstSeen, p.state.lastSeen
 			install[i], fp[i], ns[i] = p.install, tstz(p.state.firstPurchase), p.newSessions
+			tuples[i], ptuples[i] = p.state.tuple, p.state.purchaseTuple
 		}
-		b.Queue(updatePlayers, games, subjects, first, last, install, fp, ns)
+		b.Queue(updatePlayers, games, subjects, first, last, install, fp, ns, tuples, ptuples)
 	}
 	if len(c.sessions) > 0 {
 		keys := make([]sessionKey, len(c.sessions))
@@ -627,7 +729,8 @@ func queueWrite(b *pgx.Batch, c *changes, held []*record, zone func(string) *tim
 		b.Queue(updateSessions, sessionArgs(keys, states, zone)...)
 	}
 	queueActivity(b, upsertDays, c.days)
-	queueActivity(b, upsertHours, c.hours)
+	queueHours(b, c.hours)
+	queueDimRows(b, c)
 	if len(c.spend) > 0 {
 		keys := sortedKeys(c.spend, func(a, b spendKey) int {
 			return cmpSession(sessionKey{a.game, a.subject, a.currency}, sessionKey{b.game, b.subject, b.currency})
@@ -663,6 +766,137 @@ func queueWrite(b *pgx.Batch, c *changes, held []*record, zone func(string) *tim
 		b.Queue(upsertHLL, games, days, subs)
 	}
 	queueRollups(b, c.rollups)
+	queueCCU(b, c.rollups, zone)
+}
+
+func queueHours(b *pgx.Batch, rows []activityRow) {
+	if len(rows) == 0 {
+		return
+	}
+	m := len(rows)
+	games, ats, subs, paid, mins := make([]string, m), make([]time.Time, m), make([]string, m), make([]bool, m), make([]int64, m)
+	for i, r := range rows {
+		games[i], ats[i], subs[i], paid[i], mins[i] = r.key.game, r.key.at, r.key.subject, r.paid, int64(r.minutes)
+	}
+	b.Queue(upsertHours, games, ats, subs, paid, mins)
+}
+
+// queueDimRows queues the rows of dimensions and LTV: tuples, player day
+// tuples, per-value sketches, revenue days and cohort revenue.
+func queueDimRows(b *pgx.Batch, c *changes) {
+	if len(c.tuples) > 0 {
+		var games []string
+		var ids []int64
+		var vals [6][]string
+		for _, r := range c.rollupsTuples() {
+			games, ids = append(games, r.game), append(ids, r.id)
+			for i := range vals {
+				vals[i] = append(vals[i], r.dims[i])
+			}
+		}
+		b.Queue(insertTuples, games, ids, vals[0], vals[1], vals[2], vals[3], vals[4], vals[5])
+	}
+	if m := len(c.dayTuples); m > 0 {
+		games, days, subs, tuples, paid := make([]string, m), make([]time.Time, m), make([]string, m), make([]int64, m), make([]bool, m)
+		for i, r := range c.dayTuples {
+			games[i], days[i], subs[i], tuples[i], paid[i] = r.key.game, r.key.at, r.key.subject, r.tuple, r.paid
+		}
+		b.Queue(upsertDayTuples, games, days, subs, tuples, paid)
+	}
+	if m := len(c.dimSketch); m > 0 {
+		games, days, names, vals, subs := make([]string, m), make([]time.Time, m), make([]string, m), make([]string, m), make([]string, m)
+		dn := events.DimensionNames()
+		for i, r := range c.dimSketch {
+			games[i], days[i], names[i], vals[i], subs[i] = r.game, r.day, dn[r.dname], r.dvalue, r.subject
+		}
+		b.Queue(upsertDimHLL, games, days, names, vals, subs)
+	}
+	if len(c.revenue) > 0 {
+		var games, subs, curs []string
+		var days []time.Time
+		var amts []int64
+		for _, k := range sortedKeys(c.revenue, cmpRevenue) {
+			games, subs, curs, days, amts = append(games, k.game), append(subs, k.subject), append(curs, k.currency), append(days, k.day), append(amts, c.revenue[k])
+		}
+		b.Queue(upsertRevenueDays, games, subs, curs, days, amts)
+	}
+	var games, curs []string
+	var installs, days []time.Time
+	var amts []int64
+	for _, k := range sortedKeys(c.cohortRevenue, cmpCohortRevenue) {
+		if v := c.cohortRevenue[k]; v != 0 {
+			games, installs, curs, days, amts = append(games, k.game), append(installs, k.install), append(curs, k.currency), append(days, k.day), append(amts, v)
+		}
+	}
+	if len(games) > 0 {
+		b.Queue(upsertCohortRevenue, games, installs, curs, days, amts)
+	}
+}
+
+// batchTuple is one of a batch's tuples with its game.
+type batchTuple struct {
+	game string
+	id   int64
+	dims events.Dims
+}
+
+// rollupsTuples lists the (game, tuple) pairs the changes' tuple rollups
+// name, in order, with their values.
+func (c *changes) rollupsTuples() []batchTuple {
+	seen := map[batchTuple]bool{}
+	var out []batchTuple
+	for k := range c.rollups {
+		if k.grain != tupleDaily {
+			continue
+		}
+		d, ok := c.tuples[k.tuple]
+		if !ok {
+			continue // an old tuple: its row exists
+		}
+		t := batchTuple{k.game, k.tuple, d}
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	for _, r := range c.dayTuples {
+		if d, ok := c.tuples[r.tuple]; ok {
+			t := batchTuple{r.key.game, r.tuple, d}
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, t)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b batchTuple) int {
+		if c := strings.Compare(a.game, b.game); c != 0 {
+			return c
+		}
+		return cmpInt(a.id, b.id)
+	})
+	return out
+}
+
+// queueCCU adds the online counts of the minutes that changed and keeps
+// the hourly and daily peaks (one statement, after the other rollups).
+func queueCCU(b *pgx.Batch, d deltas, zone func(string) *time.Location) {
+	var keys []rollKey
+	for k, v := range d {
+		if k.grain == minutely && k.metric == mOnline && !v.isZero() {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	slices.SortFunc(keys, cmpRollKey)
+	games, minutes, hours, days, values := make([]string, len(keys)), make([]time.Time, len(keys)), make([]time.Time, len(keys)),
+		make([]time.Time, len(keys)), make([]int64, len(keys))
+	for i, k := range keys {
+		games[i], minutes[i], hours[i], days[i] = k.game, k.bucket, hourOf(k.bucket), dayIn(k.bucket, zone(k.game))
+		values[i] = d[k].n
+	}
+	b.Queue(upsertOnline, games, minutes, hours, days, values)
 }
 
 func queueActivity(b *pgx.Batch, sql string, rows []activityRow) {
@@ -685,8 +919,10 @@ func sessionArgs(keys []sessionKey, states map[sessionKey]*sessionState, zone fu
 	endLen := make([]pgtype.Text, m)
 	platform, version, country := make([]pgtype.Text, m), make([]pgtype.Text, m), make([]pgtype.Text, m)
 	begin, length, day, hour := make([]time.Time, m), make([]string, m), make([]time.Time, m), make([]time.Time, m)
+	tuples := make([]int64, m)
 	for i, k := range keys {
 		s := states[k]
+		tuples[i] = s.tuple
 		games[i], subjects[i], sids[i] = k.game, k.subject, k.session
 		start[i], first[i], last[i], end[i] = tstz(s.startAt), s.firstAt, s.lastAt, tstz(s.endAt)
 		if s.endLength != nil {
@@ -696,7 +932,7 @@ func sessionArgs(keys []sessionKey, states map[sessionKey]*sessionState, zone fu
 		begin[i], length[i] = s.begin(), decimal(s.length())
 		day[i], hour[i] = dayIn(begin[i], zone(k.game)), hourOf(begin[i])
 	}
-	return []any{games, subjects, sids, start, first, last, end, endLen, platform, version, country, begin, length, day, hour}
+	return []any{games, subjects, sids, start, first, last, end, endLen, platform, version, country, begin, length, day, hour, tuples}
 }
 
 // queueRollups adds the non-zero deltas, in key order, one statement per
@@ -704,7 +940,7 @@ func sessionArgs(keys []sessionKey, states map[sessionKey]*sessionState, zone fu
 func queueRollups(b *pgx.Batch, d deltas) {
 	keys := make([]rollKey, 0, len(d))
 	for k, v := range d {
-		if !v.isZero() {
+		if !v.isZero() && (k.grain != minutely || k.metric != mOnline) { // online: queueCCU
 			keys = append(keys, k)
 		}
 	}
@@ -720,7 +956,23 @@ func queueRollups(b *pgx.Batch, d deltas) {
 		for i, k := range keys[:n] {
 			games[i], buckets[i], metrics[i], dims[i], values[i] = k.game, k.bucket, k.metric, k.dim, d[k].String()
 		}
-		b.Queue(upsertRollups(g), games, buckets, metrics, dims, values)
+		switch g {
+		case tupleDaily:
+			tuples := make([]int64, n)
+			for i, k := range keys[:n] {
+				tuples[i] = k.tuple
+			}
+			b.Queue(upsertRollups(g), games, buckets, metrics, dims, tuples, values)
+		case dimDaily:
+			names, vals := make([]string, n), make([]string, n)
+			dn := events.DimensionNames()
+			for i, k := range keys[:n] {
+				names[i], vals[i] = dn[k.dname], k.dvalue
+			}
+			b.Queue(upsertRollups(g), games, buckets, metrics, dims, names, vals, values)
+		default:
+			b.Queue(upsertRollups(g), games, buckets, metrics, dims, values)
+		}
 		keys = keys[n:]
 	}
 }

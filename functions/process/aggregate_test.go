@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -240,8 +241,41 @@ func TestPendingEventsRoundTripAndRefuseCorruptRows(t *testing.T) {
 	for i, r := range recs {
 		b := back[i]
 		if b.id != r.id || b.typ != r.typ || b.subject != r.subject || b.sessionID != r.sessionID || !b.time.Equal(r.time) ||
-			!b.received.Equal(r.received) || b.p != r.p || !b.day.Equal(r.day) || !b.hour.Equal(r.hour) || b.game != "g" {
+			!b.received.Equal(r.received) || b.p != r.p || !b.day.Equal(r.day) || !b.hour.Equal(r.hour) || b.game != "g" ||
+			b.raw != r.raw || b.tuple != r.tuple {
 			t.Fatalf("event %d changed on the way: %+v, want %+v", i, *b, *r)
+		}
+	}
+	// A row of the format before dimensions (version 1) still decodes: its
+	// events count under a session.start's data, else unknown.
+	v1 := []byte{pendingV1}
+	v1 = binary.AppendUvarint(v1, uint64(len(recs)))
+	for _, r := range recs {
+		p := &r.p
+		for _, s := range [...]string{r.id, r.typ, r.subject, r.sessionID,
+			p.Platform, p.AppVersion, p.Country, string(p.LengthS), p.Currency, string(p.AmountMinor), p.Flow,
+			string(p.Amount), p.Status, p.Level, p.Event, string(p.Value), p.Action, p.AdType, string(p.RevenueMicros), p.Severity} {
+			v1 = binary.AppendUvarint(v1, uint64(len(s)))
+			v1 = append(v1, s...)
+		}
+		v1 = binary.AppendVarint(v1, r.time.UnixMicro())
+		v1 = binary.AppendVarint(v1, r.received.UnixMicro())
+	}
+	old, err := decodePending("g", v1)
+	if err != nil || len(old) != len(recs) {
+		t.Fatalf("decode a version 1 row: %d events, %v", len(old), err)
+	}
+	for i, b := range old {
+		want := events.Dims{events.Unknown, events.Unknown, events.Unknown, events.Unknown, events.Unknown, events.Unknown}
+		if b.typ == events.TypeSessionStart {
+			want.FillFromStart(b.p.Platform, b.p.AppVersion, b.p.Country)
+			want = events.Dims{b.p.Platform, b.p.Country, b.p.AppVersion, events.Unknown, events.Unknown, events.Unknown}
+			if b.p.Country == "" {
+				want[1] = events.Unknown
+			}
+		}
+		if b.id != recs[i].id || b.raw != want {
+			t.Fatalf("version 1 event %d: %s dims %v, want %s %v", i, b.id, b.raw, recs[i].id, want)
 		}
 	}
 	for _, bad := range [][]byte{nil, {}, {99}, blob[:len(blob)-1], append(append([]byte(nil), blob...), 0)} {

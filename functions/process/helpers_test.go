@@ -204,15 +204,38 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 		return v
 	}
 	spend := map[string][2]int64{}
+	// Per single dimension value, daily (a selection of metrics).
+	dimAdd := func(at time.Time, d events.Dims, metric, dim string, v *big.Rat) {
+		for i, name := range events.DimensionNames() {
+			k := "dim|" + r.Day(at).Format(time.DateOnly) + "|" + metric + "|" + dim + "|" + name + "=" + d[i]
+			if sums[k] == nil {
+				sums[k] = new(big.Rat)
+			}
+			sums[k].Add(sums[k], v)
+		}
+	}
+	dimSeen := func(at time.Time, d events.Dims, metric, subject string) {
+		for i, name := range events.DimensionNames() {
+			k := "dim|" + r.Day(at).Format(time.DateOnly) + "|" + metric + "||" + name + "=" + d[i]
+			if players[k] == nil {
+				players[k] = map[string]bool{}
+			}
+			players[k][subject] = true
+		}
+	}
 	for _, e := range r.Events {
 		add(e.Time, "events", e.Type, one)
 		seen(e.Time, "active_players", e.Subject)
+		dimAdd(e.Time, e.Dims, "events", "", one)
+		dimSeen(e.Time, e.Dims, "active_players", e.Subject)
 		switch e.Type {
 		case events.TypePurchase:
 			cur, amt := e.Text("currency"), number(e, "amount_minor")
 			add(e.Time, "purchases", cur, one)
 			add(e.Time, "revenue_minor", cur, amt)
 			seen(e.Time, "paying_players", e.Subject)
+			dimSeen(e.Time, e.Dims, "paying_players", e.Subject)
+			dimAdd(e.Time, e.Dims, "revenue_minor", cur, amt)
 			s := spend[e.Subject+"|"+cur]
 			spend[e.Subject+"|"+cur] = [2]int64{s[0] + amt.Num().Int64(), s[1] + 1}
 		case events.TypeAd:
@@ -226,6 +249,11 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 			add(e.Time, "progression_"+e.Text("status"), e.Text("level"), one)
 		case events.TypeResource:
 			add(e.Time, "resource_"+e.Text("flow"), e.Text("currency"), number(e, "amount"))
+			k := "daily|" + r.Day(e.Time).Format(time.DateOnly) + "|economy_" + e.Text("flow") + "|" + e.Text("currency") + "\x1f" + e.Text("item_type") + "\x1f" + e.Text("item_id")
+			if sums[k] == nil {
+				sums[k] = new(big.Rat)
+			}
+			sums[k].Add(sums[k], number(e, "amount"))
 		case events.TypeDesign:
 			add(e.Time, "design_events", e.Text("event"), one)
 			if _, ok := e.Data["value"]; ok {
@@ -239,6 +267,7 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 	for k, s := range r.Sessions {
 		begin, length := s.Begin(), s.Length()
 		add(begin, "sessions", "", one)
+		dimAdd(begin, s.Dims, "sessions", "", one)
 		add(begin, "session_length_sum_s", "", length)
 		add(begin, "session_length_count", "", one)
 		strs["session|"+k.Subject+"|"+k.Session] = fmt.Sprintf("%s %s %s %s %v", begin.Format(time.RFC3339Nano), length.RatString(),
@@ -251,6 +280,16 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 			cohorts["cohort|"+install+"|"+d.Format(time.DateOnly)]++
 		}
 		add(p.First, "new_players", "", one)
+		dimAdd(p.First, p.Dims, "new_players", "", one)
+		for cur, days := range p.Revenue {
+			for d, amt := range days {
+				k := "ltv|" + install + "|" + d.Format(time.DateOnly) + "|" + cur
+				if sums[k] == nil {
+					sums[k] = new(big.Rat)
+				}
+				sums[k].Add(sums[k], big.NewRat(amt, 1))
+			}
+		}
 		fp := ""
 		if !p.FirstPurchase.IsZero() {
 			add(p.FirstPurchase, "first_time_payers", "", one)
@@ -261,6 +300,11 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 	}
 	for k, n := range cohorts {
 		strs[k] = strconv.Itoa(n)
+	}
+	for m, n := range r.OnlineMinutes() {
+		if n > 0 {
+			strs["online|"+m.UTC().Format(time.RFC3339)] = strconv.Itoa(n)
+		}
 	}
 	for k, s := range spend {
 		strs["spend|"+k] = fmt.Sprintf("%d %d", s[0], s[1])
@@ -296,7 +340,17 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 		FROM rollup_hourly WHERE gameid = $1 AND value <> 0
 		UNION ALL
 		SELECT 'minutely|' || to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || metric || '|' || dim, value::text
-		FROM rollup_minutely WHERE gameid = $1 AND value <> 0`,
+		FROM rollup_minutely WHERE gameid = $1 AND value <> 0 AND metric <> 'online'
+		UNION ALL
+		SELECT 'dim|' || to_char(day, 'YYYY-MM-DD') || '|' || metric || '|' || dim || '|' || dname || '=' || dvalue, value::text
+		FROM rollup_dim_daily WHERE gameid = $1 AND value <> 0
+		  AND metric IN ('active_players', 'paying_players', 'new_players', 'sessions', 'revenue_minor', 'events')
+		UNION ALL
+		SELECT 'ltv|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD') || '|' || currency, amount_minor::text
+		FROM cohort_revenue WHERE gameid = $1 AND amount_minor <> 0
+		UNION ALL
+		SELECT 'online|' || to_char(minute AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), value::text
+		FROM rollup_minutely WHERE gameid = $1 AND value <> 0 AND metric = 'online'`,
 		func(v string) string { return ratOf(t, v).RatString() })
 	readKeyValues(`SELECT 'cohort|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD'), players::text
 		FROM cohort_days WHERE gameid = $1 AND players <> 0`, func(v string) string { return v })

@@ -71,6 +71,47 @@ type spendKey struct{ game, subject, currency string }
 
 type spendDelta struct{ amount, purchases int64 }
 
+// revenueKey addresses a player_revenue_days row.
+type revenueKey struct {
+	game, subject, currency string
+	day                     time.Time
+}
+
+// cohortRevenueKey addresses a cohort_revenue row.
+type cohortRevenueKey struct {
+	game     string
+	install  time.Time
+	currency string
+	day      time.Time
+}
+
+func cmpCohortRevenue(a, b cohortRevenueKey) int {
+	if c := cmpCohort(cohortKey{a.game, a.install, a.day}, cohortKey{b.game, b.install, b.day}); c != 0 {
+		return c
+	}
+	return strings.Compare(a.currency, b.currency)
+}
+
+func cmpRevenue(a, b revenueKey) int {
+	if c := cmpSession(sessionKey{a.game, a.subject, a.currency}, sessionKey{b.game, b.subject, b.currency}); c != 0 {
+		return c
+	}
+	return a.day.Compare(b.day)
+}
+
+// revenueRow is one day of a player's revenue history.
+type revenueRow struct {
+	currency string
+	day      time.Time
+	amount   int64
+}
+
+// dayTuple is a player_day_tuples row: whether a purchase carried it.
+type dayTuple struct {
+	tuple int64
+	paid  bool
+}
+
 // batch is the new events of one aggregation (each counted by no earlier
 // one), grouped by the keys of the tables they change. Every record's
 // local day must be in its game's time zone.
@@ -82,11 +123,18 @@ type batch struct {
 	hours    map[activityKey]bool
 	pkeys    []playerKey  // sorted: rows are locked in this order
 	skeys    []sessionKey // sorted
+	// dayTuples are the tuples of each player's day (paid as in days),
+	// minutes the minutes of each player-hour (bit i: minute i), tuples
+	// the values of the batch's tuples.
+	dayTuples map[activityKey]map[int64]bool
+	minutes   map[activityKey]uint64
+	tuples    map[int64]events.Dims
 }
 
 func newBatch(recs []*record) *batch {
 	b := &batch{recs: recs, players: make(map[playerKey]*playerState), sessions: make(map[sessionKey]*sessionState),
-		days: make(map[activityKey]bool), hours: make(map[activityKey]bool)}
+		days: make(map[activityKey]bool), hours: make(map[activityKey]bool),
+		dayTuples: make(map[activityKey]map[int64]bool), minutes: make(map[activityKey]uint64), tuples: make(map[int64]events.Dims)}
 	for _, r := range recs {
 		pk := playerKey{r.game, r.subject}
 		ps := playerOf(r)
@@ -108,6 +156,14 @@ func newBatch(recs []*record) *batch {
 		kd, kh := activityKey{r.game, r.local, r.subject}, activityKey{r.game, r.hour, r.subject}
 		b.days[kd] = b.days[kd] || paid
 		b.hours[kh] = b.hours[kh] || paid
+		b.minutes[kh] |= 1 << uint(r.time.Sub(r.hour)/time.Minute)
+		ts := b.dayTuples[kd]
+		if ts == nil {
+			ts = make(map[int64]bool, 1)
+			b.dayTuples[kd] = ts
+		}
+		ts[r.tuple] = ts[r.tuple] || paid
+		b.tuples[r.tuple] = r.dims
 	}
 	b.pkeys = sortedKeys(b.players, cmpPlayer)
 	b.skeys = sortedKeys(b.sessions, cmpSession)
@@ -136,6 +192,33 @@ type state struct {
 	// movers names: a player whose install day moves earlier takes them
 	// from the old cohort to the new one.
 	history map[playerKey][]time.Time
+	// revenue is the revenue history (player_revenue_days) of the same
+	// players: it moves cohort with them.
+	revenue map[playerKey][]revenueRow
+	// dayTuples are the player_day_tuples rows of the batch's player
+	// days; minutes the player_hours minutes of the batch's player hours
+	// and the hours either side; tuples the values of every tuple the
+	// loaded rows name.
+	dayTuples map[activityKey][]dayTuple
+	minutes   map[activityKey]uint64
+	tuples    map[int64]events.Dims
+}
+
+// dimsOf returns the tuple id's values: the batch's, the loaded ones, the
+// all-Unknown tuple for 0 (rows from before dimensions) and for an id
+// neither knows (cannot happen: every row's tuple is loaded with it).
+func dimsOf(b *batch, st *state) func(int64) tupleRef {
+	return func(id int64) tupleRef {
+		if d, ok := b.tuples[id]; ok {
+			return tupleRef{id, d}
+		}
+		if d, ok := st.tuples[id]; ok {
+			return tupleRef{id, d}
+		}
+		var d events.Dims
+		d.FillUnknown()
+		return tupleRef{id, d}
+	}
 }
 
 // movers are the batch's existing players whose install day the batch
@@ -166,6 +249,29 @@ type changes struct {
 	spend    map[spendKey]*spendDelta
 	cohorts  map[cohortKey]int64
 	rollups  deltas
+	// dayTuples are player_day_tuples rows to insert or mark paid;
+	// dimSketch the players of new (day, dimension value) pairs for the
+	// per-value HyperLogLog; revenue and cohortRevenue what LTV adds;
+	// tuples the batch's tuples (inserted if new).
+	dayTuples     []dayTupleRow
+	dimSketch     []dimSketchRow
+	revenue       map[revenueKey]int64
+	cohortRevenue map[cohortRevenueKey]int64
+	tuples        map[int64]events.Dims
+}
+
+type dayTupleRow struct {
+	key   activityKey
+	tuple int64
+	paid  bool
+}
+
+type dimSketchRow struct {
+	game    string
+	day     time.Time
+	dname   int8
+	dvalue  string
+	subject string
 }
 
 type playerRow struct {
@@ -183,8 +289,9 @@ type sessionRow struct {
 // activityRow is a player_days or player_hours row to insert, or to mark
 // paid when it exists.
 type activityRow struct {
-	key  activityKey
-	paid bool
+	key     activityKey
+	paid    bool
+	minutes uint64 // player_hours only: minutes with an event (OR-ed in)
 }
 
 // merge computes what b changes, given the state of its rows. Player and
@@ -194,14 +301,16 @@ type activityRow struct {
 // rows count a player once per day and hour; every event adds its own
 // counters once (b holds only events no earlier batch counted).
 func merge(b *batch, st *state, zone func(game string) *time.Location) *changes {
-	c := &changes{spend: make(map[spendKey]*spendDelta), cohorts: make(map[cohortKey]int64), rollups: make(deltas)}
+	c := &changes{spend: make(map[spendKey]*spendDelta), cohorts: make(map[cohortKey]int64), rollups: make(deltas),
+		revenue: make(map[revenueKey]int64), cohortRevenue: make(map[cohortRevenueKey]int64), tuples: b.tuples}
+	dims := dimsOf(b, st)
 	newSessions := make(map[playerKey]int64)
 	for _, k := range b.skeys {
 		loc := zone(k.game)
 		s := *b.sessions[k]
 		old, ok := st.sessions[k]
 		if !ok {
-			c.rollups.sessionContribution(k.game, s, loc, +1)
+			c.rollups.sessionContribution(k.game, s, loc, dims, +1)
 			newSessions[playerKey{k.game, k.subject}]++
 			continue
 		}
@@ -210,8 +319,8 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 		if sameSession(old, merged) {
 			continue
 		}
-		c.rollups.sessionContribution(k.game, old, loc, -1)
-		c.rollups.sessionContribution(k.game, merged, loc, +1)
+		c.rollups.sessionContribution(k.game, old, loc, dims, -1)
+		c.rollups.sessionContribution(k.game, merged, loc, dims, +1)
 		c.sessions = append(c.sessions, sessionRow{k, merged})
 	}
 	install := make(map[playerKey]time.Time, len(b.pkeys))
@@ -222,7 +331,7 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 		old, ok := st.players[k]
 		if !ok {
 			install[k] = dayIn(p.firstSeen, loc)
-			c.rollups.playerContribution(k.game, p, loc, +1)
+			c.rollups.playerContribution(k.game, p, loc, dims, +1)
 			if n > 0 {
 				c.players = append(c.players, playerRow{k, p, install[k], n})
 			}
@@ -236,13 +345,17 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 		}
 		// The contributions of the old state move to the new one; when the
 		// buckets did not change the two cancel out and nothing is written.
-		c.rollups.playerContribution(k.game, old, loc, -1)
-		c.rollups.playerContribution(k.game, merged, loc, +1)
+		c.rollups.playerContribution(k.game, old, loc, dims, -1)
+		c.rollups.playerContribution(k.game, merged, loc, dims, +1)
 		c.players = append(c.players, playerRow{k, merged, install[k], n})
 		if from := dayIn(old.firstSeen, loc); !from.Equal(install[k]) {
 			for _, d := range st.history[k] {
 				c.cohorts[cohortKey{k.game, from, d}]--
 				c.cohorts[cohortKey{k.game, install[k], d}]++
+			}
+			for _, r := range st.revenue[k] {
+				c.cohortRevenue[cohortRevenueKey{k.game, from, r.currency, r.day}] -= r.amount
+				c.cohortRevenue[cohortRevenueKey{k.game, install[k], r.currency, r.day}] += r.amount
 			}
 		}
 	}
@@ -254,12 +367,12 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 		had, exists := st.days[k]
 		switch {
 		case !exists:
-			c.days = append(c.days, activityRow{k, paid})
+			c.days = append(c.days, activityRow{key: k, paid: paid})
 			c.sketch = append(c.sketch, k)
 			c.rollups.addOne(rollKey{game: k.game, grain: daily, bucket: k.at, metric: mActivePlayers}, one)
 			c.cohorts[cohortKey{k.game, install[playerKey{k.game, k.subject}], k.at}]++
 		case paid && !had:
-			c.days = append(c.days, activityRow{k, true})
+			c.days = append(c.days, activityRow{key: k, paid: true})
 		default:
 			continue
 		}
@@ -267,15 +380,21 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 			c.rollups.addOne(rollKey{game: k.game, grain: daily, bucket: k.at, metric: mPayingPlayers}, one)
 		}
 	}
+	c.dimActivity(b, st, dims)
+	c.online(b, st)
 	for _, k := range sortedKeys(b.hours, cmpActivity) {
 		paid := b.hours[k]
 		had, exists := st.hours[k]
+		gained := b.minutes[k] &^ st.minutes[k]
 		switch {
 		case !exists:
-			c.hours = append(c.hours, activityRow{k, paid})
+			c.hours = append(c.hours, activityRow{k, paid, b.minutes[k]})
 			c.rollups.addOne(rollKey{game: k.game, grain: hourly, bucket: k.at, metric: mActivePlayers}, one)
-		case paid && !had:
-			c.hours = append(c.hours, activityRow{k, true})
+		case paid && !had || gained != 0:
+			c.hours = append(c.hours, activityRow{k, paid || had, gained})
+			if !paid || had {
+				continue
+			}
 		default:
 			continue
 		}
@@ -297,17 +416,122 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 			}
 			s.amount += amt
 			s.purchases++
+			c.revenue[revenueKey{r.game, r.subject, r.p.Currency, r.local}] += amt
+			c.cohortRevenue[cohortRevenueKey{r.game, install[playerKey{r.game, r.subject}], r.p.Currency, r.local}] += amt
 		}
 	}
 	return c
 }
 
+// dimActivity counts distinct players per day and dimension value: a
+// player's day counts once under each value any of the day's events
+// carried (paying: any purchase), whatever the tuples around it, and the
+// player_day_tuples rows that say so are written.
+func (c *changes) dimActivity(b *batch, st *state, dims func(int64) tupleRef) {
+	type seen struct{ any, paid bool }
+	for _, k := range sortedKeys(b.dayTuples, cmpActivity) {
+		old := st.dayTuples[k]
+		var before, after [len(events.Dims{})]map[string]seen
+		for i := range before {
+			before[i], after[i] = map[string]seen{}, map[string]seen{}
+		}
+		mark := func(into *[len(events.Dims{})]map[string]seen, id int64, paid bool) {
+			for i, v := range dims(id).dims {
+				s := into[i][v]
+				into[i][v] = seen{true, s.paid || paid}
+			}
+		}
+		had := make(map[int64]bool, len(old))
+		exists := make(map[int64]bool, len(old))
+		for _, t := range old {
+			mark(&before, t.tuple, t.paid)
+			mark(&after, t.tuple, t.paid)
+			had[t.tuple], exists[t.tuple] = t.paid, true
+		}
+		ids := sortedKeys(b.dayTuples[k], func(a, b int64) int { return cmpInt(a, b) })
+		for _, id := range ids {
+			paid := b.dayTuples[k][id]
+			mark(&after, id, paid)
+			if !exists[id] || paid && !had[id] {
+				c.dayTuples = append(c.dayTuples, dayTupleRow{k, id, paid})
+			}
+		}
+		for i := range after {
+			for _, v := range sortedKeys(after[i], strings.Compare) {
+				was, now := before[i][v], after[i][v]
+				if !was.any {
+					c.rollups.addOne(rollKey{game: k.game, grain: dimDaily, bucket: k.at, metric: mActivePlayers, dname: int8(i), dvalue: v}, one)
+					c.dimSketch = append(c.dimSketch, dimSketchRow{k.game, k.at, int8(i), v, k.subject})
+				}
+				if now.paid && !was.paid {
+					c.rollups.addOne(rollKey{game: k.game, grain: dimDaily, bucket: k.at, metric: mPayingPlayers, dname: int8(i), dvalue: v}, one)
+				}
+			}
+		}
+	}
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// online counts, per UTC minute, the players online in it (an event in
+// that minute or the one before, the live view's two minutes), from the
+// minutes of each player-hour: a minute a player gains can put them
+// online in it and in the next one, and each counts only if the player
+// was not online there already (old minutes, the hours either side
+// included), so the count is exact whatever the batches and their order.
+func (c *changes) online(b *batch, st *state) {
+	type pm struct {
+		game, subject string
+		minute        time.Time
+	}
+	bits := func(k activityKey, withBatch bool) uint64 {
+		v := st.minutes[k]
+		if withBatch {
+			v |= b.minutes[k]
+		}
+		return v
+	}
+	active := func(game, subject string, m time.Time, withBatch bool) bool {
+		h := m.Truncate(time.Hour)
+		return bits(activityKey{game, h, subject}, withBatch)&(1<<uint(m.Sub(h)/time.Minute)) != 0
+	}
+	cands := map[pm]bool{}
+	for k, mins := range b.minutes {
+		gained := mins &^ st.minutes[k]
+		for i := 0; gained != 0; i++ {
+			if gained&1 != 0 {
+				m := k.at.Add(time.Duration(i) * time.Minute)
+				cands[pm{k.game, k.subject, m}] = true
+				cands[pm{k.game, k.subject, m.Add(time.Minute)}] = true
+			}
+			gained >>= 1
+		}
+	}
+	for p := range cands {
+		prev := p.minute.Add(-time.Minute)
+		now := active(p.game, p.subject, p.minute, true) || active(p.game, p.subject, prev, true)
+		was := active(p.game, p.subject, p.minute, false) || active(p.game, p.subject, prev, false)
+		if now && !was {
+			c.rollups.addOne(rollKey{game: p.game, grain: minutely, bucket: p.minute, metric: mOnline}, one)
+		}
+	}
+}
+
 func samePlayer(a, b playerState) bool {
-	return a.firstSeen.Equal(b.firstSeen) && a.lastSeen.Equal(b.lastSeen) && a.firstPurchase.Equal(b.firstPurchase)
+	return a.firstSeen.Equal(b.firstSeen) && a.lastSeen.Equal(b.lastSeen) && a.firstPurchase.Equal(b.firstPurchase) &&
+		a.tuple == b.tuple && a.purchaseTuple == b.purchaseTuple
 }
 
 func sameSession(a, b sessionState) bool {
 	return a.startAt.Equal(b.startAt) && a.firstAt.Equal(b.firstAt) && a.lastAt.Equal(b.lastAt) && a.endAt.Equal(b.endAt) &&
 		(a.endLength == nil) == (b.endLength == nil) && (a.endLength == nil || a.endLength.Cmp(b.endLength) == 0) &&
-		a.platform == b.platform && a.version == b.version && a.country == b.country
+		a.platform == b.platform && a.version == b.version && a.country == b.country && a.tuple == b.tuple
 }

@@ -33,19 +33,40 @@ type memTables struct {
 	cohorts  map[cohortKey]int64
 	rollups  map[rollKey]*big.Rat
 	sketch   map[activityKey]bool
+	// dimensions, concurrency and LTV
+	dayTuples map[activityKey]map[int64]bool
+	minutes   map[activityKey]uint64
+	tuples    map[int64]events.Dims
+	revenue   map[revenueKey]int64
+	cohortRev map[cohortRevenueKey]int64
 }
 
 func newMemTables() *memTables {
 	return &memTables{players: map[playerKey]*memPlayer{}, sessions: map[sessionKey]sessionState{},
 		days: map[activityKey]bool{}, hours: map[activityKey]bool{}, spend: map[spendKey]spendDelta{},
-		cohorts: map[cohortKey]int64{}, rollups: map[rollKey]*big.Rat{}, sketch: map[activityKey]bool{}}
+		cohorts: map[cohortKey]int64{}, rollups: map[rollKey]*big.Rat{}, sketch: map[activityKey]bool{},
+		dayTuples: map[activityKey]map[int64]bool{}, minutes: map[activityKey]uint64{}, tuples: map[int64]events.Dims{},
+		revenue: map[revenueKey]int64{}, cohortRev: map[cohortRevenueKey]int64{}}
 }
 
 // load is load's semantics: missing players and sessions are created with
 // the batch's state and left out of the state; existing rows are read.
 func (m *memTables) load(b *batch, zone func(string) *time.Location) *state {
 	st := &state{players: map[playerKey]playerState{}, sessions: map[sessionKey]sessionState{},
-		days: map[activityKey]bool{}, hours: map[activityKey]bool{}}
+		days: map[activityKey]bool{}, hours: map[activityKey]bool{},
+		dayTuples: map[activityKey][]dayTuple{}, minutes: map[activityKey]uint64{}, tuples: m.tuples}
+	for k := range b.days {
+		for id, paid := range m.dayTuples[k] {
+			st.dayTuples[k] = append(st.dayTuples[k], dayTuple{id, paid})
+		}
+	}
+	for k := range b.hours {
+		for _, h := range []activityKey{k, {k.game, k.at.Add(-time.Hour), k.subject}, {k.game, k.at.Add(time.Hour), k.subject}} {
+			if v, ok := m.minutes[h]; ok {
+				st.minutes[h] = v
+			}
+		}
+	}
 	for _, k := range b.pkeys {
 		if p, ok := m.players[k]; ok {
 			st.players[k] = p.state
@@ -73,6 +94,12 @@ func (m *memTables) load(b *batch, zone func(string) *time.Location) *state {
 	}
 	if movers := b.movers(st, zone); len(movers) > 0 {
 		st.history = map[playerKey][]time.Time{}
+		st.revenue = map[playerKey][]revenueRow{}
+		for k, v := range m.revenue {
+			if pk := (playerKey{k.game, k.subject}); slices.Contains(movers, pk) {
+				st.revenue[pk] = append(st.revenue[pk], revenueRow{k.currency, k.day, v})
+			}
+		}
 		for k := range m.days {
 			if pk := (playerKey{k.game, k.subject}); slices.Contains(movers, pk) {
 				st.history[pk] = append(st.history[pk], k.at)
@@ -96,6 +123,22 @@ func (m *memTables) apply(c *changes) {
 	}
 	for _, h := range c.hours {
 		m.hours[h.key] = m.hours[h.key] || h.paid
+		m.minutes[h.key] |= h.minutes
+	}
+	for _, d := range c.dayTuples {
+		if m.dayTuples[d.key] == nil {
+			m.dayTuples[d.key] = map[int64]bool{}
+		}
+		m.dayTuples[d.key][d.tuple] = m.dayTuples[d.key][d.tuple] || d.paid
+	}
+	for id, d := range c.tuples {
+		m.tuples[id] = d
+	}
+	for k, v := range c.revenue {
+		m.revenue[k] += v
+	}
+	for k, v := range c.cohortRevenue {
+		m.cohortRev[k] += v
 	}
 	for _, k := range c.sketch {
 		m.sketch[k] = true
@@ -134,8 +177,32 @@ func (m *memTables) aggregates(zone func(string) *time.Location) map[string]stri
 			b = "hourly|" + k.bucket.UTC().Format(time.RFC3339)
 		case minutely:
 			b = "minutely|" + k.bucket.UTC().Format(time.RFC3339)
+			if k.metric == mOnline {
+				continue // compared by the dimension tests
+			}
+		case dimDaily:
+			if k.metric == mActivePlayers || k.metric == mPayingPlayers || k.metric == mNewPlayers || k.metric == mSessions || k.metric == mRevenue || k.metric == mEvents {
+				out["dim|"+k.bucket.Format(time.DateOnly)+"|"+k.metric+"|"+k.dim+"|"+events.DimensionNames()[k.dname]+"="+k.dvalue] = v.RatString()
+			}
+			continue
+		default:
+			continue
 		}
 		out[b+"|"+k.metric+"|"+k.dim] = v.RatString()
+	}
+	for k, n := range m.cohortRev {
+		if n != 0 {
+			out["ltv|"+k.install.Format(time.DateOnly)+"|"+k.day.Format(time.DateOnly)+"|"+k.currency] = fmt.Sprint(n)
+		}
+	}
+	online := map[time.Time]int64{}
+	for k, v := range m.rollups {
+		if k.grain == minutely && k.metric == mOnline && v.Sign() != 0 {
+			online[k.bucket] += v.Num().Int64()
+		}
+	}
+	for minute, n := range online {
+		out["online|"+minute.UTC().Format(time.RFC3339)] = fmt.Sprint(n)
 	}
 	for k, n := range m.cohorts {
 		if n != 0 {
@@ -314,7 +381,7 @@ func TestMergeOfOneBatchGivesTheRowChangesOfItsEvents(t *testing.T) {
 			c := merge(b, m.load(b, zone), zone)
 			for _, r := range tc.rollups {
 				got := ""
-				if v := c.rollups[rollKey{"g", r.grain, r.bucket, r.metric, r.dim}]; v != nil && !v.isZero() {
+				if v := c.rollups[rollKey{game: "g", grain: r.grain, bucket: r.bucket, metric: r.metric, dim: r.dim}]; v != nil && !v.isZero() {
 					got = v.String()
 				}
 				if got != r.value {

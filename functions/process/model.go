@@ -38,6 +38,13 @@ type record struct {
 	local     time.Time // day of time in the game's time zone
 	hour      time.Time // UTC hour of time
 	p         payload
+	// raw are the dimensions the event carries (events.DimsOf: extensions,
+	// a session.start's data, Unknown); dims are raw with custom values
+	// beyond the game's events.MaxCustomValues as Other (set by
+	// registrar.resolve before aggregation), tuple is dims.ID().
+	raw   events.Dims
+	dims  events.Dims
+	tuple int64
 }
 
 // payload holds the catalogue data fields process aggregates. One struct
@@ -59,6 +66,8 @@ type payload struct {
 	AdType        string      `json:"ad_type"`
 	RevenueMicros json.Number `json:"revenue_micros"`
 	Severity      string      `json:"severity"`
+	ItemType      string      `json:"item_type"`
+	ItemID        string      `json:"item_id"`
 }
 
 // newRecord flattens an event that passed Validator.ValidateStored. loc is
@@ -78,6 +87,10 @@ func newRecord(e *event.Event, game string, loc *time.Location) (*record, error)
 		case events.ExtGameID, extKafkaPartition, extKafkaOffset:
 		case events.ExtSessionID:
 			r.sessionID, _ = types.ToString(v)
+		case events.DimPlatform, events.DimCountry, events.DimAppVersion, events.Dim1, events.Dim2, events.Dim3:
+			s, _ := types.ToString(v)
+			r.raw[events.DimIndex(name)] = s
+			other[name] = s
 		case events.ExtReceivedTime:
 			t, err := types.ToTime(v)
 			if err != nil {
@@ -101,10 +114,36 @@ func newRecord(e *event.Event, game string, loc *time.Location) (*record, error)
 			return nil, fmt.Errorf("data: %w", err)
 		}
 	}
+	r.fillDims()
 	r.day = dayIn(r.time, time.UTC)
 	r.local = dayIn(r.time, loc)
 	r.hour = hourOf(r.time)
 	return r, nil
+}
+
+// fillDims completes raw from a session.start's data and Unknown, and
+// sets dims and tuple to it uncapped (resolve caps them).
+func (r *record) fillDims() {
+	if r.typ == events.TypeSessionStart {
+		r.raw.FillFromStart(r.p.Platform, r.p.AppVersion, r.p.Country)
+	}
+	r.raw.FillUnknown()
+	r.dims, r.tuple = r.raw, r.raw.ID()
+}
+
+// extDims reads the dimensions of an events row's extensions column.
+func extDims(ext []byte, into *events.Dims) error {
+	if len(ext) == 0 {
+		return nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(ext, &m); err != nil {
+		return err
+	}
+	for i, name := range events.DimensionNames() {
+		into[i] = m[name]
+	}
+	return nil
 }
 
 // dayIn returns the calendar day of t in loc, as midnight UTC of that date
@@ -234,11 +273,12 @@ type sessionState struct {
 	platform  string    // of the earliest session.start (ties: smallest)
 	version   string
 	country   string
+	tuple     int64 // dimensions of the earliest event (ties: the smaller id)
 }
 
 // sessionOf is the state a single event gives its session.
 func sessionOf(r *record) sessionState {
-	s := sessionState{firstAt: r.time, lastAt: r.time}
+	s := sessionState{firstAt: r.time, lastAt: r.time, tuple: r.tuple}
 	switch r.typ {
 	case events.TypeSessionStart:
 		s.startAt = r.time
@@ -248,6 +288,19 @@ func sessionOf(r *record) sessionState {
 		s.endLength = rat(r.p.LengthS)
 	}
 	return s
+}
+
+// earlier says whether the tuple a of an event at ta wins over b at tb:
+// the earliest event's, ties to the smaller id, so the winner does not
+// depend on delivery order. A zero ta never wins, a zero tb always loses.
+func earlier(ta time.Time, a int64, tb time.Time, b int64) bool {
+	switch {
+	case ta.IsZero():
+		return false
+	case tb.IsZero():
+		return true
+	}
+	return ta.Before(tb) || ta.Equal(tb) && a < b
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -274,6 +327,9 @@ func (s *sessionState) merge(o sessionState) {
 	case s.startAt.IsZero() || o.startAt.Before(s.startAt) ||
 		o.startAt.Equal(s.startAt) && startAttrsLess(o, *s):
 		s.platform, s.version, s.country = o.platform, o.version, o.country
+	}
+	if earlier(o.firstAt, o.tuple, s.firstAt, s.tuple) {
+		s.tuple = o.tuple
 	}
 	s.startAt = minTime(s.startAt, o.startAt)
 	s.firstAt = minTime(s.firstAt, o.firstAt)
@@ -331,52 +387,55 @@ type playerState struct {
 	firstSeen     time.Time
 	lastSeen      time.Time
 	firstPurchase time.Time // zero if never
+	tuple         int64     // dimensions of the earliest event (install)
+	purchaseTuple int64     // of the first purchase
 }
 
 func playerOf(r *record) playerState {
-	p := playerState{firstSeen: r.time, lastSeen: r.time}
+	p := playerState{firstSeen: r.time, lastSeen: r.time, tuple: r.tuple}
 	if r.typ == events.TypePurchase {
-		p.firstPurchase = r.time
+		p.firstPurchase, p.purchaseTuple = r.time, r.tuple
 	}
 	return p
 }
 
 func (p *playerState) merge(o playerState) {
+	if earlier(o.firstSeen, o.tuple, p.firstSeen, p.tuple) {
+		p.tuple = o.tuple
+	}
+	if earlier(o.firstPurchase, o.purchaseTuple, p.firstPurchase, p.purchaseTuple) {
+		p.purchaseTuple = o.purchaseTuple
+	}
 	p.firstSeen = minTime(p.firstSeen, o.firstSeen)
 	p.lastSeen = maxTime(p.lastSeen, o.lastSeen)
 	p.firstPurchase = minTime(p.firstPurchase, o.firstPurchase)
 }
 
-// grain is the length of a rollup table's buckets.
+// grain is a rollup table: the length of its buckets and what its rows
+// are keyed by besides metric and dim.
 type grain uint8
 
 const (
-	daily    grain = iota // rollup_daily: a date in the game's time zone
-	hourly                // rollup_hourly: a UTC hour
-	minutely              // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
+	daily      grain = iota // rollup_daily: a date in the game's time zone
+	hourly                  // rollup_hourly: a UTC hour
+	minutely                // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
+	tupleDaily              // rollup_tuple_daily: daily per dimension tuple
+	dimDaily                // rollup_dim_daily: daily per single dimension value
 )
 
 // rollKey addresses one rollup row: the table (grain), the game, the
-// bucket, the metric and its one dimension (dim, ” when it has none).
-//
-// Extension point, for breakdown rollups (by platform, country, app
-// version, custom dimensions): give rollKey a comparable dimension tuple,
-// e.g. `dims breakdown` with `type breakdown struct{ platform, country,
-// version, custom string }`, filled by the merge from the event or its
-// session (sessionState keeps platform, version and country of the
-// session's start); order it in cmpRollKey; and let queueRollups send keys
-// with a non-zero tuple to their own table (one statement per table, in
-// key order, as today per grain). deltas.add stays the one place that
-// writes every grain, so a breakdown counts in the daily, hourly and
-// minute buckets alike, and telescoping contributions (sessions,
-// new_players) stay exact as long as the tuple is part of what a
-// contribution is computed from.
+// bucket, the metric and its one dimension (dim, "" when it has none);
+// tuple for the tuple grains, dname (index into events.DimensionNames)
+// and dvalue for dimDaily.
 type rollKey struct {
 	game   string
 	grain  grain
 	bucket time.Time
 	metric string
 	dim    string
+	tuple  int64
+	dname  int8
+	dvalue string
 }
 
 // cmpRollKey orders rollup rows as they are locked: by table, then key.
@@ -393,7 +452,25 @@ func cmpRollKey(a, b rollKey) int {
 	if c := strings.Compare(a.metric, b.metric); c != 0 {
 		return c
 	}
-	return strings.Compare(a.dim, b.dim)
+	if c := strings.Compare(a.dim, b.dim); c != 0 {
+		return c
+	}
+	if a.tuple != b.tuple {
+		if a.tuple < b.tuple {
+			return -1
+		}
+		return 1
+	}
+	if a.dname != b.dname {
+		return int(a.dname) - int(b.dname)
+	}
+	return strings.Compare(a.dvalue, b.dvalue)
+}
+
+// tupleRef is a dimension tuple: its id and values.
+type tupleRef struct {
+	id   int64
+	dims events.Dims
 }
 
 // Metric names of the rollup tables.
@@ -415,17 +492,57 @@ const (
 	mResource       = "resource_"    // + flow
 	mDesignEvents   = "design_events"
 	mDesignValueSum = "design_value_sum"
+	mEconomy        = "economy_" // + flow; dim currency \x1f item_type \x1f item_id (daily grains only)
+	mOnline         = "online"   // rollup_minutely only: players with an event in the minute or the one before
 )
 
 // deltas accumulates changes to rollup rows.
 type deltas map[rollKey]*num
 
 // add adds v to metric/dim in the daily bucket (day, game time zone), the
-// hourly bucket (UTC hour) and the minute bucket (UTC minute) of t.
-func (d deltas) add(game string, t time.Time, loc *time.Location, metric, dim string, v num) {
-	d.addOne(rollKey{game, daily, dayIn(t, loc), metric, dim}, v)
-	d.addOne(rollKey{game, hourly, hourOf(t), metric, dim}, v)
-	d.addOne(rollKey{game, minutely, minuteOf(t), metric, dim}, v)
+// hourly bucket (UTC hour) and the minute bucket (UTC minute) of t, and
+// under tuple tp in its daily tuple row and the daily row of each of its
+// values (for the metrics the report API breaks down). Breakdowns are
+// daily: an hourly row per value would cost a replay of history about a
+// row per event.
+func (d deltas) add(game string, tp tupleRef, t time.Time, loc *time.Location, metric, dim string, v num) {
+	day, hour := dayIn(t, loc), hourOf(t)
+	d.addOne(rollKey{game: game, grain: daily, bucket: day, metric: metric, dim: dim}, v)
+	d.addOne(rollKey{game: game, grain: hourly, bucket: hour, metric: metric, dim: dim}, v)
+	d.addOne(rollKey{game: game, grain: minutely, bucket: minuteOf(t), metric: metric, dim: dim}, v)
+	d.addTuple(game, tp, day, metric, dim, v)
+}
+
+// addTuple adds v under tp (the tuple's daily row, each single value's
+// daily row), for the metrics the report API breaks down and
+// with only the detail its queries read (breakdownDim): a few rows per
+// tuple and day, not one per event type.
+func (d deltas) addTuple(game string, tp tupleRef, day time.Time, metric, dim string, v num) {
+	dim, ok := breakdownDim(metric, dim)
+	if !ok {
+		return
+	}
+	d.addOne(rollKey{game: game, grain: tupleDaily, bucket: day, metric: metric, dim: dim, tuple: tp.id}, v)
+	for i, val := range tp.dims {
+		d.addOne(rollKey{game: game, grain: dimDaily, bucket: day, metric: metric, dim: dim, dname: int8(i), dvalue: val}, v)
+	}
+}
+
+// breakdownDim is the detail a breakdown row of metric keeps of dim, and
+// whether the metric has breakdown rows at all: only what the report API
+// reads (currencies, severities, levels, the ad action), so the rows a
+// batch writes stay few.
+func breakdownDim(metric, dim string) (string, bool) {
+	switch metric {
+	case mEvents, mNewPlayers, mSessions, mSessionLenSum, mFirstPayers, mAdRevenue:
+		return "", true
+	case mPurchases, mRevenue, mErrors, mProgression + "start", mProgression + "complete", mProgression + "fail":
+		return dim, true
+	case mAdEvents:
+		action, _, _ := strings.Cut(dim, "/")
+		return action + "/", true
+	}
+	return "", false
 }
 
 func (d deltas) addOne(k rollKey, v num) {
@@ -442,52 +559,58 @@ var one = num{n: 1}
 // countEvent adds what one new event contributes to the rollups directly
 // (activity, players and sessions are counted from their own tables).
 func (d deltas) countEvent(r *record, loc *time.Location) {
-	g, t := r.game, r.time
-	d.add(g, t, loc, mEvents, r.typ, one)
+	g, t, tp := r.game, r.time, tupleRef{r.tuple, r.dims}
+	d.add(g, tp, t, loc, mEvents, r.typ, one)
 	p := &r.p
 	switch r.typ {
 	case events.TypePurchase:
-		d.add(g, t, loc, mPurchases, p.Currency, one)
+		d.add(g, tp, t, loc, mPurchases, p.Currency, one)
 		if n, err := p.AmountMinor.Int64(); err == nil {
-			d.add(g, t, loc, mRevenue, p.Currency, num{n: n})
+			d.add(g, tp, t, loc, mRevenue, p.Currency, num{n: n})
 		}
 	case events.TypeAd:
-		d.add(g, t, loc, mAdEvents, p.Action+"/"+p.AdType, one)
+		d.add(g, tp, t, loc, mAdEvents, p.Action+"/"+p.AdType, one)
 		if n, err := p.RevenueMicros.Int64(); err == nil && n > 0 {
-			d.add(g, t, loc, mAdRevenue, p.AdType, num{n: n})
+			d.add(g, tp, t, loc, mAdRevenue, p.AdType, num{n: n})
 		}
 	case events.TypeError:
-		d.add(g, t, loc, mErrors, p.Severity, one)
+		d.add(g, tp, t, loc, mErrors, p.Severity, one)
 	case events.TypeProgression:
-		d.add(g, t, loc, mProgression+p.Status, p.Level, one)
+		d.add(g, tp, t, loc, mProgression+p.Status, p.Level, one)
 	case events.TypeResource:
-		d.add(g, t, loc, mResource+p.Flow, p.Currency, ratNum(rat(p.Amount)))
+		amt := ratNum(rat(p.Amount))
+		d.add(g, tp, t, loc, mResource+p.Flow, p.Currency, amt)
+		// The economy: per currency, item type and item, daily only.
+		day, item := dayIn(t, loc), p.Currency+"\x1f"+p.ItemType+"\x1f"+p.ItemID
+		d.addOne(rollKey{game: g, grain: daily, bucket: day, metric: mEconomy + p.Flow, dim: item}, amt)
+		d.addOne(rollKey{game: g, grain: tupleDaily, bucket: day, metric: mEconomy + p.Flow, dim: item, tuple: r.tuple}, amt)
 	case events.TypeDesign:
-		d.add(g, t, loc, mDesignEvents, p.Event, one)
+		d.add(g, tp, t, loc, mDesignEvents, p.Event, one)
 		if v := rat(p.Value); v != nil {
-			d.add(g, t, loc, mDesignValueSum, p.Event, ratNum(v))
+			d.add(g, tp, t, loc, mDesignValueSum, p.Event, ratNum(v))
 		}
 	}
 }
 
 // sessionContribution adds sign times what a session in state s contributes.
-func (d deltas) sessionContribution(game string, s sessionState, loc *time.Location, sign int64) {
+func (d deltas) sessionContribution(game string, s sessionState, loc *time.Location, dims func(int64) tupleRef, sign int64) {
+	tp := dims(s.tuple)
 	b := s.begin()
 	l := ratNum(s.length())
 	if sign < 0 {
 		l = l.neg()
 	}
-	d.add(game, b, loc, mSessions, "", num{n: sign})
-	d.add(game, b, loc, mSessionLenSum, "", l)
-	d.add(game, b, loc, mSessionLenN, "", num{n: sign})
+	d.add(game, tp, b, loc, mSessions, "", num{n: sign})
+	d.add(game, tp, b, loc, mSessionLenSum, "", l)
+	d.add(game, tp, b, loc, mSessionLenN, "", num{n: sign})
 }
 
 // playerContribution adds sign times what a player in state p contributes:
 // one new player on the day and hour first seen, one first-time payer on
 // the day and hour of the first purchase.
-func (d deltas) playerContribution(game string, p playerState, loc *time.Location, sign int64) {
-	d.add(game, p.firstSeen, loc, mNewPlayers, "", num{n: sign})
+func (d deltas) playerContribution(game string, p playerState, loc *time.Location, dims func(int64) tupleRef, sign int64) {
+	d.add(game, dims(p.tuple), p.firstSeen, loc, mNewPlayers, "", num{n: sign})
 	if !p.firstPurchase.IsZero() {
-		d.add(game, p.firstPurchase, loc, mFirstPayers, "", num{n: sign})
+		d.add(game, dims(p.purchaseTuple), p.firstPurchase, loc, mFirstPayers, "", num{n: sign})
 	}
 }

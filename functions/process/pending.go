@@ -13,7 +13,12 @@ import (
 // length-prefixed, times are microseconds since the Unix epoch, as
 // varints. The first byte is the format version: a process that reads a
 // row written by another version must decode it or fail loudly.
-const pendingVersion = 1
+const pendingVersion = 2
+
+// pendingV1 rows (before dimensions) lack the dimensions and item fields:
+// they decode with those empty (dimensions then from a session.start's
+// data, else unknown).
+const pendingV1 = 1
 
 // minPendingEvent is the fewest bytes an encoded event takes: 20 strings
 // and 2 times of at least a byte each.
@@ -30,7 +35,8 @@ func encodePending(dst []byte, recs []*record) []byte {
 		p := &r.p
 		for _, s := range [...]string{r.id, r.typ, r.subject, r.sessionID,
 			p.Platform, p.AppVersion, p.Country, string(p.LengthS), p.Currency, string(p.AmountMinor), p.Flow,
-			string(p.Amount), p.Status, p.Level, p.Event, string(p.Value), p.Action, p.AdType, string(p.RevenueMicros), p.Severity} {
+			string(p.Amount), p.Status, p.Level, p.Event, string(p.Value), p.Action, p.AdType, string(p.RevenueMicros), p.Severity,
+			p.ItemType, p.ItemID, r.raw[0], r.raw[1], r.raw[2], r.raw[3], r.raw[4], r.raw[5]} {
 			dst = binary.AppendUvarint(dst, uint64(len(s)))
 			dst = append(dst, s...)
 		}
@@ -47,9 +53,10 @@ func encodePending(dst []byte, recs []*record) []byte {
 // decodePending returns the events of a pending row of game. Their local
 // day and hour are left for the caller, who knows the game's time zone.
 func decodePending(game string, b []byte) ([]*record, error) {
-	if len(b) == 0 || b[0] != pendingVersion {
+	if len(b) == 0 || b[0] != pendingVersion && b[0] != pendingV1 {
 		return nil, errPendingFormat
 	}
+	v2 := b[0] == pendingVersion
 	// One string for the whole row: every field is a slice of it.
 	s := string(b[1:])
 	d := pendingDecoder{s: s}
@@ -68,6 +75,12 @@ func decodePending(game string, b []byte) ([]*record, error) {
 			(*string)(&p.Amount), &p.Status, &p.Level, &p.Event, (*string)(&p.Value), &p.Action, &p.AdType, (*string)(&p.RevenueMicros), &p.Severity} {
 			*f = d.str()
 		}
+		if v2 {
+			for _, f := range [...]*string{&p.ItemType, &p.ItemID, &r.raw[0], &r.raw[1], &r.raw[2], &r.raw[3], &r.raw[4], &r.raw[5]} {
+				*f = d.str()
+			}
+		}
+		r.fillDims()
 		r.time = time.UnixMicro(d.varint()).UTC()
 		if us := d.varint(); us != 0 {
 			r.received = time.UnixMicro(us).UTC()

@@ -139,6 +139,7 @@ type Process struct {
 	pool      *pgxpool.Pool
 	live      *cache.Live
 	validator *events.Validator
+	dims      *registrar // caps custom dimension values per game
 	zones     *zones
 	stage1    *stage1
 	batcher   *batcher
@@ -186,6 +187,7 @@ func New(cfg Config, pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, re
 		pool:      pool,
 		live:      cache.NewLive(rdb),
 		validator: events.NewValidator(),
+		dims:      newRegistrar(pool, false),
 		zones:     &zones{games: store.NewGames(pool), m: make(map[string]*time.Location)},
 		log:       log,
 		metrics:   newMetrics(reg),

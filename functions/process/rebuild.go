@@ -81,7 +81,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			return fmt.Errorf("%w: %d events were archived; restore their days first", ErrArchivedEvents, missing)
 		}
 		for _, table := range []string{"pending_events", "players", "player_spend", "player_days", "player_hours",
-			"sessions", "rollup_daily", "rollup_hourly", "rollup_minutely", "players_hll_daily", "cohort_days"} {
+			"sessions", "rollup_daily", "rollup_hourly", "rollup_minutely", "players_hll_daily", "cohort_days",
+			"rollup_tuple_daily", "rollup_dim_daily", "player_day_tuples", "players_hll_dim_daily",
+			"ccu_hourly", "ccu_daily", "player_revenue_days", "cohort_revenue"} {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1", game); err != nil {
 				return fmt.Errorf("clear %s: %w", table, err)
 			}
@@ -98,8 +100,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 		}); err != nil {
 			return fmt.Errorf("erasures: %w", err)
 		}
+		dims := newRegistrar(tx, true)
 		if _, err := tx.Exec(ctx, `DECLARE rebuild_cursor NO SCROLL CURSOR FOR
-			SELECT id, type, subject, time, sessionid, receivedtime, data::text
+			SELECT id, type, subject, time, sessionid, receivedtime, data::text, extensions::text
 			FROM events WHERE gameid = $1 ORDER BY time, id`, game); err != nil {
 			return err
 		}
@@ -110,9 +113,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 			}
 			recs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*record, error) {
 				r := &record{game: game}
-				var sid, data pgtype.Text
+				var sid, data, ext pgtype.Text
 				var received pgtype.Timestamptz
-				if err := row.Scan(&r.id, &r.typ, &r.subject, &r.time, &sid, &received, &data); err != nil {
+				if err := row.Scan(&r.id, &r.typ, &r.subject, &r.time, &sid, &received, &data, &ext); err != nil {
 					return nil, err
 				}
 				r.time = r.time.UTC()
@@ -125,6 +128,12 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 						return nil, fmt.Errorf("event %s data: %w", r.id, err)
 					}
 				}
+				if ext.Valid {
+					if err := extDims([]byte(ext.String), &r.raw); err != nil {
+						return nil, fmt.Errorf("event %s extensions: %w", r.id, err)
+					}
+				}
+				r.fillDims()
 				r.day, r.local, r.hour = dayIn(r.time, time.UTC), dayIn(r.time, loc), hourOf(r.time)
 				return r, nil
 			})
@@ -144,6 +153,9 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 					}
 					return false
 				})
+			}
+			if err := dims.resolve(ctx, recs); err != nil {
+				return fmt.Errorf("replay: %w", err)
 			}
 			b := newBatch(recs)
 			state, err := load(ctx, tx, b, zone)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/gamemetrics/gamemetrics/shared/archive"
 	"github.com/gamemetrics/gamemetrics/shared/cache"
+	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/metrics"
 	"github.com/gamemetrics/gamemetrics/shared/serving"
 	"github.com/gamemetrics/gamemetrics/shared/store"
@@ -118,7 +120,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 		wantCSV, err := wantsCSV(req)
 		if err != nil {
 			ae, _ := refusal(err)
-			fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
+			fail(ae.status, ae.reason, map[string]string{"parameter": ae.param, "param": ae.param})
 			return
 		}
 		ctx, cancel := context.WithTimeout(req.Context(), r.cfg.QueryTimeout)
@@ -126,7 +128,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 		ans, err := h(ctx, req, game)
 		if err != nil {
 			if ae, ok := refusal(err); ok {
-				fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
+				fail(ae.status, ae.reason, map[string]string{"parameter": ae.param, "param": ae.param})
 				return
 			}
 			r.log.Error("report query failed", "gameid", game.ID, "endpoint", endpoint, "url", req.URL.String(), "err", err)
@@ -143,7 +145,7 @@ func (r *Report) api(endpoint string, h func(ctx context.Context, req *http.Requ
 				lw.Write(nil) // an empty day: 200 with no lines
 			case err != nil && !lw.started:
 				if ae, ok := refusal(err); ok {
-					fail(ae.status, ae.reason, map[string]string{"parameter": ae.param})
+					fail(ae.status, ae.reason, map[string]string{"parameter": ae.param, "param": ae.param})
 					return
 				}
 				r.log.Error("export failed", "gameid", game.ID, "url", req.URL.String(), "err", err)
@@ -234,15 +236,26 @@ func dateRange(req *http.Request, interval metrics.Interval) (time.Time, time.Ti
 
 // Series is the answer of the metrics endpoint.
 type Series struct {
-	Game     string  `json:"game"`
-	Metric   string  `json:"metric"`
-	Interval string  `json:"interval"`
-	Timezone string  `json:"timezone"`
-	Currency string  `json:"currency,omitempty"`
-	Points   []Point `json:"points"`
+	Game     string `json:"game"`
+	Metric   string `json:"metric"`
+	Interval string `json:"interval"`
+	Timezone string `json:"timezone"`
+	// By is the dimension of a breakdown (by=); Groups then replace Points.
+	By       string `json:"by,omitempty"`
+	Currency string `json:"currency,omitempty"`
+	// CurrencyExponent is the ISO 4217 minor-unit exponent of Currency.
+	CurrencyExponent *int     `json:"currency_exponent,omitempty"`
+	Points           []Point  `json:"points,omitempty"`
+	Groups           []Groups `json:"series,omitempty"`
 	// Approximate is true when a week or month distinct count came from
 	// HyperLogLog sketches (relative standard error about 2.3%).
 	Approximate bool `json:"approximate,omitempty"`
+}
+
+// Groups is one value's series of a breakdown.
+type Groups struct {
+	Value  string  `json:"value"`
+	Points []Point `json:"points"`
 }
 
 // Point is one interval's value.
@@ -257,13 +270,21 @@ type Point struct {
 func parseSeries(req *http.Request, game store.Game) (metrics.SeriesQuery, error) {
 	params := req.URL.Query()
 	q := metrics.SeriesQuery{Game: game, Metric: req.PathValue("metric"), Interval: metrics.Interval(params.Get("interval")),
-		Currency: params.Get("currency"), Severity: params.Get("severity")}
+		Currency: params.Get("currency"), Severity: params.Get("severity"), By: params.Get("by")}
 	if q.Interval == "" {
 		q.Interval = metrics.Day
 	}
 	if err := metrics.CheckMetric(q.Metric); err != nil {
 		return q, err
 	}
+	if err := metrics.CheckBy(q.By); err != nil {
+		return q, err
+	}
+	f, err := metrics.FilterOf(params)
+	if err != nil {
+		return q, err
+	}
+	q.Filter = f
 	if err := q.Interval.Check(); err != nil {
 		return q, err
 	}
@@ -277,9 +298,17 @@ func parseSeries(req *http.Request, game store.Game) (metrics.SeriesQuery, error
 		}
 		q.Minutes = n
 	}
-	var err error
 	q.From, q.To, err = dateRange(req, q.Interval)
 	return q, err
+}
+
+// exponent is the currency exponent an answer carries with a currency.
+func exponent(currency string) *int {
+	if currency == "" {
+		return nil
+	}
+	e := events.CurrencyExponent(currency)
+	return &e
 }
 
 func (r *Report) handleMetrics() func(context.Context, *http.Request, store.Game) (answer, error) {
@@ -292,15 +321,56 @@ func (r *Report) handleMetrics() func(context.Context, *http.Request, store.Game
 		if err != nil {
 			return answer{}, err
 		}
-		s := Series{Game: game.ID, Metric: q.Metric, Interval: string(q.Interval), Timezone: game.Timezone,
-			Currency: series.Currency, Points: make([]Point, len(series.Points)), Approximate: series.Approximate}
+		s := Series{Game: game.ID, Metric: q.Metric, Interval: string(q.Interval), Timezone: game.Timezone, By: q.By,
+			Currency: series.Currency, CurrencyExponent: exponent(series.Currency), Approximate: series.Approximate}
+		if q.By != "" {
+			rows := [][]string{{"t", q.By, "value"}}
+			s.Groups = make([]Groups, len(series.Groups))
+			for i, g := range series.Groups {
+				s.Groups[i] = Groups{Value: g.Value, Points: make([]Point, len(g.Points))}
+				for j, p := range g.Points {
+					s.Groups[i].Points[j] = Point{T: p.Label, Value: p.Value}
+					rows = append(rows, []string{p.Label, g.Value, formatNumber(p.Value)})
+				}
+			}
+			if s.Groups == nil || len(s.Groups) == 0 {
+				return answer{json: seriesNoGroups{s}, csv: rows}, nil
+			}
+			return answer{json: s, csv: rows}, nil
+		}
+		s.Points = make([]Point, len(series.Points))
 		rows := [][]string{{"t", "value"}}
 		for i, p := range series.Points {
 			s.Points[i] = Point{T: p.Label, Value: p.Value}
 			rows = append(rows, []string{p.Label, formatNumber(p.Value)})
 		}
+		if len(s.Points) == 0 {
+			return answer{json: seriesNoPoints{s}, csv: rows}, nil
+		}
 		return answer{json: s, csv: rows}, nil
 	}
+}
+
+// seriesNoPoints and seriesNoGroups keep an empty points or series list
+// in the answer (omitempty would drop it).
+type seriesNoPoints struct{ Series }
+
+func (s seriesNoPoints) MarshalJSON() ([]byte, error) {
+	type plain Series
+	return json.Marshal(struct {
+		plain
+		Points []Point `json:"points"`
+	}{plain(s.Series), []Point{}})
+}
+
+type seriesNoGroups struct{ Series }
+
+func (s seriesNoGroups) MarshalJSON() ([]byte, error) {
+	type plain Series
+	return json.Marshal(struct {
+		plain
+		Groups []Groups `json:"series"`
+	}{plain(s.Series), []Groups{}})
 }
 
 func formatNumber(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
@@ -313,9 +383,9 @@ type Retention struct {
 	Cohorts  []metrics.Cohort `json:"cohorts"`
 }
 
-func parseDays(v string) ([]int, error) {
+func parseDays(v string, def []int) ([]int, error) {
 	if v == "" {
-		return []int{1, 7, 30}, nil
+		return def, nil
 	}
 	var days []int
 	for _, part := range strings.Split(v, ",") {
@@ -340,11 +410,15 @@ func (r *Report) handleRetention() func(context.Context, *http.Request, store.Ga
 		if err != nil {
 			return answer{}, err
 		}
-		days, err := parseDays(req.URL.Query().Get("days"))
+		days, err := parseDays(req.URL.Query().Get("days"), []int{1, 7, 30})
 		if err != nil {
 			return answer{}, err
 		}
-		cohorts, err := r.queries.Retention(ctx, metrics.RetentionQuery{Game: game, From: from, To: to, Days: days})
+		f, err := metrics.FilterOf(req.URL.Query())
+		if err != nil {
+			return answer{}, err
+		}
+		cohorts, err := r.queries.Retention(ctx, metrics.RetentionQuery{Game: game, From: from, To: to, Days: days, Filter: f})
 		if err != nil {
 			return answer{}, err
 		}
@@ -383,7 +457,11 @@ func (r *Report) handleProgression() func(context.Context, *http.Request, store.
 		if err != nil {
 			return answer{}, err
 		}
-		levels, err := r.queries.Progression(ctx, metrics.ProgressionQuery{Game: game, From: from, To: to})
+		f, err := metrics.FilterOf(req.URL.Query())
+		if err != nil {
+			return answer{}, err
+		}
+		levels, err := r.queries.Progression(ctx, metrics.ProgressionQuery{Game: game, From: from, To: to, Filter: f})
 		if err != nil {
 			return answer{}, err
 		}
@@ -398,6 +476,92 @@ func (r *Report) handleProgression() func(context.Context, *http.Request, store.
 		}
 		return answer{json: Progression{Game: game.ID, Timezone: game.Timezone, From: from.Format(time.DateOnly),
 			To: to.Format(time.DateOnly), Levels: levels}, csv: rows}, nil
+	}
+}
+
+// LTV is the answer of the ltv endpoint.
+type LTV struct {
+	Game       string                `json:"game"`
+	Timezone   string                `json:"timezone"`
+	Days       []int                 `json:"days"`
+	Currencies []metrics.LTVCurrency `json:"currencies"`
+}
+
+func (r *Report) handleLTV() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		params := req.URL.Query()
+		days, err := parseDays(params.Get("days"), metrics.DefaultLTVDays())
+		if err != nil {
+			return answer{}, err
+		}
+		f, err := metrics.FilterOf(params)
+		if err != nil {
+			return answer{}, err
+		}
+		from, to, err := dateRange(req, metrics.Day)
+		if err != nil {
+			return answer{}, err
+		}
+		cs, err := r.queries.LTV(ctx, metrics.LTVQuery{Game: game, From: from, To: to, Days: days, Currency: params.Get("currency"), Filter: f})
+		if err != nil {
+			return answer{}, err
+		}
+		rows := [][]string{{"currency", "cohort", "size", "day", "revenue_minor", "per_player_minor"}}
+		for _, c := range cs {
+			for _, co := range c.Cohorts {
+				for _, n := range days {
+					rev, pp := "", ""
+					if v := co.RevenueMinor[strconv.Itoa(n)]; v != nil {
+						rev, pp = formatNumber(*v), formatNumber(*co.PerPlayerMinor[strconv.Itoa(n)])
+					}
+					rows = append(rows, []string{c.Currency, co.Cohort, strconv.FormatInt(co.Size, 10), strconv.Itoa(n), rev, pp})
+				}
+			}
+		}
+		return answer{json: LTV{Game: game.ID, Timezone: game.Timezone, Days: days, Currencies: cs}, csv: rows}, nil
+	}
+}
+
+// Economy is the answer of the economy endpoint.
+type Economy struct {
+	Game       string                    `json:"game"`
+	Interval   string                    `json:"interval"`
+	Timezone   string                    `json:"timezone"`
+	Currencies []metrics.EconomyCurrency `json:"currencies"`
+}
+
+func (r *Report) handleEconomy() func(context.Context, *http.Request, store.Game) (answer, error) {
+	return func(ctx context.Context, req *http.Request, game store.Game) (answer, error) {
+		params := req.URL.Query()
+		interval := metrics.Interval(params.Get("interval"))
+		if interval == "" {
+			interval = metrics.Day
+		}
+		switch interval {
+		case metrics.Day, metrics.Week, metrics.Month:
+		default:
+			return answer{}, badParam("interval", "want day, week or month, got %q", string(interval))
+		}
+		f, err := metrics.FilterOf(params)
+		if err != nil {
+			return answer{}, err
+		}
+		from, to, err := dateRange(req, interval)
+		if err != nil {
+			return answer{}, err
+		}
+		cs, err := r.queries.Economy(ctx, metrics.EconomyQuery{Game: game, From: from, To: to, Interval: interval,
+			Currency: params.Get("currency"), Filter: f})
+		if err != nil {
+			return answer{}, err
+		}
+		rows := [][]string{{"currency", "t", "source", "sink"}}
+		for _, c := range cs {
+			for _, p := range c.Points {
+				rows = append(rows, []string{c.Currency, p.T, formatNumber(p.Source), formatNumber(p.Sink)})
+			}
+		}
+		return answer{json: Economy{Game: game.ID, Interval: string(interval), Timezone: game.Timezone, Currencies: cs}, csv: rows}, nil
 	}
 }
 

@@ -43,7 +43,7 @@ func FuzzRequestParameters(f *testing.F) {
 				}
 			}
 		}
-		ds, err := parseDays(days)
+		ds, err := parseDays(days, metrics.DefaultLTVDays())
 		check(err)
 		if err == nil && (len(ds) == 0 || len(ds) > metrics.MaxRetentionColumns || !slices.IsSorted(ds) || ds[0] < 0 || ds[len(ds)-1] > metrics.MaxRetentionDays) {
 			t.Fatalf("accepted days %v", ds)

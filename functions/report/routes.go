@@ -22,6 +22,8 @@ func (r *Report) routes() http.Handler {
 	mux.Handle("GET /v1/games/{game}/metrics/{metric}", r.api("metrics", r.handleMetrics()))
 	mux.Handle("GET /v1/games/{game}/retention", r.api("retention", r.handleRetention()))
 	mux.Handle("GET /v1/games/{game}/progression", r.api("progression", r.handleProgression()))
+	mux.Handle("GET /v1/games/{game}/ltv", r.api("ltv", r.handleLTV()))
+	mux.Handle("GET /v1/games/{game}/economy", r.api("economy", r.handleEconomy()))
 	mux.Handle("GET /v1/games/{game}/live", r.api("live", r.handleLive()))
 	mux.Handle("GET /v1/games/{game}/events", r.api("events", r.handleEvents()))
 	mux.Handle("GET /v1/openapi.json", handleOpenAPI())

@@ -280,7 +280,17 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 				return fmt.Errorf("cohort_days: %w", err)
 			}
 		}
-		for _, table := range []string{"sessions", "player_hours", "player_spend", "players"} {
+		// LTV: the player's revenue leaves their cohort; their per-day
+		// tuples (breakdowns' distinct counts) go like player_days.
+		if install.Valid {
+			if _, err := tx.Exec(ctx, `UPDATE cohort_revenue c SET amount_minor = c.amount_minor - r.amount_minor
+				FROM player_revenue_days r WHERE r.gameid = $1 AND r.subject = $2
+				  AND c.gameid = r.gameid AND c.install_day = $3 AND c.currency = r.currency AND c.day = r.day`,
+				req.Game, req.Player, install.Time); err != nil {
+				return fmt.Errorf("cohort_revenue: %w", err)
+			}
+		}
+		for _, table := range []string{"player_revenue_days", "player_day_tuples", "sessions", "player_hours", "player_spend", "players"} {
 			tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", req.Game, req.Player)
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, err)
@@ -306,6 +316,18 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 				return fmt.Errorf("players_hll_daily: %w", err)
 			}
 			counts["postgres.players_hll_daily_rebuilt"] = tag.RowsAffected()
+			if _, err := tx.Exec(ctx, "SELECT 1 FROM players_hll_dim_daily WHERE gameid = $1 AND day = ANY($2) ORDER BY day, dname, dvalue FOR UPDATE", req.Game, days); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE players_hll_dim_daily h SET players = coalesce(
+				(SELECT hll_add_agg(hll_hash_text(d.subject)) FROM player_day_tuples d
+				 JOIN dim_tuples t ON t.gameid = d.gameid AND t.tuple = d.tuple
+				 WHERE d.gameid = h.gameid AND d.day = h.day AND CASE h.dname WHEN 'platform' THEN t.platform
+				   WHEN 'country' THEN t.country WHEN 'appversion' THEN t.appversion WHEN 'dim1' THEN t.dim1
+				   WHEN 'dim2' THEN t.dim2 ELSE t.dim3 END = h.dvalue), hll_empty())
+				WHERE h.gameid = $1 AND h.day = ANY($2)`, req.Game, days); err != nil {
+				return fmt.Errorf("players_hll_dim_daily: %w", err)
+			}
 		}
 		return r.addRemoved(ctx, tx, req, counts)
 	})

@@ -106,8 +106,9 @@ const (
 )
 
 // maxExtensions is how many extensions the fast path collects; an event
-// with more is left to the SDK.
-const maxExtensions = 8
+// with more is left to the SDK (16: the six dimensions, sessionid, gameid,
+// receivedtime and tracing leave room).
+const maxExtensions = 16
 
 // decoder collects one object's members as bounds in b, then builds the
 // event. For a batch it is reused for every element.

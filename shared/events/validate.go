@@ -106,6 +106,9 @@ func (v *Validator) validate(e *event.Event, now time.Time, window bool) *Reject
 			return reject(ExtSessionID, "extension is required on %s (1–%d characters)", spec.Type, MaxIDLen)
 		}
 	}
+	if rej := checkDims(e); rej != nil {
+		return rej
+	}
 	if ct := e.DataContentType(); ct != "" && !isJSON(ct) {
 		return reject("datacontenttype", "must be application/json, got %q", ct)
 	}

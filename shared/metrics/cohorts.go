@@ -2,13 +2,16 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/gamemetrics/gamemetrics/shared/events"
 	"github.com/gamemetrics/gamemetrics/shared/store"
 )
 
@@ -19,6 +22,9 @@ type RetentionQuery struct {
 	Game     store.Game
 	From, To time.Time
 	Days     []int
+	// Filter keeps the players whose install (earliest event) carried
+	// its values.
+	Filter Filter
 }
 
 // Cohort is one install day's retention.
@@ -60,9 +66,20 @@ func (q *Queries) Retention(ctx context.Context, rq RetentionQuery) ([]Cohort, e
 	for _, n := range rq.Days {
 		offsets = append(offsets, int32(n))
 	}
-	rows, err := q.pool.Query(ctx, `SELECT install_day, (day - install_day)::int, players FROM cohort_days
+	sql := `SELECT install_day, (day - install_day)::int, players FROM cohort_days
 		WHERE gameid = $1 AND install_day BETWEEN $2 AND $3 AND day <= $4
-		  AND (day - install_day) = ANY($5::int[])`, rq.Game.ID, from, to, today, offsets)
+		  AND (day - install_day) = ANY($5::int[])`
+	args := []any{rq.Game.ID, from, to, today, offsets}
+	if len(rq.Filter) > 0 {
+		where, dargs, _ := dimSQL(rq.Filter, "", 6)
+		sql = `SELECT p.install_day, (d.day - p.install_day)::int, count(*) FROM players p
+		JOIN dim_tuples t ON t.gameid = p.gameid AND t.tuple = p.tuple
+		JOIN player_days d ON d.gameid = p.gameid AND d.subject = p.subject
+		WHERE p.gameid = $1 AND p.install_day BETWEEN $2 AND $3 AND d.day <= $4
+		  AND (d.day - p.install_day) = ANY($5::int[])` + where + ` GROUP BY 1, 2`
+		args = append(args, dargs...)
+	}
+	rows, err := q.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +109,8 @@ func (q *Queries) Retention(ctx context.Context, rq RetentionQuery) ([]Cohort, e
 type ProgressionQuery struct {
 	Game     store.Game
 	From, To time.Time
+	// Filter keeps the progression events that carried its values.
+	Filter Filter
 }
 
 // Level is one progression level's funnel.
@@ -116,10 +135,21 @@ func (q *Queries) Progression(ctx context.Context, pq ProgressionQuery) ([]Level
 	}
 	from, to := civilDay(pq.From), civilDay(pq.To)
 	loc := pq.Game.Location()
-	rows, err := q.pool.Query(ctx, `SELECT dim, metric, sum(value)::bigint FROM rollup_daily
+	sql := `SELECT dim, metric, sum(value)::bigint FROM rollup_daily
 		WHERE gameid = $1 AND day BETWEEN $2 AND $3
 		  AND metric IN ('progression_start', 'progression_complete', 'progression_fail')
-		GROUP BY dim, metric`, pq.Game.ID, from, to)
+		GROUP BY dim, metric`
+	args := []any{pq.Game.ID, from, to}
+	if len(pq.Filter) > 0 {
+		where, dargs, _ := dimSQL(pq.Filter, "", 4)
+		sql = `SELECT r.dim, r.metric, sum(r.value)::bigint FROM rollup_tuple_daily r
+		JOIN dim_tuples t ON t.gameid = r.gameid AND t.tuple = r.tuple
+		WHERE r.gameid = $1 AND r.day BETWEEN $2 AND $3
+		  AND r.metric IN ('progression_start', 'progression_complete', 'progression_fail')` + where + `
+		GROUP BY 1, 2`
+		args = append(args, dargs...)
+	}
+	rows, err := q.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -152,11 +182,21 @@ func (q *Queries) Progression(ctx context.Context, pq ProgressionQuery) ([]Level
 	}
 	start := time.Date(from.Year(), from.Month(), from.Day(), 0, 0, 0, 0, loc)
 	end := time.Date(to.Year(), to.Month(), to.Day()+1, 0, 0, 0, 0, loc)
+	// Attempts come from the raw events: their dimension extensions
+	// (missing = unknown) decide the filter.
+	var where strings.Builder
+	aargs := []any{pq.Game.ID, start.UTC().Truncate(24 * time.Hour), end.UTC().Truncate(24 * time.Hour), start, end}
+	for _, name := range events.DimensionNames() {
+		if vals, ok := pq.Filter[name]; ok {
+			fmt.Fprintf(&where, " AND coalesce(extensions->>'%s', 'unknown') = ANY($%d::text[])", name, len(aargs)+1)
+			aargs = append(aargs, vals)
+		}
+	}
 	rows, err = q.pool.Query(ctx, `SELECT data->>'level', avg((data->>'attempt')::numeric)::float8
 		FROM events
 		WHERE gameid = $1 AND day BETWEEN $2 AND $3 AND time >= $4 AND time < $5
-		  AND type = 'com.gamemetrics.progression' AND data->>'status' = 'complete' AND data ? 'attempt'
-		GROUP BY 1`, pq.Game.ID, start.UTC().Truncate(24*time.Hour), end.UTC().Truncate(24*time.Hour), start, end)
+		  AND type = 'com.gamemetrics.progression' AND data->>'status' = 'complete' AND data ? 'attempt'`+where.String()+`
+		GROUP BY 1`, aargs...)
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func paramError(param, format string, args ...any) *ParamError {
 
 var names = []string{"events", "dau", "new_players", "sessions", "session_length_avg", "playtime_per_dau",
 	"revenue", "transactions", "paying_players", "first_time_payers", "arpdau", "arppu", "conversion",
-	"ad_impressions", "ad_revenue_micros", "errors"}
+	"ad_impressions", "ad_revenue_micros", "errors", "ccu_peak"}
 
 // Names lists every metric, in documentation order.
 func Names() []string { return slices.Clone(names) }
@@ -52,7 +52,7 @@ func Severities() []string { return []string{"debug", "info", "warning", "error"
 
 // noMinuteGrain are the metrics that count distinct players (per hour and
 // day only: player_hours, player_days) or divide by them.
-var noMinuteGrain = []string{"dau", "paying_players", "conversion", "arpdau", "arppu", "playtime_per_dau"}
+var noMinuteGrain = []string{"dau", "paying_players", "conversion", "arpdau", "arppu", "playtime_per_dau", "ccu_peak"}
 
 // MinuteMetrics lists the metrics that have a minute grain (Minute periods):
 // every metric but the distinct player counts and the ratios over them.
@@ -70,6 +70,9 @@ func MinuteMetrics() []string {
 // counts (dau, paying_players) and the ratios over them are kept per hour
 // and day, not per minute. The error names interval.
 func CheckGrain(metric string, interval Interval) error {
+	if metric == "ccu_peak" && interval != Hour && interval != Day {
+		return paramError("interval", "ccu_peak is kept per hour and day: use interval=hour or day, not %s", interval)
+	}
 	if interval == Minute && slices.Contains(noMinuteGrain, metric) {
 		return paramError("interval", "%s has no minute grain (distinct players are counted per hour and day); use hour or day, or one of %s per minute",
 			metric, strings.Join(MinuteMetrics(), ", "))
@@ -201,7 +204,10 @@ func (q SeriesQuery) Validate() error {
 	if err := CheckRange(q.Interval, q.From, q.To); err != nil {
 		return err
 	}
-	return checkFilters(q.Metric, q.Currency, q.Severity)
+	if err := checkFilters(q.Metric, q.Currency, q.Severity); err != nil {
+		return err
+	}
+	return checkDims(q.Metric, q.Interval, q.Filter, q.By)
 }
 
 // Validate checks the query's parameters: game, metric, period (a known
@@ -254,7 +260,10 @@ func (q RetentionQuery) Validate() error {
 	if err := CheckRange(Day, q.From, q.To); err != nil {
 		return err
 	}
-	return CheckDays(q.Days)
+	if err := CheckDays(q.Days); err != nil {
+		return err
+	}
+	return checkDims("", Day, q.Filter, "")
 }
 
 // Validate checks game, from and to.
@@ -262,5 +271,8 @@ func (q ProgressionQuery) Validate() error {
 	if err := checkGame(q.Game.ID); err != nil {
 		return err
 	}
-	return CheckRange(Day, q.From, q.To)
+	if err := CheckRange(Day, q.From, q.To); err != nil {
+		return err
+	}
+	return checkDims("", Day, q.Filter, "")
 }

@@ -93,7 +93,7 @@ func TestEveryMetricIsKnownAndRevenueMetricsAreAmongThem(t *testing.T) {
 			t.Errorf("%s: %v", m, err)
 		}
 	}
-	if n := metrics.Names(); len(n) != 16 || n[0] != "events" {
+	if n := metrics.Names(); len(n) != 17 || n[0] != "events" {
 		t.Errorf("Names() = %v", n)
 	}
 }

@@ -69,6 +69,11 @@ type SeriesQuery struct {
 	// Minutes is the width of each point of a Minute series: 1 (also 0),
 	// 5 or 15, windows aligned to multiples of it in UTC.
 	Minutes int
+	// Filter keeps only what carried the given dimension values.
+	Filter Filter
+	// By breaks the series down by one dimension (events.DimensionNames):
+	// the answer's Groups, one series per value, instead of Points.
+	By string
 }
 
 // ValueQuery asks for one metric of one game over one period, such as an
@@ -92,6 +97,15 @@ type Series struct {
 	// Approximate is true when a week or month distinct count came from
 	// HyperLogLog sketches.
 	Approximate bool
+	// Groups is a breakdown's series, one per value (SeriesQuery.By),
+	// sorted by total over the range descending, then value; nil without By.
+	Groups []Group
+}
+
+// Group is one value's series of a breakdown.
+type Group struct {
+	Value  string
+	Points []Point
 }
 
 // Point is one period's value.
@@ -109,6 +123,9 @@ type query struct {
 	currency string
 	severity string
 	ps       []Period
+	dims     Filter // dimension filters
+	by       string // dimension of a breakdown, "" for none
+	loc      *time.Location
 }
 
 // Series answers sq, one point per period of Periods(sq.Interval, ...),
@@ -127,7 +144,7 @@ func (q *Queries) Series(ctx context.Context, sq SeriesQuery) (Series, error) {
 		ps = MinutePeriods(max(sq.Minutes, 1), from, to, sq.Game.Location())
 	}
 	return q.run(ctx, query{game: sq.Game.ID, metric: sq.Metric, interval: sq.Interval, from: from, to: to,
-		currency: currency, severity: sq.Severity, ps: ps})
+		currency: currency, severity: sq.Severity, ps: ps, dims: sq.Filter, by: sq.By, loc: sq.Game.Location()})
 }
 
 // Value answers vq as a series of its one period: the value equals the
@@ -252,14 +269,45 @@ func (q *Queries) currencyOf(ctx context.Context, game, metric, currency string)
 }
 
 func (q *Queries) run(ctx context.Context, qq query) (Series, error) {
-	vals, approx, err := q.values(ctx, &qq)
+	if qq.loc == nil {
+		qq.loc = time.UTC
+	}
+	groups, approx, err := q.values(ctx, &qq)
 	if err != nil {
 		return Series{}, err
 	}
-	s := Series{Currency: qq.currency, Points: make([]Point, len(qq.ps)), Approximate: approx}
-	for i, p := range qq.ps {
-		s.Points[i] = Point{Period: p, Value: vals[i]}
+	points := func(vals []float64) []Point {
+		out := make([]Point, len(qq.ps))
+		for i, p := range qq.ps {
+			out[i] = Point{Period: p}
+			if vals != nil {
+				out[i].Value = vals[i]
+			}
+		}
+		return out
 	}
+	s := Series{Currency: qq.currency, Approximate: approx}
+	if qq.by == "" {
+		s.Points = points(groups[""])
+		return s, nil
+	}
+	s.Groups = []Group{}
+	totals := map[string]float64{}
+	for v, vals := range groups {
+		for _, x := range vals {
+			totals[v] += x
+		}
+		s.Groups = append(s.Groups, Group{Value: v, Points: points(vals)})
+	}
+	slices.SortFunc(s.Groups, func(a, b Group) int {
+		if ta, tb := totals[a.Value], totals[b.Value]; ta != tb {
+			if ta > tb {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
 	return s, nil
 }
 
@@ -279,40 +327,41 @@ func optionalDim(s string) dimFilter {
 	return exactDim(s)
 }
 
-// values answers a query: one value per period and whether any value is a
-// HyperLogLog estimate.
-func (q *Queries) values(ctx context.Context, qq *query) ([]float64, bool, error) {
+// values answers a query: per group (the breakdown's values, "" without
+// one) one value per period, and whether any value is a HyperLogLog
+// estimate.
+func (q *Queries) values(ctx context.Context, qq *query) (grouped, bool, error) {
 	var (
 		approx bool
-		out    []float64
+		out    grouped
 		err    error
 	)
-	sums := func(metric string, f dimFilter) []float64 {
+	sums := func(metric string, f dimFilter) grouped {
 		if err != nil {
 			return nil
 		}
-		var v []float64
-		v, err = q.sums(ctx, qq, metric, f)
+		var v grouped
+		v, err = q.sumsG(ctx, qq, metric, f)
 		return v
 	}
-	active := func() []float64 {
+	active := func() grouped {
 		if err != nil {
 			return nil
 		}
 		var (
-			v []float64
+			v grouped
 			a bool
 		)
-		v, a, err = q.distinctPlayers(ctx, qq, false)
+		v, a, err = q.distinctG(ctx, qq, false)
 		approx = approx || a
 		return v
 	}
-	paying := func() []float64 {
+	paying := func() grouped {
 		if err != nil {
 			return nil
 		}
-		var v []float64
-		v, _, err = q.distinctPlayers(ctx, qq, true)
+		var v grouped
+		v, _, err = q.distinctG(ctx, qq, true)
 		return v
 	}
 	switch qq.metric {
@@ -325,11 +374,11 @@ func (q *Queries) values(ctx context.Context, qq *query) ([]float64, bool, error
 	case "sessions":
 		out = sums("sessions", anyDim())
 	case "session_length_avg":
-		var s, n []float64
-		s, n, err = q.endedSessions(ctx, qq)
-		out = ratio(s, n, 2)
+		var s, n grouped
+		s, n, err = q.endedSessionsG(ctx, qq)
+		out = ratioG(s, n, 2)
 	case "playtime_per_dau":
-		out = ratio(sums("session_length_sum_s", anyDim()), active(), 2)
+		out = ratioG(sums("session_length_sum_s", anyDim()), active(), 2)
 	case "revenue":
 		out = sums("revenue_minor", exactDim(qq.currency))
 	case "transactions":
@@ -339,17 +388,19 @@ func (q *Queries) values(ctx context.Context, qq *query) ([]float64, bool, error
 	case "first_time_payers":
 		out = sums("first_time_payers", anyDim())
 	case "arpdau":
-		out = ratio(sums("revenue_minor", exactDim(qq.currency)), active(), 2)
+		out = ratioG(sums("revenue_minor", exactDim(qq.currency)), active(), 2)
 	case "arppu":
-		out = ratio(sums("revenue_minor", exactDim(qq.currency)), paying(), 2)
+		out = ratioG(sums("revenue_minor", exactDim(qq.currency)), paying(), 2)
 	case "conversion":
-		out = ratio(paying(), active(), 4)
+		out = ratioG(paying(), active(), 4)
 	case "ad_impressions":
 		out = sums("ad_events", prefixDim("show/"))
 	case "ad_revenue_micros":
 		out = sums("ad_revenue_micros", anyDim())
 	case "errors":
 		out = sums("errors", optionalDim(qq.severity))
+	case "ccu_peak":
+		out, err = q.ccuPeak(ctx, qq)
 	default:
 		return nil, false, fmt.Errorf("unknown metric %q", qq.metric)
 	}

@@ -100,6 +100,11 @@ func (r Reader) Mismatches(ctx context.Context, truth Truth) ([]string, error) {
 			}
 		}
 	}
+	more, err := r.extraMismatches(ctx, truth)
+	if err != nil {
+		return nil, err
+	}
+	diffs = append(diffs, more...)
 	cohorts, err := r.Retention(ctx, truth.From, truth.To, truth.RetentionDays)
 	if err != nil {
 		return nil, err
@@ -152,4 +157,100 @@ func retained(m map[string]*int) string {
 		}
 	}
 	return fmt.Sprint(out) // fmt sorts map keys
+}
+
+// extraMismatches compares breakdowns, LTV, economy and ccu_peak.
+func (r Reader) extraMismatches(ctx context.Context, truth Truth) ([]string, error) {
+	var diffs []string
+	span := url.Values{"from": {truth.From}, "to": {truth.To}}
+	for _, b := range truth.Breakdowns {
+		q := url.Values{"from": {truth.From}, "to": {truth.To}, "interval": {"day"}, "by": {b.By}}
+		var out struct {
+			Series []ByValue `json:"series"`
+		}
+		if _, err := r.Get(ctx, fmt.Sprintf("v1/games/%s/metrics/%s?%s", r.Game, b.Metric, q.Encode()), &out); err != nil {
+			return nil, err
+		}
+		got := map[string][]Point{}
+		for _, s := range out.Series {
+			got[s.Value] = s.Points
+		}
+		for _, want := range b.Series {
+			pts := got[want.Value]
+			for i, w := range want.Points {
+				var g float64
+				if i < len(pts) {
+					g = pts[i].Value
+				}
+				if g != w.Value {
+					diffs = append(diffs, fmt.Sprintf("%s by %s=%s %s = %v, want %v", b.Metric, b.By, want.Value, w.T, g, w.Value))
+				}
+			}
+			delete(got, want.Value)
+		}
+		for v := range got {
+			diffs = append(diffs, fmt.Sprintf("%s by %s: series %q the truth has no events of", b.Metric, b.By, v))
+		}
+	}
+	if truth.LTV != nil {
+		q := url.Values{"from": {truth.From}, "to": {truth.To}}
+		ds := make([]string, 0)
+		for _, d := range TruthLTVDays() {
+			ds = append(ds, fmt.Sprint(d))
+		}
+		q.Set("days", strings.Join(ds, ","))
+		var out struct {
+			Currencies []struct {
+				Currency string      `json:"currency"`
+				Cohorts  []LTVCohort `json:"cohorts"`
+			} `json:"currencies"`
+		}
+		if _, err := r.Get(ctx, fmt.Sprintf("v1/games/%s/ltv?%s", r.Game, q.Encode()), &out); err != nil {
+			return nil, err
+		}
+		if len(out.Currencies) != len(truth.LTV) {
+			diffs = append(diffs, fmt.Sprintf("ltv: %d currencies, want %d", len(out.Currencies), len(truth.LTV)))
+		}
+		for _, c := range out.Currencies {
+			g, _ := json.Marshal(c.Cohorts)
+			w, _ := json.Marshal(truth.LTV[c.Currency])
+			if string(g) != string(w) {
+				diffs = append(diffs, fmt.Sprintf("ltv %s = %s, want %s", c.Currency, g, w))
+			}
+		}
+	}
+	if truth.Economy != nil {
+		var out struct {
+			Currencies []struct {
+				Currency string      `json:"currency"`
+				Points   []FlowTruth `json:"points"`
+			} `json:"currencies"`
+		}
+		if _, err := r.Get(ctx, fmt.Sprintf("v1/games/%s/economy?%s", r.Game, span.Encode()), &out); err != nil {
+			return nil, err
+		}
+		if len(out.Currencies) != len(truth.Economy) {
+			diffs = append(diffs, fmt.Sprintf("economy: %d currencies, want %d", len(out.Currencies), len(truth.Economy)))
+		}
+		for _, c := range out.Currencies {
+			want := truth.Economy[c.Currency]
+			for i, p := range c.Points {
+				if i >= len(want) || p.T != want[i].T || math.Abs(p.Source-want[i].Source) > 1e-6 || math.Abs(p.Sink-want[i].Sink) > 1e-6 {
+					diffs = append(diffs, fmt.Sprintf("economy %s %+v, want %+v", c.Currency, p, want[min(i, len(want)-1)]))
+				}
+			}
+		}
+	}
+	if truth.CCU != nil {
+		got, err := r.Metric(ctx, "ccu_peak", truth.From, truth.To)
+		if err != nil {
+			return nil, err
+		}
+		for i, w := range truth.CCU {
+			if i >= len(got) || got[i].Value != w.Value {
+				diffs = append(diffs, fmt.Sprintf("ccu_peak %s = %v, want %v", w.T, got[min(i, len(got)-1)], w.Value))
+			}
+		}
+	}
+	return diffs, nil
 }

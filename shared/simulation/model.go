@@ -55,6 +55,14 @@ type Event struct {
 	SessionID   string         `json:"sessionid,omitempty"`
 	ContentType string         `json:"datacontenttype,omitempty"`
 	Data        map[string]any `json:"data,omitempty"`
+	// Dimensions, sent on every event as real SDKs do (CloudEvent
+	// extensions platform, country, appversion, dim1..dim3).
+	Platform   string `json:"platform,omitempty"`
+	Country    string `json:"country,omitempty"`
+	AppVersion string `json:"appversion,omitempty"`
+	Dim1       string `json:"dim1,omitempty"`
+	Dim2       string `json:"dim2,omitempty"`
+	Dim3       string `json:"dim3,omitempty"`
 }
 
 var (
@@ -117,6 +125,15 @@ func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []
 	level := 1
 	var out []Event
 	seq := 0
+	// The player's build and segments: a custom dimension per spender
+	// tier, an A/B group and a cohort label.
+	version := fmt.Sprintf("1.%d.%d", 3+r.IntN(2), r.IntN(3))
+	tier := "free"
+	if paying {
+		tier = "payer"
+	}
+	ab := []string{"A", "B"}[r.IntN(2)]
+	label := fmt.Sprintf("wave%d", installDay/7)
 	emit := func(t time.Time, typ, session string, data map[string]any) {
 		if t.After(cfg.End) {
 			return
@@ -124,7 +141,8 @@ func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []
 		seq++
 		out = append(out, Event{SpecVersion: "1.0", ID: fmt.Sprintf("%s%s-%d", cfg.RunID, subject, seq), Source: "/sim/" + platform,
 			Type: typ, Subject: subject, Time: t.UTC().Truncate(time.Millisecond), SessionID: session,
-			ContentType: "application/json", Data: data})
+			ContentType: "application/json", Data: data,
+			Platform: platform, Country: country, AppVersion: version, Dim1: tier, Dim2: ab, Dim3: label})
 	}
 	// Retention decays: each later day the player comes back with a falling chance.
 	for day := installDay; day < cfg.Days; day++ {
@@ -137,7 +155,7 @@ func player(r *rand.Rand, cfg Config, cat *Catalogue, start time.Time, n int) []
 			begin := dayStart.Add(time.Duration(diurnal(r) * float64(time.Hour)))
 			session := fmt.Sprintf("%s-d%d-s%d", subject, day, s)
 			length := time.Duration(60+r.IntN(1500)) * time.Second
-			emit(begin, events.TypeSessionStart, session, map[string]any{"platform": platform, "app_version": "1.4.2", "country": country})
+			emit(begin, events.TypeSessionStart, session, map[string]any{"platform": platform, "app_version": version, "country": country})
 			t := begin
 			for t.Before(begin.Add(length)) {
 				t = t.Add(time.Duration(20+r.IntN(100)) * time.Second)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -27,6 +28,11 @@ type Fact struct {
 	// a generated Event holds it (numbers as int or float64); nil when there
 	// is none.
 	Data map[string]any
+	// Dims are the dimension extensions the event carried ("" when not);
+	// in a Recount's Events, the dimensions it counts under: a
+	// session.start's data fills platform, appversion and country it did
+	// not carry as extensions, the rest is unknown.
+	Dims events.Dims
 }
 
 // DecodeData decodes an event's JSON data object with its numbers kept as
@@ -103,6 +109,9 @@ type Session struct {
 	// the ends carried (nil if none did).
 	Ended     bool
 	EndLength *big.Rat
+	// Dims are those of the session's earliest event (ties: the smaller
+	// events.Dims.ID).
+	Dims events.Dims
 }
 
 // Begin is when the session began: its start, or its first event without one.
@@ -139,6 +148,11 @@ type Player struct {
 	Sessions int
 	// Days are the game's calendar days (midnight UTC) with any event.
 	Days map[time.Time]bool
+	// Dims are those of the earliest event (install), PurchaseDims of the
+	// first purchase (ties: the smaller events.Dims.ID).
+	Dims, PurchaseDims events.Dims
+	// Revenue is the player's purchases per currency and calendar day.
+	Revenue map[string]map[time.Time]int64
 }
 
 // Period is a span of the game's calendar days [From, To] (dates as
@@ -159,8 +173,38 @@ func (p Period) inMinutes(t time.Time) bool {
 
 // Filter narrows a metric as the report API's parameters do: Currency for
 // revenue, arpdau, arppu and transactions (empty: every currency), Severity
-// for errors (empty: every severity).
-type Filter struct{ Currency, Severity string }
+// for errors (empty: every severity), Dims by dimension name the values
+// kept (OR within a dimension, AND across them).
+type Filter struct {
+	Currency, Severity string
+	Dims               map[string][]string
+}
+
+// Keeps says whether d passes the filter's dimensions.
+func (f Filter) Keeps(d events.Dims) bool {
+	for name, vals := range f.Dims {
+		i := events.DimIndex(name)
+		ok := false
+		for _, v := range vals {
+			ok = ok || d[i] == v
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// With is f with dimension name narrowed to value.
+func (f Filter) With(name, value string) Filter {
+	g := f
+	g.Dims = map[string][]string{}
+	for k, v := range f.Dims {
+		g.Dims[k] = v
+	}
+	g.Dims[name] = []string{value}
+	return g
+}
 
 // Level is one progression level's funnel, as the report API answers it.
 type Level struct {
@@ -203,6 +247,7 @@ func NewRecount(facts []Fact, loc *time.Location, now time.Time) *Recount {
 		}
 		seen[f.ID] = true
 		f.Time = f.Time.UTC().Truncate(time.Microsecond)
+		f.Dims = dimsOf(f)
 		day, hour := r.Day(f.Time), f.Time.Truncate(time.Hour)
 		r.byDay[day] = append(r.byDay[day], len(r.Events))
 		r.byHour[hour] = append(r.byHour[hour], len(r.Events))
@@ -218,11 +263,49 @@ func NewRecount(facts []Fact, loc *time.Location, now time.Time) *Recount {
 	return r
 }
 
+// dimsOf restates the dimension rule: the extensions, then a
+// session.start's data, then unknown.
+func dimsOf(f Fact) events.Dims {
+	d := f.Dims
+	if f.Type == events.TypeSessionStart {
+		for i, key := range map[int]string{0: "platform", 1: "country", 2: "app_version"} {
+			if d[i] == "" {
+				d[i] = f.Text(key)
+			}
+		}
+	}
+	for i := range d {
+		if d[i] == "" {
+			d[i] = "unknown"
+		}
+	}
+	return d
+}
+
+// wins says whether dims a of an event at ta replace b of one at tb.
+func wins(ta time.Time, a events.Dims, tb time.Time, b events.Dims) bool {
+	return ta.Before(tb) || ta.Equal(tb) && a.ID() < b.ID()
+}
+
 func (r *Recount) count(f Fact, day time.Time) {
 	p := r.Players[f.Subject]
 	if p == nil {
-		p = &Player{First: f.Time, Last: f.Time, Days: map[time.Time]bool{}}
+		p = &Player{First: f.Time, Last: f.Time, Days: map[time.Time]bool{}, Dims: f.Dims, Revenue: map[string]map[time.Time]int64{}}
 		r.Players[f.Subject] = p
+	}
+	if wins(f.Time, f.Dims, p.First, p.Dims) {
+		p.Dims = f.Dims
+	}
+	if f.Type == events.TypePurchase {
+		if p.FirstPurchase.IsZero() || wins(f.Time, f.Dims, p.FirstPurchase, p.PurchaseDims) {
+			p.PurchaseDims = f.Dims
+		}
+		cur := f.Text("currency")
+		if p.Revenue[cur] == nil {
+			p.Revenue[cur] = map[time.Time]int64{}
+		}
+		amt, _ := f.Rat("amount_minor")
+		p.Revenue[cur][day] += amt.Num().Int64()
 	}
 	if f.Time.Before(p.First) {
 		p.First = f.Time
@@ -240,8 +323,11 @@ func (r *Recount) count(f Fact, day time.Time) {
 	k := SessionKey{f.Subject, f.Session}
 	s := r.Sessions[k]
 	if s == nil {
-		s = &Session{First: f.Time, Last: f.Time}
+		s = &Session{First: f.Time, Last: f.Time, Dims: f.Dims}
 		r.Sessions[k] = s
+	}
+	if wins(f.Time, f.Dims, s.First, s.Dims) {
+		s.Dims = f.Dims
 	}
 	if f.Time.Before(s.First) {
 		s.First = f.Time
@@ -330,9 +416,16 @@ func (r *Recount) sessionsIn(p Period) []*Session {
 // documents (2 decimals, conversion 4). It panics on a metric it does not
 // know, a mistake in the calling test.
 func (r *Recount) Value(metric string, p Period, f Filter) float64 {
+	each := func(p Period, fn func(*Fact)) {
+		r.each(p, func(e *Fact) {
+			if f.Keeps(e.Dims) {
+				fn(e)
+			}
+		})
+	}
 	count := func(keep func(*Fact) bool) float64 {
 		n := 0.0
-		r.each(p, func(e *Fact) {
+		each(p, func(e *Fact) {
 			if keep(e) {
 				n++
 			}
@@ -341,7 +434,7 @@ func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 	}
 	distinct := func(keep func(*Fact) bool) float64 {
 		set := map[string]bool{}
-		r.each(p, func(e *Fact) {
+		each(p, func(e *Fact) {
 			if keep(e) {
 				set[e.Subject] = true
 			}
@@ -350,17 +443,17 @@ func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 	}
 	sum := func(keep func(*Fact) bool, key string) float64 {
 		v := 0.0
-		r.each(p, func(e *Fact) {
+		each(p, func(e *Fact) {
 			if keep(e) {
 				v += e.Float(key)
 			}
 		})
 		return v
 	}
-	firsts := func(at func(*Player) time.Time) float64 {
+	firsts := func(at func(*Player) time.Time, dims func(*Player) events.Dims) float64 {
 		n := 0.0
 		for _, pl := range r.Players {
-			if t := at(pl); !t.IsZero() && r.in(p, t) {
+			if t := at(pl); !t.IsZero() && r.in(p, t) && f.Keeps(dims(pl)) {
 				n++
 			}
 		}
@@ -384,12 +477,13 @@ func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 	case "dau":
 		return distinct(all)
 	case "new_players":
-		return firsts(func(pl *Player) time.Time { return pl.First })
+		return firsts(func(pl *Player) time.Time { return pl.First }, func(pl *Player) events.Dims { return pl.Dims })
 	case "first_time_payers":
-		return firsts(func(pl *Player) time.Time { return pl.FirstPurchase })
+		return firsts(func(pl *Player) time.Time { return pl.FirstPurchase }, func(pl *Player) events.Dims { return pl.PurchaseDims })
 	case "sessions", "session_length_avg", "playtime_per_dau":
 		ss := r.sessionsIn(p)
 		total, overTotal, over := new(big.Rat), new(big.Rat), 0.0
+		ss = slices.DeleteFunc(slices.Clone(ss), func(s *Session) bool { return !f.Keeps(s.Dims) })
 		for _, s := range ss {
 			total.Add(total, s.Length())
 			if s.Over(r.Now) {

@@ -28,6 +28,12 @@ type Truth struct {
 	Retention     []Cohort `json:"retention"`
 	RetentionDays []int    `json:"retention_days"`
 	Events        int      `json:"events"`
+	// Breakdowns (TruthBreakdowns), LTV per currency (TruthLTVDays),
+	// economy per virtual currency and day, and ccu_peak per day.
+	Breakdowns []Breakdown            `json:"breakdowns,omitempty"`
+	LTV        map[string][]LTVCohort `json:"ltv,omitempty"`
+	Economy    map[string][]FlowTruth `json:"economy,omitempty"`
+	CCU        []Point                `json:"ccu_peak,omitempty"`
 }
 
 // TruthMetrics are the daily metrics the truth carries.
@@ -63,6 +69,7 @@ func ComputeTruth(evs []Event, loc *time.Location, now time.Time, retentionDays 
 		}
 	}
 	t.Retention = r.Retention(first, last, retentionDays)
+	t.addExtras(r, first, last)
 	return t
 }
 
@@ -70,7 +77,76 @@ func ComputeTruth(evs []Event, loc *time.Location, now time.Time, retentionDays 
 func Facts(evs []Event) []Fact {
 	out := make([]Fact, len(evs))
 	for i, e := range evs {
-		out[i] = Fact{ID: e.ID, Type: e.Type, Subject: e.Subject, Session: e.SessionID, Time: e.Time, Data: e.Data}
+		out[i] = Fact{ID: e.ID, Type: e.Type, Subject: e.Subject, Session: e.SessionID, Time: e.Time, Data: e.Data,
+			Dims: [6]string{e.Platform, e.Country, e.AppVersion, e.Dim1, e.Dim2, e.Dim3}}
 	}
 	return out
+}
+
+// ByValue is one value's daily series of a breakdown.
+type ByValue struct {
+	Value  string  `json:"value"`
+	Points []Point `json:"points"`
+}
+
+// Breakdown is a daily metric broken down by one dimension (by=).
+type Breakdown struct {
+	Metric string    `json:"metric"`
+	By     string    `json:"by"`
+	Series []ByValue `json:"series"`
+}
+
+// FlowTruth is one day's sources and sinks of a virtual currency.
+type FlowTruth struct {
+	T      string  `json:"t"`
+	Source float64 `json:"source"`
+	Sink   float64 `json:"sink"`
+}
+
+// TruthBreakdowns are the breakdowns the truth carries (metric, by).
+func TruthBreakdowns() [][2]string {
+	return [][2]string{{"dau", "country"}, {"events", "platform"}, {"new_players", "dim1"}, {"sessions", "appversion"},
+		{"paying_players", "dim2"}}
+}
+
+// TruthLTVDays are the days of the truth's LTV.
+func TruthLTVDays() []int { return []int{0, 1, 3} }
+
+// addExtras fills the truth's breakdowns, LTV, economy and CCU.
+func (t *Truth) addExtras(r *Recount, first, last time.Time) {
+	for _, mb := range TruthBreakdowns() {
+		b := Breakdown{Metric: mb[0], By: mb[1]}
+		for _, v := range r.Values(mb[1]) {
+			s := ByValue{Value: v}
+			for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
+				s.Points = append(s.Points, Point{T: d.Format(time.DateOnly), Value: r.Value(mb[0], Period{From: d, To: d}, Filter{}.With(mb[1], v))})
+			}
+			b.Series = append(b.Series, s)
+		}
+		t.Breakdowns = append(t.Breakdowns, b)
+	}
+	t.LTV = map[string][]LTVCohort{}
+	for _, pl := range r.Players {
+		for cur := range pl.Revenue {
+			t.LTV[cur] = nil
+		}
+	}
+	for cur := range t.LTV {
+		t.LTV[cur] = r.LTV(first, last, TruthLTVDays(), cur, Filter{})
+	}
+	perDay, _, _ := r.Economy(first, last, Filter{})
+	t.Economy = map[string][]FlowTruth{}
+	for cur, days := range perDay {
+		for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
+			f := FlowTruth{T: d.Format(time.DateOnly)}
+			if fl, ok := days[f.T]; ok {
+				f.Source, _ = fl.Source.Float64()
+				f.Sink, _ = fl.Sink.Float64()
+			}
+			t.Economy[cur] = append(t.Economy[cur], f)
+		}
+	}
+	for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
+		t.CCU = append(t.CCU, Point{T: d.Format(time.DateOnly), Value: float64(r.CCUPeak(Period{From: d, To: d}))})
+	}
 }

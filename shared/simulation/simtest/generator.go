@@ -2,6 +2,7 @@ package simtest
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"time"
 
@@ -158,8 +159,40 @@ func (g *Generator) play(subject, sid string, at time.Time, currencies []string)
 	r := g.rng()
 	pick := func(s []string) string { return s[r.IntN(len(s))] }
 	var evs []event.Event
+	// Dimensions as SDKs send them: the player's platform, country, build
+	// (now and then a session of an updated one) and segments, on every
+	// event; now and then an event of an old SDK without them (unknown,
+	// or a session.start's data), or with only some.
+	// Drawn from hashes, not from the generator's random stream, so the
+	// events themselves are those of a generator without dimensions.
+	hash := func(part string) int {
+		h := fnv.New32a()
+		h.Write([]byte(part))
+		return int(h.Sum32() >> 1)
+	}
+	ps := hash(subject)
+	dims := [6]string{platforms[ps%len(platforms)], []string{"DE", "US", "JP"}[ps/7%3], fmt.Sprintf("1.%d", ps/5%3),
+		[]string{"a", "b", "c"}[ps/31%3], []string{"x", "y"}[ps/11%2], fmt.Sprintf("v%d", ps/13%2)}
+	if hash(sid)%10 == 0 { // the player updated the app
+		dims[2] = "1.9"
+	}
 	add := func(typ, session string, t time.Time, data string, args ...any) {
-		evs = append(evs, g.Event(typ, subject, session, t, fmt.Sprintf(data, args...)))
+		e := g.Event(typ, subject, session, t, fmt.Sprintf(data, args...))
+		k := hash(e.ID())
+		switch {
+		case k%20 == 0: // no dimensions
+		case k%20 == 1: // some of them
+			for i, name := range events.DimensionNames() {
+				if k>>(5+i)&1 == 0 {
+					e.SetExtension(name, dims[i])
+				}
+			}
+		default:
+			for i, name := range events.DimensionNames() {
+				e.SetExtension(name, dims[i])
+			}
+		}
+		evs = append(evs, e)
 	}
 	if r.IntN(10) > 0 { // some sessions never got their start
 		add(events.TypeSessionStart, sid, at, `{"platform":%q,"app_version":"1.%d","country":"DE"}`, pick(platforms), r.IntN(3))

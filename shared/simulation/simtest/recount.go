@@ -23,6 +23,9 @@ func Recount(tb testing.TB, evs []event.Event, loc *time.Location, now time.Time
 			tb.Fatalf("event %s: %v", e.ID(), err)
 		}
 		facts[i] = simulation.Fact{ID: e.ID(), Type: e.Type(), Subject: e.Subject(), Session: session, Time: e.Time(), Data: data}
+		for j, name := range events.DimensionNames() {
+			facts[i].Dims[j], _ = e.Extensions()[name].(string)
+		}
 	}
 	return simulation.NewRecount(facts, loc, now)
 }
