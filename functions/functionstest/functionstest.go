@@ -150,7 +150,20 @@ func (s *Servers) Restart(name string) {
 }
 
 // StopAll stops every function still running.
+//
+// A Platform's eventing runtime stops first, as a cluster drains its
+// sources before their sinks: a delivery still in flight to a function
+// that has stopped would retry with backoff until the runtime's stop gave
+// up (notify's and recommend's sources deliver every event too).
 func (s *Servers) StopAll() {
+	if s.rt != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := s.rt.Stop(ctx)
+		cancel()
+		if err != nil {
+			s.t.Errorf("stop eventing: %v", err)
+		}
+	}
 	for name := range s.m {
 		s.Stop(name)
 	}
