@@ -16,16 +16,22 @@ import (
 // per game whatever the replicas) are the game's, every later one counts
 // as events.Other. A value's fate never changes once decided (values are
 // never removed, and once a dimension is full it stays full), so the
-// registrar remembers decisions that committed and asks the database only
-// about values it has not seen.
+// registrar remembers what committed and asks the database only about
+// values it cannot decide. It remembers the values a game keeps and, per
+// game and dimension, that it is full, never the refused values
+// themselves: a client putting a timestamp or a user id in dim1 sends
+// unboundedly many, and remembering each would grow every replica's
+// memory without bound, the very case the cap protects the rollups from.
+// Memory stays at most 3 × MaxCustomValues values per game.
 type registrar struct {
 	q querier
 	// tx says q is a transaction that already holds the games' write
 	// locks exclusively (a rebuild): registration joins it, uncached.
 	tx bool
 
-	mu    sync.Mutex
-	known map[regKey]bool // true: the game's; false: other
+	mu   sync.Mutex
+	kept map[regKey]struct{} // values the games keep
+	full map[dimKey]struct{} // dimensions that keep no more values
 }
 
 type regKey struct {
@@ -34,8 +40,25 @@ type regKey struct {
 	val  string
 }
 
+type dimKey struct {
+	game string
+	dim  int8
+}
+
 func newRegistrar(q querier, tx bool) *registrar {
-	return &registrar{q: q, tx: tx, known: make(map[regKey]bool)}
+	return &registrar{q: q, tx: tx, kept: make(map[regKey]struct{}), full: make(map[dimKey]struct{})}
+}
+
+// decide answers from memory: kept, or known to count as other (its
+// dimension is full), or unknown (ask the database). Callers hold mu.
+func (g *registrar) decide(k regKey) (kept, known bool) {
+	if _, ok := g.kept[k]; ok {
+		return true, true
+	}
+	if _, ok := g.full[dimKey{k.game, k.dim}]; ok {
+		return false, true
+	}
+	return false, false
 }
 
 // resolve sets dims and tuple of every record: raw with custom values the
@@ -51,7 +74,7 @@ func (g *registrar) resolve(ctx context.Context, recs []*record) error {
 				continue
 			}
 			k := regKey{r.game, int8(i), v}
-			if _, ok := g.known[k]; !ok && !asked[k] {
+			if _, known := g.decide(k); !known && !asked[k] {
 				asked[k] = true
 				ask = append(ask, k)
 			}
@@ -67,9 +90,15 @@ func (g *registrar) resolve(ctx context.Context, recs []*record) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for k, ok := range decided {
-		if !g.tx {
-			g.known[k] = ok
+	if !g.tx {
+		for k, ok := range decided {
+			if ok {
+				g.kept[k] = struct{}{}
+			} else {
+				// Registration refuses a value only when its dimension
+				// already holds MaxCustomValues: full, for good.
+				g.full[dimKey{k.game, k.dim}] = struct{}{}
+			}
 		}
 	}
 	for _, r := range recs {
@@ -82,7 +111,7 @@ func (g *registrar) resolve(ctx context.Context, recs []*record) error {
 			k := regKey{r.game, int8(i), v}
 			ok, seen := decided[k]
 			if !seen {
-				ok = g.known[k]
+				ok, _ = g.decide(k)
 			}
 			if !ok {
 				r.dims[i] = events.Other

@@ -92,3 +92,38 @@ func TestCustomDimensionsBeyondTheHundredthValueCountAsOther(t *testing.T) {
 			kept1, dim1[kept1], after[kept1])
 	}
 }
+
+// A client putting a unique value in a custom dimension (a timestamp, a
+// user id) must not grow process's memory: the registrar remembers the
+// values a game keeps and that the dimension is full, not each refusal.
+func TestHighCardinalityCustomValuesKeepTheRegistrarBounded(t *testing.T) {
+	game := newGame(t, "UTC")
+	p := newProcess(t, DefaultConfig())
+	url := httpServer(t, p)
+	g := &simtest.Generator{Game: game.ID, Rand: rand.New(rand.NewPCG(6, 6))}
+	at := time.Now().Add(-3 * time.Hour).Truncate(time.Second)
+	const n = 10_000
+	evs := make([]event.Event, 0, n)
+	for i := range n {
+		e := g.Event(events.TypeHeartbeat, fmt.Sprintf("p%05d", i%500), "s", at.Add(time.Duration(i)*time.Millisecond), "")
+		e.SetExtension(events.Dim1, fmt.Sprintf("ts-%d", at.UnixNano()+int64(i)))
+		evs = append(evs, e)
+	}
+	deliverAll(t, url, evs, 16)
+	drain(t, p)
+	p.dims.mu.Lock()
+	kept, full := len(p.dims.kept), len(p.dims.full)
+	p.dims.mu.Unlock()
+	if kept > events.MaxCustomValues || full != 1 {
+		t.Fatalf("after %d distinct dim1 values the registrar holds %d kept values and %d full dimensions; want at most %d and 1",
+			n, kept, full, events.MaxCustomValues)
+	}
+	var other, total int
+	if err := pool.QueryRow(context.Background(), `SELECT coalesce(sum(value) FILTER (WHERE dvalue = 'other'), 0)::int, coalesce(sum(value), 0)::int
+		FROM rollup_dim_daily WHERE gameid = $1 AND metric = 'events' AND dname = 'dim1'`, game.ID).Scan(&other, &total); err != nil {
+		t.Fatal(err)
+	}
+	if total != n || other != n-events.MaxCustomValues {
+		t.Errorf("dim1 breakdown counts %d events, %d as other; want %d and %d", total, other, n, n-events.MaxCustomValues)
+	}
+}
