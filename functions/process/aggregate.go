@@ -803,6 +803,14 @@ func queueDimRows(b *pgx.Batch, c *changes) {
 		}
 		b.Queue(upsertDayTuples, games, days, subs, tuples, paid)
 	}
+	if m := len(c.hourTuples); m > 0 {
+		games, hours, subs, tuples, paid, mins := make([]string, m), make([]time.Time, m), make([]string, m), make([]int64, m),
+			make([]bool, m), make([]int64, m)
+		for i, r := range c.hourTuples {
+			games[i], hours[i], subs[i], tuples[i], paid[i], mins[i] = r.key.game, r.key.at, r.key.subject, r.tuple, r.paid, int64(r.minutes)
+		}
+		b.Queue(upsertHourTuples, games, hours, subs, tuples, paid, mins)
+	}
 	if m := len(c.dimSketch); m > 0 {
 		games, days, names, vals, subs := make([]string, m), make([]time.Time, m), make([]string, m), make([]string, m), make([]string, m)
 		dn := events.DimensionNames()
@@ -846,7 +854,7 @@ func (c *changes) rollupsTuples() []batchTuple {
 	seen := map[batchTuple]bool{}
 	var out []batchTuple
 	for k := range c.rollups {
-		if k.grain != tupleDaily {
+		if k.grain != tupleDaily && k.grain != tupleHourly {
 			continue
 		}
 		d, ok := c.tuples[k.tuple]
@@ -957,7 +965,7 @@ func queueRollups(b *pgx.Batch, d deltas) {
 			games[i], buckets[i], metrics[i], dims[i], values[i] = k.game, k.bucket, k.metric, k.dim, d[k].String()
 		}
 		switch g {
-		case tupleDaily:
+		case tupleDaily, tupleHourly:
 			tuples := make([]int64, n)
 			for i, k := range keys[:n] {
 				tuples[i] = k.tuple

@@ -205,29 +205,49 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 	}
 	spend := map[string][2]int64{}
 	// Per single dimension value, daily (a selection of metrics).
+	// Per single dimension value, daily and per UTC hour (a selection of
+	// metrics; hourly ones are read from the tuple rows).
+	dimBuckets := func(at time.Time) []string {
+		return []string{"dim|" + r.Day(at).Format(time.DateOnly), "dimh|" + at.UTC().Truncate(time.Hour).Format(time.RFC3339)}
+	}
 	dimAdd := func(at time.Time, d events.Dims, metric, dim string, v *big.Rat) {
-		for i, name := range events.DimensionNames() {
-			k := "dim|" + r.Day(at).Format(time.DateOnly) + "|" + metric + "|" + dim + "|" + name + "=" + d[i]
-			if sums[k] == nil {
-				sums[k] = new(big.Rat)
+		for _, b := range dimBuckets(at) {
+			for i, name := range events.DimensionNames() {
+				k := b + "|" + metric + "|" + dim + "|" + name + "=" + d[i]
+				if sums[k] == nil {
+					sums[k] = new(big.Rat)
+				}
+				sums[k].Add(sums[k], v)
 			}
-			sums[k].Add(sums[k], v)
 		}
 	}
 	dimSeen := func(at time.Time, d events.Dims, metric, subject string) {
-		for i, name := range events.DimensionNames() {
-			k := "dim|" + r.Day(at).Format(time.DateOnly) + "|" + metric + "||" + name + "=" + d[i]
-			if players[k] == nil {
-				players[k] = map[string]bool{}
+		for _, b := range dimBuckets(at) {
+			for i, name := range events.DimensionNames() {
+				k := b + "|" + metric + "||" + name + "=" + d[i]
+				if players[k] == nil {
+					players[k] = map[string]bool{}
+				}
+				players[k][subject] = true
 			}
-			players[k][subject] = true
 		}
 	}
+	// player_hour_tuples: the minutes and purchases of each player, UTC
+	// hour and tuple.
+	type hourTuple struct {
+		minutes uint64
+		paid    bool
+	}
+	hourTuples := map[string]hourTuple{}
 	for _, e := range r.Events {
 		add(e.Time, "events", e.Type, one)
 		seen(e.Time, "active_players", e.Subject)
 		dimAdd(e.Time, e.Dims, "events", "", one)
 		dimSeen(e.Time, e.Dims, "active_players", e.Subject)
+		hour := e.Time.UTC().Truncate(time.Hour)
+		hk := "pht|" + hour.Format(time.RFC3339) + "|" + e.Subject + "|" + strings.Join(e.Dims[:], "/")
+		ht := hourTuples[hk]
+		hourTuples[hk] = hourTuple{ht.minutes | 1<<uint(e.Time.Sub(hour)/time.Minute), ht.paid || e.Type == events.TypePurchase}
 		switch e.Type {
 		case events.TypePurchase:
 			cur, amt := e.Text("currency"), number(e, "amount_minor")
@@ -309,6 +329,9 @@ func truth(t testing.TB, r *simulation.Recount) map[string]string {
 	for k, s := range spend {
 		strs["spend|"+k] = fmt.Sprintf("%d %d", s[0], s[1])
 	}
+	for k, h := range hourTuples {
+		strs[k] = fmt.Sprintf("%d %v", int64(h.minutes), h.paid)
+	}
 	for k, v := range sums {
 		if v.Sign() != 0 {
 			strs[k] = v.RatString()
@@ -346,6 +369,23 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 		FROM rollup_dim_daily WHERE gameid = $1 AND value <> 0
 		  AND metric IN ('active_players', 'paying_players', 'new_players', 'sessions', 'revenue_minor', 'events')
 		UNION ALL
+		SELECT 'dimh|' || to_char(r.hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || r.metric || '|' || r.dim || '|' || n.name || '=' || n.val,
+		  sum(r.value)::text
+		FROM rollup_tuple_hourly r JOIN dim_tuples t ON t.gameid = r.gameid AND t.tuple = r.tuple
+		CROSS JOIN LATERAL (VALUES ('platform', t.platform), ('country', t.country), ('appversion', t.appversion),
+		  ('dim1', t.dim1), ('dim2', t.dim2), ('dim3', t.dim3)) AS n(name, val)
+		WHERE r.gameid = $1 AND r.metric IN ('new_players', 'sessions', 'revenue_minor', 'events')
+		GROUP BY 1 HAVING sum(r.value) <> 0
+		UNION ALL
+		SELECT 'dimh|' || to_char(h.hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || m.metric || '||' || n.name || '=' || n.val,
+		  count(DISTINCT h.subject) FILTER (WHERE m.metric = 'active_players' OR h.paid)::text
+		FROM player_hour_tuples h JOIN dim_tuples t ON t.gameid = h.gameid AND t.tuple = h.tuple
+		CROSS JOIN LATERAL (VALUES ('platform', t.platform), ('country', t.country), ('appversion', t.appversion),
+		  ('dim1', t.dim1), ('dim2', t.dim2), ('dim3', t.dim3)) AS n(name, val)
+		CROSS JOIN (VALUES ('active_players'), ('paying_players')) AS m(metric)
+		WHERE h.gameid = $1
+		GROUP BY 1 HAVING count(DISTINCT h.subject) FILTER (WHERE m.metric = 'active_players' OR h.paid) <> 0
+		UNION ALL
 		SELECT 'ltv|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD') || '|' || currency, amount_minor::text
 		FROM cohort_revenue WHERE gameid = $1 AND amount_minor <> 0
 		UNION ALL
@@ -354,6 +394,10 @@ func stored(t testing.TB, game string, loc *time.Location) map[string]string {
 		func(v string) string { return ratOf(t, v).RatString() })
 	readKeyValues(`SELECT 'cohort|' || to_char(install_day, 'YYYY-MM-DD') || '|' || to_char(day, 'YYYY-MM-DD'), players::text
 		FROM cohort_days WHERE gameid = $1 AND players <> 0`, func(v string) string { return v })
+	readKeyValues(`SELECT 'pht|' || to_char(h.hour AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '|' || h.subject || '|'
+		  || concat_ws('/', t.platform, t.country, t.appversion, t.dim1, t.dim2, t.dim3), h.minutes || ' ' || h.paid
+		FROM player_hour_tuples h JOIN dim_tuples t ON t.gameid = h.gameid AND t.tuple = h.tuple WHERE h.gameid = $1`,
+		func(v string) string { return v })
 	readKeyValues(`SELECT 'spend|' || subject || '|' || currency, amount_minor::text || ' ' || purchases FROM player_spend WHERE gameid = $1`,
 		func(v string) string { return v })
 	rows, err := pool.Query(ctx, `SELECT subject, sessionid, begin_at, length_s::text, day, coalesce(platform, ''), end_at IS NOT NULL

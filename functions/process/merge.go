@@ -129,12 +129,23 @@ type batch struct {
 	dayTuples map[activityKey]map[int64]bool
 	minutes   map[activityKey]uint64
 	tuples    map[int64]events.Dims
+	// hourTuples are the tuples of each player-hour with their minutes
+	// and purchases (player_hour_tuples).
+	hourTuples map[activityKey]map[int64]hourTuple
+}
+
+// hourTuple is what a player-hour's events of one tuple add to its
+// player_hour_tuples row.
+type hourTuple struct {
+	paid    bool
+	minutes uint64
 }
 
 func newBatch(recs []*record) *batch {
 	b := &batch{recs: recs, players: make(map[playerKey]*playerState), sessions: make(map[sessionKey]*sessionState),
 		days: make(map[activityKey]bool), hours: make(map[activityKey]bool),
-		dayTuples: make(map[activityKey]map[int64]bool), minutes: make(map[activityKey]uint64), tuples: make(map[int64]events.Dims)}
+		dayTuples: make(map[activityKey]map[int64]bool), minutes: make(map[activityKey]uint64), tuples: make(map[int64]events.Dims),
+		hourTuples: make(map[activityKey]map[int64]hourTuple)}
 	for _, r := range recs {
 		pk := playerKey{r.game, r.subject}
 		ps := playerOf(r)
@@ -156,7 +167,15 @@ func newBatch(recs []*record) *batch {
 		kd, kh := activityKey{r.game, r.local, r.subject}, activityKey{r.game, r.hour, r.subject}
 		b.days[kd] = b.days[kd] || paid
 		b.hours[kh] = b.hours[kh] || paid
-		b.minutes[kh] |= 1 << uint(r.time.Sub(r.hour)/time.Minute)
+		bit := uint64(1) << uint(r.time.Sub(r.hour)/time.Minute)
+		b.minutes[kh] |= bit
+		hts := b.hourTuples[kh]
+		if hts == nil {
+			hts = make(map[int64]hourTuple, 1)
+			b.hourTuples[kh] = hts
+		}
+		ht := hts[r.tuple]
+		hts[r.tuple] = hourTuple{ht.paid || paid, ht.minutes | bit}
 		ts := b.dayTuples[kd]
 		if ts == nil {
 			ts = make(map[int64]bool, 1)
@@ -254,6 +273,7 @@ type changes struct {
 	// per-value HyperLogLog; revenue and cohortRevenue what LTV adds;
 	// tuples the batch's tuples (inserted if new).
 	dayTuples     []dayTupleRow
+	hourTuples    []hourTupleRow
 	dimSketch     []dimSketchRow
 	revenue       map[revenueKey]int64
 	cohortRevenue map[cohortRevenueKey]int64
@@ -264,6 +284,13 @@ type dayTupleRow struct {
 	key   activityKey
 	tuple int64
 	paid  bool
+}
+
+// hourTupleRow is OR-ed into a player_hour_tuples row.
+type hourTupleRow struct {
+	key   activityKey
+	tuple int64
+	hourTuple
 }
 
 type dimSketchRow struct {
@@ -381,6 +408,11 @@ func merge(b *batch, st *state, zone func(game string) *time.Location) *changes 
 		}
 	}
 	c.dimActivity(b, st, dims)
+	for _, k := range sortedKeys(b.hourTuples, cmpActivity) {
+		for _, id := range sortedKeys(b.hourTuples[k], func(a, b int64) int { return cmpInt(a, b) }) {
+			c.hourTuples = append(c.hourTuples, hourTupleRow{k, id, b.hourTuples[k][id]})
+		}
+	}
 	c.online(b, st)
 	for _, k := range sortedKeys(b.hours, cmpActivity) {
 		paid := b.hours[k]

@@ -5,6 +5,7 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +40,13 @@ type memTables struct {
 	tuples    map[int64]events.Dims
 	revenue   map[revenueKey]int64
 	cohortRev map[cohortRevenueKey]int64
+	// hourTuples is player_hour_tuples.
+	hourTuples map[hourTupleKey]hourTuple
+}
+
+type hourTupleKey struct {
+	activityKey
+	tuple int64
 }
 
 func newMemTables() *memTables {
@@ -46,7 +54,7 @@ func newMemTables() *memTables {
 		days: map[activityKey]bool{}, hours: map[activityKey]bool{}, spend: map[spendKey]spendDelta{},
 		cohorts: map[cohortKey]int64{}, rollups: map[rollKey]*big.Rat{}, sketch: map[activityKey]bool{},
 		dayTuples: map[activityKey]map[int64]bool{}, minutes: map[activityKey]uint64{}, tuples: map[int64]events.Dims{},
-		revenue: map[revenueKey]int64{}, cohortRev: map[cohortRevenueKey]int64{}}
+		revenue: map[revenueKey]int64{}, cohortRev: map[cohortRevenueKey]int64{}, hourTuples: map[hourTupleKey]hourTuple{}}
 }
 
 // load is load's semantics: missing players and sessions are created with
@@ -125,6 +133,11 @@ func (m *memTables) apply(c *changes) {
 		m.hours[h.key] = m.hours[h.key] || h.paid
 		m.minutes[h.key] |= h.minutes
 	}
+	for _, h := range c.hourTuples {
+		k := hourTupleKey{h.key, h.tuple}
+		old := m.hourTuples[k]
+		m.hourTuples[k] = hourTuple{old.paid || h.paid, old.minutes | h.minutes}
+	}
 	for _, d := range c.dayTuples {
 		if m.dayTuples[d.key] == nil {
 			m.dayTuples[d.key] = map[int64]bool{}
@@ -180,6 +193,22 @@ func (m *memTables) aggregates(zone func(string) *time.Location) map[string]stri
 			if k.metric == mOnline {
 				continue // compared by the dimension tests
 			}
+		case tupleHourly:
+			if k.metric == mNewPlayers || k.metric == mSessions || k.metric == mRevenue || k.metric == mEvents {
+				for i, val := range m.tuples[k.tuple] {
+					key := "dimh|" + k.bucket.UTC().Format(time.RFC3339) + "|" + k.metric + "|" + k.dim + "|" + events.DimensionNames()[i] + "=" + val
+					sum := new(big.Rat)
+					if prev, ok := out[key]; ok {
+						sum.SetString(prev)
+					}
+					if sum.Add(sum, v); sum.Sign() == 0 {
+						delete(out, key)
+					} else {
+						out[key] = sum.RatString()
+					}
+				}
+			}
+			continue
 		case dimDaily:
 			if k.metric == mActivePlayers || k.metric == mPayingPlayers || k.metric == mNewPlayers || k.metric == mSessions || k.metric == mRevenue || k.metric == mEvents {
 				out["dim|"+k.bucket.Format(time.DateOnly)+"|"+k.metric+"|"+k.dim+"|"+events.DimensionNames()[k.dname]+"="+k.dvalue] = v.RatString()
@@ -189,6 +218,27 @@ func (m *memTables) aggregates(zone func(string) *time.Location) map[string]stri
 			continue
 		}
 		out[b+"|"+k.metric+"|"+k.dim] = v.RatString()
+	}
+	hourPlayers := map[string]map[string]bool{}
+	for k, h := range m.hourTuples {
+		hour := k.at.UTC().Format(time.RFC3339)
+		d := m.tuples[k.tuple]
+		out["pht|"+hour+"|"+k.subject+"|"+strings.Join(d[:], "/")] = fmt.Sprintf("%d %v", int64(h.minutes), h.paid)
+		for i, val := range d {
+			for _, metric := range []string{mActivePlayers, mPayingPlayers} {
+				if metric == mPayingPlayers && !h.paid {
+					continue
+				}
+				key := "dimh|" + hour + "|" + metric + "||" + events.DimensionNames()[i] + "=" + val
+				if hourPlayers[key] == nil {
+					hourPlayers[key] = map[string]bool{}
+				}
+				hourPlayers[key][k.subject] = true
+			}
+		}
+	}
+	for key, set := range hourPlayers {
+		out[key] = fmt.Sprint(len(set))
 	}
 	for k, n := range m.cohortRev {
 		if n != 0 {

@@ -421,6 +421,7 @@ const (
 	minutely                // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
 	tupleDaily              // rollup_tuple_daily: daily per dimension tuple
 	dimDaily                // rollup_dim_daily: daily per single dimension value
+	tupleHourly             // rollup_tuple_hourly: per UTC hour and dimension tuple
 )
 
 // rollKey addresses one rollup row: the table (grain), the game, the
@@ -501,28 +502,29 @@ type deltas map[rollKey]*num
 
 // add adds v to metric/dim in the daily bucket (day, game time zone), the
 // hourly bucket (UTC hour) and the minute bucket (UTC minute) of t, and
-// under tuple tp in its daily tuple row and the daily row of each of its
-// values (for the metrics the report API breaks down). Breakdowns are
-// daily: an hourly row per value would cost a replay of history about a
-// row per event.
+// under tuple tp in its daily and hourly tuple rows and the daily row of
+// each of its values (for the metrics the report API breaks down).
+// Minute windows stay whole-game: they serve alert rules, and a row per
+// tuple and minute would be about a row per event.
 func (d deltas) add(game string, tp tupleRef, t time.Time, loc *time.Location, metric, dim string, v num) {
 	day, hour := dayIn(t, loc), hourOf(t)
 	d.addOne(rollKey{game: game, grain: daily, bucket: day, metric: metric, dim: dim}, v)
 	d.addOne(rollKey{game: game, grain: hourly, bucket: hour, metric: metric, dim: dim}, v)
 	d.addOne(rollKey{game: game, grain: minutely, bucket: minuteOf(t), metric: metric, dim: dim}, v)
-	d.addTuple(game, tp, day, metric, dim, v)
+	d.addTuple(game, tp, day, hour, metric, dim, v)
 }
 
-// addTuple adds v under tp (the tuple's daily row, each single value's
-// daily row), for the metrics the report API breaks down and
+// addTuple adds v under tp (the tuple's daily and hourly rows, each single
+// value's daily row), for the metrics the report API breaks down and
 // with only the detail its queries read (breakdownDim): a few rows per
 // tuple and day, not one per event type.
-func (d deltas) addTuple(game string, tp tupleRef, day time.Time, metric, dim string, v num) {
+func (d deltas) addTuple(game string, tp tupleRef, day, hour time.Time, metric, dim string, v num) {
 	dim, ok := breakdownDim(metric, dim)
 	if !ok {
 		return
 	}
 	d.addOne(rollKey{game: game, grain: tupleDaily, bucket: day, metric: metric, dim: dim, tuple: tp.id}, v)
+	d.addOne(rollKey{game: game, grain: tupleHourly, bucket: hour, metric: metric, dim: dim, tuple: tp.id}, v)
 	for i, val := range tp.dims {
 		d.addOne(rollKey{game: game, grain: dimDaily, bucket: day, metric: metric, dim: dim, dname: int8(i), dvalue: val}, v)
 	}

@@ -83,6 +83,7 @@ func SetTimezone(ctx context.Context, pool *pgxpool.Pool, game, tz string) (Rebu
 		for _, table := range []string{"pending_events", "players", "player_spend", "player_days", "player_hours",
 			"sessions", "rollup_daily", "rollup_hourly", "rollup_minutely", "players_hll_daily", "cohort_days",
 			"rollup_tuple_daily", "rollup_dim_daily", "player_day_tuples", "players_hll_dim_daily",
+			"rollup_tuple_hourly", "player_hour_tuples",
 			"ccu_hourly", "ccu_daily", "player_revenue_days", "cohort_revenue"} {
 			if _, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1", game); err != nil {
 				return fmt.Errorf("clear %s: %w", table, err)

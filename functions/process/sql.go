@@ -227,6 +227,13 @@ ON CONFLICT (gameid, hour, subject) DO UPDATE SET paid = p.paid OR excluded.paid
 SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::bigint[], $5::bool[])
 ON CONFLICT (gameid, day, subject, tuple) DO UPDATE SET paid = p.paid OR excluded.paid`
 
+	// upsertHourTuples ORs a batch's minutes and purchases into its
+	// player-hour-tuple rows, writing only rows that gain something.
+	upsertHourTuples = `INSERT INTO player_hour_tuples AS p (gameid, hour, subject, tuple, paid, minutes)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], $5::bool[], $6::bigint[])
+ON CONFLICT (gameid, hour, subject, tuple) DO UPDATE SET paid = p.paid OR excluded.paid, minutes = p.minutes | excluded.minutes
+WHERE (excluded.paid AND NOT p.paid) OR p.minutes | excluded.minutes <> p.minutes`
+
 	insertTuples = `INSERT INTO dim_tuples (gameid, tuple, platform, country, appversion, dim1, dim2, dim3)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
 ON CONFLICT DO NOTHING`
@@ -304,6 +311,10 @@ const (
 SELECT g, b, m, d, t, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(g, b, m, d, t, v)
 ON CONFLICT (gameid, day, metric, dim, tuple) DO UPDATE SET value = r.value + excluded.value`
 
+	upsertTupleHourly = `INSERT INTO rollup_tuple_hourly AS r (gameid, hour, metric, dim, tuple, value)
+SELECT g, b, m, d, t, v::numeric FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::text[]) AS u(g, b, m, d, t, v)
+ON CONFLICT (gameid, hour, metric, dim, tuple) DO UPDATE SET value = r.value + excluded.value`
+
 	upsertDimDaily = `INSERT INTO rollup_dim_daily AS r (gameid, day, metric, dim, dname, dvalue, value)
 SELECT g, b, m, d, n, x, v::numeric FROM unnest($1::text[], $2::date[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS u(g, b, m, d, n, x, v)
 ON CONFLICT (gameid, metric, dname, day, dim, dvalue) DO UPDATE SET value = r.value + excluded.value`
@@ -320,6 +331,8 @@ func upsertRollups(g grain) string {
 		return upsertTupleDaily
 	case dimDaily:
 		return upsertDimDaily
+	case tupleHourly:
+		return upsertTupleHourly
 	}
 	return upsertDaily
 }

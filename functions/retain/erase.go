@@ -290,7 +290,7 @@ func (r *Retain) erasePostgresOnce(ctx context.Context, req ErasureRequest) erro
 				return fmt.Errorf("cohort_revenue: %w", err)
 			}
 		}
-		for _, table := range []string{"player_revenue_days", "player_day_tuples", "sessions", "player_hours", "player_spend", "players"} {
+		for _, table := range []string{"player_revenue_days", "player_day_tuples", "player_hour_tuples", "sessions", "player_hours", "player_spend", "players"} {
 			tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE gameid = $1 AND subject = $2", req.Game, req.Player)
 			if err != nil {
 				return fmt.Errorf("%s: %w", table, err)
