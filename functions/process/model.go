@@ -416,12 +416,12 @@ func (p *playerState) merge(o playerState) {
 type grain uint8
 
 const (
-	daily      grain = iota // rollup_daily: a date in the game's time zone
-	hourly                  // rollup_hourly: a UTC hour
-	minutely                // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
-	tupleDaily              // rollup_tuple_daily: daily per dimension tuple
-	dimDaily                // rollup_dim_daily: daily per single dimension value
-	tupleHourly             // rollup_tuple_hourly: per UTC hour and dimension tuple
+	daily       grain = iota // rollup_daily: a date in the game's time zone
+	hourly                   // rollup_hourly: a UTC hour
+	minutely                 // rollup_minutely: a UTC minute (alert windows of 1m, 5m, 15m)
+	tupleDaily               // rollup_tuple_daily: daily per dimension tuple
+	dimDaily                 // rollup_dim_daily: daily per single dimension value
+	tupleHourly              // rollup_tuple_hourly: per UTC hour and dimension tuple
 )
 
 // rollKey addresses one rollup row: the table (grain), the game, the
