@@ -35,10 +35,12 @@ func TestBreakdownsFiltersLTVEconomyAndCCUMatchTheGroundTruth(t *testing.T) {
 	var vs []variant
 	for _, m := range []string{"events", "dau", "new_players", "sessions", "session_length_avg", "playtime_per_dau", "paying_players",
 		"first_time_payers", "conversion", "errors", "ad_impressions"} {
-		vs = append(vs, variant{m, Day, nil}, variant{m, Week, nil})
+		vs = append(vs, variant{m, Day, nil}, variant{m, Week, nil}, variant{m, Hour, nil})
 	}
+	vs = append(vs, variant{"ccu_peak", Day, nil}, variant{"ccu_peak", Hour, nil})
 	for _, c := range s.currencies {
-		vs = append(vs, variant{"revenue", Day, url.Values{"currency": {c}}}, variant{"arppu", Month, url.Values{"currency": {c}}})
+		vs = append(vs, variant{"revenue", Day, url.Values{"currency": {c}}}, variant{"arppu", Month, url.Values{"currency": {c}}},
+			variant{"revenue", Hour, url.Values{"currency": {c}}}, variant{"arpdau", Hour, url.Values{"currency": {c}}})
 	}
 	checked := 0
 	for _, v := range vs {
@@ -96,28 +98,30 @@ func TestBreakdownsFiltersLTVEconomyAndCCUMatchTheGroundTruth(t *testing.T) {
 			}
 			checked++
 		}
-		// Filters: OR within a dimension, AND across them (kept per day).
-		if v.interval == Hour {
-			continue
-		}
-		q := url.Values{"from": {r[0].Format(time.DateOnly)}, "to": {r[1].Format(time.DateOnly)}, "interval": {v.interval},
-			"platform": {"ios,android"}, "country": {"US"}}
-		for k, x := range v.extra {
-			q[k] = x
-		}
-		u := fmt.Sprintf("%s/v1/games/%s/metrics/%s?%s", base, s.ID, v.metric, q.Encode())
-		var got Series
-		getJSON(t, u, s.keys.Read, &got)
-		f := simulation.Filter{Currency: v.extra.Get("currency"), Dims: map[string][]string{"platform": {"ios", "android"}, "country": {"US"}}}
-		if len(got.Points) != len(ps) {
-			t.Fatalf("%s: %d points, want %d", u, len(got.Points), len(ps))
-		}
-		for i, p := range ps {
-			if want := s.truth.Value(v.metric, truthIn(v.interval, p), f); !near(got.Points[i].Value, want) {
-				t.Errorf("%s: point %s = %v, want %v", u, p.t, got.Points[i].Value, want)
+		// Filters: OR within a dimension, AND across them; one value of
+		// one dimension (read from the per-value rows per day).
+		for _, dims := range []map[string][]string{{"platform": {"ios", "android"}, "country": {"US"}}, {"platform": {"ios"}}, {"dim1": {"c"}}} {
+			q := url.Values{"from": {r[0].Format(time.DateOnly)}, "to": {r[1].Format(time.DateOnly)}, "interval": {v.interval}}
+			for name, vals := range dims {
+				q.Set(name, strings.Join(vals, ","))
 			}
+			for k, x := range v.extra {
+				q[k] = x
+			}
+			u := fmt.Sprintf("%s/v1/games/%s/metrics/%s?%s", base, s.ID, v.metric, q.Encode())
+			var got Series
+			getJSON(t, u, s.keys.Read, &got)
+			f := simulation.Filter{Currency: v.extra.Get("currency"), Dims: dims}
+			if len(got.Points) != len(ps) {
+				t.Fatalf("%s: %d points, want %d", u, len(got.Points), len(ps))
+			}
+			for i, p := range ps {
+				if want := s.truth.Value(v.metric, truthIn(v.interval, p), f); !near(got.Points[i].Value, want) {
+					t.Errorf("%s: point %s = %v, want %v", u, p.t, got.Points[i].Value, want)
+				}
+			}
+			checked++
 		}
-		checked++
 	}
 	t.Logf("%d breakdowns and filtered series checked against the ground truth", checked)
 

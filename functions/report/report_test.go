@@ -363,7 +363,8 @@ func TestBadParametersAreRefusedNamingTheParameter(t *testing.T) {
 		{"economy interval must be day, week or month", "/v1/games/" + s.ID + "/economy?from=2026-10-01&to=2026-10-02&interval=hour", "interval"},
 		{"economy filters are checked", "/v1/games/" + s.ID + "/economy?from=2026-10-01&to=2026-10-02&platform=x", "platform"},
 		{"ccu_peak is per hour or day", m + "ccu_peak?from=2026-10-01&to=2026-10-02&interval=week", "interval"},
-		{"ccu_peak has no breakdown", m + "ccu_peak?from=2026-10-01&to=2026-10-02&by=country", "by"},
+		{"ccu_peak by dimension covers at most 31 days", m + "ccu_peak?from=2026-10-01&to=2026-11-01&by=country", "to"},
+		{"minute series have no breakdown", m + "events?from=2026-10-01&to=2026-10-01&interval=minute&by=country", "by"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

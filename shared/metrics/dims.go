@@ -76,10 +76,14 @@ func CheckBy(by string) error {
 	return nil
 }
 
+// MaxCCUDimDays is the longest range of a ccu_peak with a breakdown or
+// dimension filters: it is counted from the player-hour rows of the range
+// when asked (about one row per active player and hour), not kept.
+const MaxCCUDimDays = 31
+
 // checkDims checks a series' dimensions: by names a dimension, filters
 // are valid, and the metric and interval have breakdowns (minute windows
-// and ccu_peak are kept for the whole game only; distinct players per
-// dimension are kept per day).
+// are kept for the whole game only: they serve alert rules).
 func checkDims(metric string, interval Interval, f Filter, by string) error {
 	if err := CheckBy(by); err != nil {
 		return err
@@ -101,13 +105,8 @@ func checkDims(metric string, interval Interval, f Filter, by string) error {
 	if by == "" {
 		param = firstDim(f)
 	}
-	switch {
-	case metric == "ccu_peak":
-		return paramError(param, "ccu_peak is counted for the whole game only, without breakdowns or dimension filters")
-	case interval == Minute:
-		return paramError(param, "minute series are kept for the whole game only; use hour or day for breakdowns and dimension filters")
-	case interval == Hour:
-		return paramError(param, "breakdowns and dimension filters are kept per day: use interval=day, week or month")
+	if interval == Minute {
+		return paramError(param, "minute series are kept for the whole game only (they serve alert windows); use hour or day for breakdowns and dimension filters")
 	}
 	return nil
 }
@@ -177,6 +176,33 @@ func (qq *query) plain() bool { return qq.by == "" && len(qq.dims) == 0 }
 // reads the per-value rollups.
 func (qq *query) byOnly() bool { return qq.by != "" && len(qq.dims) == 0 }
 
+// oneValue rewrites a query filtered on one value of one dimension,
+// without a breakdown, as a breakdown by that dimension (whose group of
+// that value is the answer): per day it reads the per-value rollups, a row
+// per day, instead of every tuple row or player-day of the range. Not for
+// hours (kept per tuple only).
+func (qq *query) oneValue() (*query, string, bool) {
+	if qq.by != "" || len(qq.dims) != 1 || qq.interval == Hour {
+		return nil, "", false
+	}
+	for name, vals := range qq.dims {
+		if len(vals) == 1 {
+			q2 := *qq
+			q2.dims, q2.by = nil, name
+			return &q2, vals[0], true
+		}
+	}
+	return nil, "", false
+}
+
+// valueOf is group v of g as the answer of a query without a breakdown.
+func valueOf(g grouped, v string, n int) grouped {
+	if x, ok := g[v]; ok {
+		return grouped{"": x}
+	}
+	return grouped{"": make([]float64, n)}
+}
+
 // collect reads (key, group, value) rows into g, key mapped to a period
 // index by at (false: skip the row).
 func collect(rows pgx.Rows, n int, g grouped, key any, at func() (int, bool)) error {
@@ -210,7 +236,29 @@ func (q *Queries) sumsG(ctx context.Context, qq *query, metric string, f dimFilt
 	if qq.plain() {
 		return single(q.sums(ctx, qq, metric, f))
 	}
+	if q2, v, ok := qq.oneValue(); ok {
+		g, err := q.sumsG(ctx, q2, metric, f)
+		if err != nil {
+			return nil, err
+		}
+		return valueOf(g, v, len(qq.ps)), nil
+	}
 	g := grouped{}
+	if qq.interval == Hour {
+		starts, ends := qq.spans()
+		where, args, col := dimSQL(qq.dims, qq.by, 7)
+		rows, err := q.pool.Query(ctx, `SELECT p.i::int, `+col+`, sum(r.value)::float8
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(s, e, i)
+JOIN rollup_tuple_hourly r ON r.gameid = $1 AND r.hour >= p.s AND r.hour < p.e AND r.metric = $4
+  AND ($5::text IS NULL OR r.dim = $5) AND ($6::text IS NULL OR r.dim LIKE $6 || '%')
+JOIN dim_tuples t ON t.gameid = r.gameid AND t.tuple = r.tuple
+WHERE true`+where+` GROUP BY 1, 2`, append([]any{qq.game, starts, ends, metric, f.exact, f.prefix}, args...)...)
+		if err != nil {
+			return nil, err
+		}
+		var i int
+		return g, collect(rows, len(qq.ps), g, &i, func() (int, bool) { return i - 1, i >= 1 && i <= len(qq.ps) })
+	}
 	idx := qq.dayIndex()
 	var rows pgx.Rows
 	var err error
@@ -246,6 +294,28 @@ func (q *Queries) distinctG(ctx context.Context, qq *query, paid bool) (grouped,
 			return nil, false, err
 		}
 		return grouped{"": v}, a, nil
+	}
+	if q2, v, ok := qq.oneValue(); ok {
+		g, a, err := q.distinctG(ctx, q2, paid)
+		if err != nil {
+			return nil, false, err
+		}
+		return valueOf(g, v, len(qq.ps)), a, nil
+	}
+	if qq.interval == Hour {
+		starts, ends := qq.spans()
+		where, args, col := dimSQL(qq.dims, qq.by, 5)
+		rows, err := q.pool.Query(ctx, `SELECT p.i::int, `+col+`, count(DISTINCT h.subject)::float8
+FROM unnest($2::timestamptz[], $3::timestamptz[]) WITH ORDINALITY AS p(s, e, i)
+JOIN player_hour_tuples h ON h.gameid = $1 AND h.hour >= p.s AND h.hour < p.e AND (NOT $4 OR h.paid)
+JOIN dim_tuples t ON t.gameid = h.gameid AND t.tuple = h.tuple
+WHERE true`+where+` GROUP BY 1, 2`, append([]any{qq.game, starts, ends, paid}, args...)...)
+		if err != nil {
+			return nil, false, err
+		}
+		g := grouped{}
+		var i int
+		return g, false, collect(rows, len(qq.ps), g, &i, func() (int, bool) { return i - 1, i >= 1 && i <= len(qq.ps) })
 	}
 	if qq.interval == Day && qq.byOnly() {
 		metric := "active_players"
@@ -367,6 +437,9 @@ func add(g grouped, grp string, n, i int, v float64) {
 // period (hours and days; process keeps the peaks per UTC hour and per day
 // of the game's zone).
 func (q *Queries) ccuPeak(ctx context.Context, qq *query) (grouped, error) {
+	if !qq.plain() {
+		return q.ccuPeakG(ctx, qq)
+	}
 	out := make([]float64, len(qq.ps))
 	var rows pgx.Rows
 	var err error
@@ -408,4 +481,100 @@ func (q *Queries) ccuPeak(ctx context.Context, qq *query) (grouped, error) {
 		return nil
 	})
 	return grouped{"": out}, err
+}
+
+// ccuPeakG is ccuPeak per breakdown value and under dimension filters,
+// counted from the minutes of player_hour_tuples: a player is online in a
+// minute under a value when one of their events carrying it fell in that
+// minute or the one before (the hour before the range is read for its
+// last minute).
+func (q *Queries) ccuPeakG(ctx context.Context, qq *query) (grouped, error) {
+	g := grouped{}
+	if len(qq.ps) == 0 {
+		return g, nil
+	}
+	from, to := qq.ps[0].Begin(qq.loc), qq.ps[len(qq.ps)-1].End(qq.loc)
+	where, args, col := dimSQL(qq.dims, qq.by, 4)
+	rows, err := q.pool.Query(ctx, `SELECT h.hour, h.subject, `+col+`, bit_or(h.minutes)
+FROM player_hour_tuples h JOIN dim_tuples t ON t.gameid = h.gameid AND t.tuple = h.tuple
+WHERE h.gameid = $1 AND h.hour >= $2 AND h.hour < $3`+where+` GROUP BY 1, 2, 3`,
+		append([]any{qq.game, from.Truncate(time.Hour).Add(-time.Hour), to}, args...)...)
+	if err != nil {
+		return nil, err
+	}
+	bits := map[hourKey]uint64{}
+	var (
+		k hourKey
+		b int64
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&k.hour, &k.subject, &k.group, &b}, func() error {
+		k.hour = k.hour.UTC()
+		bits[k] = uint64(b)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	online := onlineCounts(bits)
+	for grp, hours := range online {
+		vals := make([]float64, len(qq.ps))
+		for i, p := range qq.ps {
+			start, end := p.Begin(qq.loc), p.End(qq.loc)
+			for h := start.UTC().Truncate(time.Hour); h.Before(end); h = h.Add(time.Hour) {
+				counts, ok := hours[h]
+				if !ok {
+					continue
+				}
+				for m, n := range counts {
+					if at := h.Add(time.Duration(m) * time.Minute); !at.Before(start) && at.Before(end) {
+						vals[i] = max(vals[i], float64(n))
+					}
+				}
+			}
+		}
+		g[grp] = vals
+	}
+	return g, nil
+}
+
+// hourKey is a player's hour under one breakdown group.
+type hourKey struct {
+	hour           time.Time
+	subject, group string
+}
+
+// onlineCounts counts, per group and UTC hour, the players online in each
+// of its minutes (an event in the minute or the one before) from each
+// player's minutes per hour and group (bit i: minute i).
+func onlineCounts(bits map[hourKey]uint64) map[string]map[time.Time]*[60]int32 {
+	const last = uint64(1) << 59
+	out := map[string]map[time.Time]*[60]int32{}
+	count := func(group string, hour time.Time, on uint64) {
+		hs := out[group]
+		if hs == nil {
+			hs = map[time.Time]*[60]int32{}
+			out[group] = hs
+		}
+		c := hs[hour]
+		if c == nil {
+			c = new([60]int32)
+			hs[hour] = c
+		}
+		for m := range 60 {
+			if on&(1<<m) != 0 {
+				c[m]++
+			}
+		}
+	}
+	for k, minutes := range bits {
+		on := minutes | minutes<<1&(last<<1-1)
+		if bits[hourKey{k.hour.Add(-time.Hour), k.subject, k.group}]&last != 0 {
+			on |= 1
+		}
+		count(k.group, k.hour, on)
+		// Online in the next hour's first minute without an event in it.
+		if next := (hourKey{k.hour.Add(time.Hour), k.subject, k.group}); minutes&last != 0 && bits[next] == 0 {
+			count(k.group, next.hour, 1)
+		}
+	}
+	return out
 }

@@ -207,7 +207,13 @@ func (q SeriesQuery) Validate() error {
 	if err := checkFilters(q.Metric, q.Currency, q.Severity); err != nil {
 		return err
 	}
-	return checkDims(q.Metric, q.Interval, q.Filter, q.By)
+	if err := checkDims(q.Metric, q.Interval, q.Filter, q.By); err != nil {
+		return err
+	}
+	if days := int(civilDay(q.To).Sub(civilDay(q.From))/(24*time.Hour)) + 1; q.Metric == "ccu_peak" && (q.By != "" || len(q.Filter) > 0) && days > MaxCCUDimDays {
+		return paramError("to", "ccu_peak with a breakdown or dimension filters covers at most %d days, the range is %d", MaxCCUDimDays, days)
+	}
+	return nil
 }
 
 // Validate checks the query's parameters: game, metric, period (a known

@@ -124,12 +124,17 @@ func (r *Recount) Economy(from, to time.Time, f Filter) (perDay map[string]map[s
 
 // Online is how many players were online in the UTC minute m: an event
 // in m or the minute before.
-func (r *Recount) Online(m time.Time) int {
+func (r *Recount) Online(m time.Time) int { return r.OnlineUnder(m, Filter{}) }
+
+// OnlineUnder is Online counting only events f keeps: a player is online
+// under a dimension value when an event carrying it fell in m or the
+// minute before.
+func (r *Recount) OnlineUnder(m time.Time, f Filter) int {
 	set := map[string]bool{}
 	for _, h := range []time.Time{m.Add(-time.Minute).Truncate(time.Hour), m.Truncate(time.Hour)} {
 		for _, i := range r.byHour[h] {
 			e := &r.Events[i]
-			if t := e.Time.Truncate(time.Minute); t.Equal(m) || t.Equal(m.Add(-time.Minute)) {
+			if t := e.Time.Truncate(time.Minute); (t.Equal(m) || t.Equal(m.Add(-time.Minute))) && f.Keeps(e.Dims) {
 				set[e.Subject] = true
 			}
 		}
@@ -139,7 +144,10 @@ func (r *Recount) Online(m time.Time) int {
 
 // CCUPeak is the highest Online of the minutes of p (a UTC hour, or
 // calendar days of the game).
-func (r *Recount) CCUPeak(p Period) int {
+func (r *Recount) CCUPeak(p Period) int { return r.CCUPeakUnder(p, Filter{}) }
+
+// CCUPeakUnder is CCUPeak of the events f keeps.
+func (r *Recount) CCUPeakUnder(p Period, f Filter) int {
 	var start, end time.Time
 	if !p.Hour.IsZero() {
 		start, end = p.Hour, p.Hour.Add(time.Hour)
@@ -159,7 +167,7 @@ func (r *Recount) CCUPeak(p Period) int {
 		}
 	}
 	for m := range cands {
-		peak = max(peak, r.Online(m))
+		peak = max(peak, r.OnlineUnder(m, f))
 	}
 	return peak
 }

@@ -520,6 +520,8 @@ func (r *Recount) Value(metric string, p Period, f Filter) float64 {
 		return count(func(e *Fact) bool {
 			return e.Type == events.TypeError && (f.Severity == "" || e.Text("severity") == f.Severity)
 		})
+	case "ccu_peak":
+		return float64(r.CCUPeakUnder(p, f))
 	}
 	panic("simulation: no recount of metric " + metric)
 }

@@ -10,6 +10,7 @@
   const RETENTION_DAYS = [1, 7, 30];
   const LTV_DAYS = [0, 1, 3, 7, 14, 30, 60, 90];
   const HOUR_DAYS = 7; // the longest range an hourly series accepts
+  const CCU_FILTERED_DAYS = 31; // the longest filtered ccu_peak series
   const SVG = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
   let game = null;
@@ -129,11 +130,13 @@
   }
 
   // ccuPath is the CCU panel's request: per day over the range, or per hour
-  // over its last days (an hourly series is at most HOUR_DAYS long).
+  // over its last days (an hourly series is at most HOUR_DAYS long, a
+  // filtered one per day at most CCU_FILTERED_DAYS: counted when asked).
   function ccuPath(filters) {
     const from = $("from").value, to = $("to").value, interval = $("ccu-interval").value;
-    const last = addDays(to, -(HOUR_DAYS - 1));
-    return withQuery(gamePath("metrics/ccu_peak"), Object.assign({ from: interval === "hour" && last > from ? last : from, to, interval }, filters));
+    const days = interval === "hour" ? HOUR_DAYS : Object.keys(filters).length ? CCU_FILTERED_DAYS : 0;
+    const last = days ? addDays(to, -(days - 1)) : from;
+    return withQuery(gamePath("metrics/ccu_peak"), Object.assign({ from: last > from ? last : from, to, interval }, filters));
   }
 
   const RENDER = {
