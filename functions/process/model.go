@@ -524,7 +524,9 @@ func (d deltas) addTuple(game string, tp tupleRef, day, hour time.Time, metric, 
 		return
 	}
 	d.addOne(rollKey{game: game, grain: tupleDaily, bucket: day, metric: metric, dim: dim, tuple: tp.id}, v)
-	d.addOne(rollKey{game: game, grain: tupleHourly, bucket: hour, metric: metric, dim: dim, tuple: tp.id}, v)
+	if !strings.HasPrefix(metric, mProgression) { // progression is answered per day only
+		d.addOne(rollKey{game: game, grain: tupleHourly, bucket: hour, metric: metric, dim: dim, tuple: tp.id}, v)
+	}
 	for i, val := range tp.dims {
 		d.addOne(rollKey{game: game, grain: dimDaily, bucket: day, metric: metric, dim: dim, dname: int8(i), dvalue: val}, v)
 	}

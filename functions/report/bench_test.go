@@ -245,4 +245,17 @@ func BenchmarkReport(b *testing.B) {
 	b.Run("DAU90DaysFilteredIOS", func(b *testing.B) {
 		latency(b, g+"/metrics/dau?interval=day&platform=ios&from="+from+"&to="+today.Format(time.DateOnly))
 	})
+	b.Run("DAU90DaysFilteredIOSAndUS", func(b *testing.B) {
+		latency(b, g+"/metrics/dau?interval=day&platform=ios&country=US&from="+from+"&to="+today.Format(time.DateOnly))
+	})
+	week := today.AddDate(0, 0, -6).Format(time.DateOnly)
+	b.Run("DAUPerHour7DaysByCountry", func(b *testing.B) {
+		latency(b, g+"/metrics/dau?interval=hour&by=country&from="+week+"&to="+today.Format(time.DateOnly))
+	})
+	b.Run("EventsPerHour7DaysFilteredIOS", func(b *testing.B) {
+		latency(b, g+"/metrics/events?interval=hour&platform=ios&from="+week+"&to="+today.Format(time.DateOnly))
+	})
+	b.Run("CCUPerDay31DaysByPlatform", func(b *testing.B) {
+		latency(b, g+"/metrics/ccu_peak?interval=day&by=platform&from="+today.AddDate(0, 0, -30).Format(time.DateOnly)+"&to="+today.Format(time.DateOnly))
+	})
 }
