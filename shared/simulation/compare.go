@@ -164,7 +164,11 @@ func (r Reader) extraMismatches(ctx context.Context, truth Truth) ([]string, err
 	var diffs []string
 	span := url.Values{"from": {truth.From}, "to": {truth.To}}
 	for _, b := range truth.Breakdowns {
-		q := url.Values{"from": {truth.From}, "to": {truth.To}, "interval": {"day"}, "by": {b.By}}
+		interval := b.Interval
+		if interval == "" {
+			interval = "day"
+		}
+		q := url.Values{"from": {truth.From}, "to": {truth.To}, "interval": {interval}, "by": {b.By}}
 		var out struct {
 			Series []ByValue `json:"series"`
 		}
@@ -183,7 +187,7 @@ func (r Reader) extraMismatches(ctx context.Context, truth Truth) ([]string, err
 					g = pts[i].Value
 				}
 				if g != w.Value {
-					diffs = append(diffs, fmt.Sprintf("%s by %s=%s %s = %v, want %v", b.Metric, b.By, want.Value, w.T, g, w.Value))
+					diffs = append(diffs, fmt.Sprintf("%s per %s by %s=%s %s = %v, want %v", b.Metric, interval, b.By, want.Value, w.T, g, w.Value))
 				}
 			}
 			delete(got, want.Value)

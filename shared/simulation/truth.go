@@ -28,7 +28,8 @@ type Truth struct {
 	Retention     []Cohort `json:"retention"`
 	RetentionDays []int    `json:"retention_days"`
 	Events        int      `json:"events"`
-	// Breakdowns (TruthBreakdowns), LTV per currency (TruthLTVDays),
+	// Breakdowns (TruthBreakdowns per day, TruthHourlyBreakdowns per hour,
+	// ccu_peak by platform per day), LTV per currency (TruthLTVDays),
 	// economy per virtual currency and day, and ccu_peak per day.
 	Breakdowns []Breakdown            `json:"breakdowns,omitempty"`
 	LTV        map[string][]LTVCohort `json:"ltv,omitempty"`
@@ -91,9 +92,11 @@ type ByValue struct {
 
 // Breakdown is a daily metric broken down by one dimension (by=).
 type Breakdown struct {
-	Metric string    `json:"metric"`
-	By     string    `json:"by"`
-	Series []ByValue `json:"series"`
+	Metric string `json:"metric"`
+	By     string `json:"by"`
+	// Interval is the series' interval: day (also when empty) or hour.
+	Interval string    `json:"interval,omitempty"`
+	Series   []ByValue `json:"series"`
 }
 
 // FlowTruth is one day's sources and sinks of a virtual currency.
@@ -109,6 +112,28 @@ func TruthBreakdowns() [][2]string {
 		{"paying_players", "dim2"}}
 }
 
+// TruthHourlyBreakdowns are the breakdowns the truth carries per hour
+// (ranges of at most 7 days) and ccu_peak's per day (at most 31 days).
+func TruthHourlyBreakdowns() [][2]string {
+	return [][2]string{{"dau", "platform"}, {"events", "country"}, {"ccu_peak", "platform"}}
+}
+
+// hoursOf are the UTC hours starting inside the game's days [first, last],
+// as an hourly series has them.
+func hoursOf(first, last time.Time, loc *time.Location) []time.Time {
+	start := time.Date(first.Year(), first.Month(), first.Day(), 0, 0, 0, 0, loc)
+	end := time.Date(last.Year(), last.Month(), last.Day()+1, 0, 0, 0, 0, loc)
+	h := start.UTC().Truncate(time.Hour)
+	if h.Before(start) {
+		h = h.Add(time.Hour)
+	}
+	var out []time.Time
+	for ; h.Before(end); h = h.Add(time.Hour) {
+		out = append(out, h)
+	}
+	return out
+}
+
 // TruthLTVDays are the days of the truth's LTV.
 func TruthLTVDays() []int { return []int{0, 1, 3} }
 
@@ -120,6 +145,32 @@ func (t *Truth) addExtras(r *Recount, first, last time.Time) {
 			s := ByValue{Value: v}
 			for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
 				s.Points = append(s.Points, Point{T: d.Format(time.DateOnly), Value: r.Value(mb[0], Period{From: d, To: d}, Filter{}.With(mb[1], v))})
+			}
+			b.Series = append(b.Series, s)
+		}
+		t.Breakdowns = append(t.Breakdowns, b)
+	}
+	days := int(last.Sub(first)/(24*time.Hour)) + 1
+	for _, mb := range TruthHourlyBreakdowns() {
+		if days > 7 {
+			break
+		}
+		b := Breakdown{Metric: mb[0], By: mb[1], Interval: "hour"}
+		for _, v := range r.Values(mb[1]) {
+			s := ByValue{Value: v}
+			for _, h := range hoursOf(first, last, r.Location) {
+				s.Points = append(s.Points, Point{T: h.In(r.Location).Format(time.RFC3339), Value: r.Value(mb[0], Period{Hour: h}, Filter{}.With(mb[1], v))})
+			}
+			b.Series = append(b.Series, s)
+		}
+		t.Breakdowns = append(t.Breakdowns, b)
+	}
+	if days <= 31 {
+		b := Breakdown{Metric: "ccu_peak", By: "platform"}
+		for _, v := range r.Values("platform") {
+			s := ByValue{Value: v}
+			for d := first; !d.After(last); d = d.AddDate(0, 0, 1) {
+				s.Points = append(s.Points, Point{T: d.Format(time.DateOnly), Value: r.Value("ccu_peak", Period{From: d, To: d}, Filter{}.With("platform", v))})
 			}
 			b.Series = append(b.Series, s)
 		}
