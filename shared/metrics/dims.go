@@ -83,9 +83,9 @@ func CheckBy(by string) error {
 const MaxCCUDimDays = 31
 
 // checkDims checks a series' dimensions: by names a dimension, filters
-// are valid, and the metric and interval have breakdowns (minute windows
+// are valid, and the interval has breakdowns (minute windows
 // are kept for the whole game only: they serve alert rules).
-func checkDims(metric string, interval Interval, f Filter, by string) error {
+func checkDims(interval Interval, f Filter, by string) error {
 	if err := CheckBy(by); err != nil {
 		return err
 	}

@@ -122,7 +122,7 @@ func FuzzFilterOf(f *testing.F) {
 			}
 			return
 		}
-		if err := checkDims("events", Day, got, ""); err != nil {
+		if err := checkDims(Day, got, ""); err != nil {
 			t.Fatalf("FilterOf accepted %v that checkDims refuses: %v", got, err)
 		}
 		for name, vals := range got {

@@ -65,7 +65,7 @@ func (q LTVQuery) Validate() error {
 	if q.Currency != "" && !currencyRe.MatchString(q.Currency) {
 		return paramError("currency", "want an ISO 4217 code such as USD, got %q", q.Currency)
 	}
-	return checkDims("", Day, q.Filter, "")
+	return checkDims(Day, q.Filter, "")
 }
 
 // LTV answers lq, one entry per currency with revenue (sorted), each with
@@ -247,7 +247,7 @@ func (q EconomyQuery) Validate() error {
 	if len(q.Currency) > events.MaxStringLen {
 		return paramError("currency", "at most %d characters", events.MaxStringLen)
 	}
-	return checkDims("", Day, q.Filter, "")
+	return checkDims(Day, q.Filter, "")
 }
 
 // Economy answers eq, one entry per virtual currency (sorted): amounts per

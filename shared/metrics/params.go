@@ -207,7 +207,7 @@ func (q SeriesQuery) Validate() error {
 	if err := checkFilters(q.Metric, q.Currency, q.Severity); err != nil {
 		return err
 	}
-	if err := checkDims(q.Metric, q.Interval, q.Filter, q.By); err != nil {
+	if err := checkDims(q.Interval, q.Filter, q.By); err != nil {
 		return err
 	}
 	if days := int(civilDay(q.To).Sub(civilDay(q.From))/(24*time.Hour)) + 1; q.Metric == "ccu_peak" && (q.By != "" || len(q.Filter) > 0) && days > MaxCCUDimDays {
@@ -269,7 +269,7 @@ func (q RetentionQuery) Validate() error {
 	if err := CheckDays(q.Days); err != nil {
 		return err
 	}
-	return checkDims("", Day, q.Filter, "")
+	return checkDims(Day, q.Filter, "")
 }
 
 // Validate checks game, from and to.
@@ -280,5 +280,5 @@ func (q ProgressionQuery) Validate() error {
 	if err := CheckRange(Day, q.From, q.To); err != nil {
 		return err
 	}
-	return checkDims("", Day, q.Filter, "")
+	return checkDims(Day, q.Filter, "")
 }
